@@ -1,0 +1,3 @@
+DROP TABLE job_dedup;
+DROP TABLE jobs;
+DROP TABLE nodes;

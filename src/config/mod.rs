@@ -1,0 +1,286 @@
+//! The configuration: one typed tree, loaded once from defaults, `devmesh.toml`,
+//! `DEVMESH_SECTION__KEY` environment variables and command-line flags (in that order),
+//! validated before anything starts, then passed explicitly.
+
+mod load;
+mod show;
+mod types;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+pub use load::{ConfigError, LoadedConfig, Overrides, load};
+pub use show::render_with_sources;
+pub use types::{Duration, ListenAddr, Role, Roles, SecretUrl};
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Directory for the embedded database and the node's identity file.
+    pub data_dir: PathBuf,
+    pub node: NodeConfig,
+    pub mcp: ListenerConfig,
+    pub api: ListenerConfig,
+    pub http: HttpConfig,
+    pub database: DatabaseConfig,
+    pub redis: RedisConfig,
+    pub jobs: JobsConfig,
+    pub log: LogConfig,
+    pub shutdown: ShutdownConfig,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// Roles this node runs.
+    pub roles: Roles,
+    /// Human-readable node name shown in the node registry; defaults to the host name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// How often the node records that it is alive.
+    pub heartbeat_interval: Duration,
+    /// A node that has not beaten for this long is marked gone.
+    pub gone_after: Duration,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerConfig {
+    pub listen: ListenAddr,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Largest accepted request body, in bytes.
+    pub body_limit_bytes: usize,
+    /// HTTP worker threads per listener; 0 means one per CPU core.
+    pub workers: usize,
+    /// How long a readiness check waits for each dependency.
+    pub ready_timeout: Duration,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// `postgres://...` for the scale-out shape; unset means SQLite in the data directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<SecretUrl>,
+    pub max_connections: usize,
+    pub connect_timeout: Duration,
+    /// Apply pending migrations when `serve` starts.
+    pub auto_migrate: bool,
+    /// How long SQLite waits for a lock before giving up.
+    pub sqlite_busy_timeout: Duration,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisConfig {
+    /// `redis://...`: job streams, cross-node pub/sub, caches and counters. Unset means in-process.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<SecretUrl>,
+    /// Prefix of every key and channel devmesh uses, so that several deployments can share one Redis.
+    pub key_prefix: String,
+    pub command_timeout: Duration,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobsConfig {
+    /// A job not acknowledged within this time is handed to another worker.
+    pub visibility_timeout: Duration,
+    /// How long an idle worker waits for a job before asking again.
+    pub poll_interval: Duration,
+    /// How long a deduplication key keeps a second identical job out.
+    pub dedup_window: Duration,
+    /// Concurrent jobs per queue on each node that consumes it.
+    pub concurrency: BTreeMap<String, usize>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable on a terminal, JSON otherwise.
+    Auto,
+    Json,
+    Text,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// A level (`info`) or a filter (`info,devmesh::jobs=debug`).
+    pub level: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShutdownConfig {
+    /// How long in-flight requests and jobs get to finish after SIGTERM or SIGINT.
+    pub grace_period: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let concurrency = [("default", 4), ("system", 1), ("indexing", 1)]
+            .into_iter()
+            .map(|(q, n)| (q.to_string(), n))
+            .collect();
+        Self {
+            data_dir: PathBuf::from("devmesh-data"),
+            node: NodeConfig {
+                roles: Roles::all(),
+                name: None,
+                heartbeat_interval: Duration::from_secs(10),
+                gone_after: Duration::from_secs(60),
+            },
+            mcp: ListenerConfig { listen: ListenAddr(([127, 0, 0, 1], 8080).into()) },
+            api: ListenerConfig { listen: ListenAddr(([127, 0, 0, 1], 8081).into()) },
+            http: HttpConfig {
+                body_limit_bytes: 1024 * 1024,
+                workers: 0,
+                ready_timeout: Duration::from_secs(2),
+            },
+            database: DatabaseConfig {
+                url: None,
+                max_connections: 16,
+                connect_timeout: Duration::from_secs(5),
+                auto_migrate: true,
+                sqlite_busy_timeout: Duration::from_secs(5),
+            },
+            redis: RedisConfig {
+                url: None,
+                key_prefix: "devmesh:".into(),
+                command_timeout: Duration::from_secs(5),
+            },
+            jobs: JobsConfig {
+                visibility_timeout: Duration::from_secs(60),
+                poll_interval: Duration::from_secs(1),
+                dedup_window: Duration::from_secs(24 * 3600),
+                concurrency,
+            },
+            log: LogConfig { format: LogFormat::Auto, level: "info".into() },
+            shutdown: ShutdownConfig { grace_period: Duration::from_secs(30) },
+        }
+    }
+}
+
+/// Which database this configuration points at.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DatabaseTarget {
+    Sqlite(PathBuf),
+    Postgres(SecretUrl),
+}
+
+impl Config {
+    pub fn database_target(&self) -> DatabaseTarget {
+        match &self.database.url {
+            Some(url) => DatabaseTarget::Postgres(url.clone()),
+            None => DatabaseTarget::Sqlite(self.data_dir.join("devmesh.db")),
+        }
+    }
+
+    /// Checks what the types alone cannot; each error names the key, the value and what is expected.
+    pub fn validate(&self) -> Result<(), Vec<ConfigError>> {
+        let mut errors = Vec::new();
+        let mut check = |ok: bool, key: &str, value: String, expected: &str| {
+            if !ok {
+                errors.push(ConfigError::invalid(key, value, expected));
+            }
+        };
+        if let Some(url) = &self.database.url {
+            check(
+                matches!(url.scheme(), "postgres" | "postgresql"),
+                "database.url",
+                url.redacted(),
+                "a postgres:// URL (leave it unset for the embedded SQLite database)",
+            );
+        }
+        if let Some(url) = &self.redis.url {
+            check(
+                matches!(url.scheme(), "redis" | "rediss"),
+                "redis.url",
+                url.redacted(),
+                "a redis:// or rediss:// URL",
+            );
+        }
+        check(
+            (1..=1000).contains(&self.database.max_connections),
+            "database.max_connections",
+            self.database.max_connections.to_string(),
+            "a number from 1 to 1000",
+        );
+        check(
+            self.http.body_limit_bytes >= 1024,
+            "http.body_limit_bytes",
+            self.http.body_limit_bytes.to_string(),
+            "at least 1024 bytes",
+        );
+        check(
+            self.http.workers <= 256,
+            "http.workers",
+            self.http.workers.to_string(),
+            "a number from 0 (one per core) to 256",
+        );
+        check(
+            !self.redis.key_prefix.is_empty() && !self.redis.key_prefix.contains(char::is_whitespace),
+            "redis.key_prefix",
+            format!("{:?}", self.redis.key_prefix),
+            "a non-empty prefix without spaces",
+        );
+        check(
+            tracing_subscriber::EnvFilter::try_new(&self.log.level).is_ok(),
+            "log.level",
+            format!("{:?}", self.log.level),
+            "a level (error, warn, info, debug, trace) or a filter such as \"info,devmesh=debug\"",
+        );
+        for (key, d) in [
+            ("node.heartbeat_interval", self.node.heartbeat_interval),
+            ("jobs.visibility_timeout", self.jobs.visibility_timeout),
+            ("jobs.poll_interval", self.jobs.poll_interval),
+            ("jobs.dedup_window", self.jobs.dedup_window),
+            ("http.ready_timeout", self.http.ready_timeout),
+            ("database.connect_timeout", self.database.connect_timeout),
+            ("redis.command_timeout", self.redis.command_timeout),
+        ] {
+            check(!d.get().is_zero(), key, d.to_string(), "a duration greater than zero");
+        }
+        check(
+            self.node.gone_after > self.node.heartbeat_interval,
+            "node.gone_after",
+            self.node.gone_after.to_string(),
+            "a duration longer than node.heartbeat_interval",
+        );
+        for (queue, n) in &self.jobs.concurrency {
+            check(
+                (1..=1024).contains(n),
+                &format!("jobs.concurrency.{queue}"),
+                n.to_string(),
+                "a number from 1 to 1024",
+            );
+        }
+        if let Some(name) = &self.node.name {
+            check(
+                !name.is_empty() && name.len() <= 128,
+                "node.name",
+                format!("{name:?}"),
+                "a name of 1 to 128 characters",
+            );
+        }
+        if errors.is_empty() { Ok(()) } else { Err(errors) }
+    }
+
+    /// Concurrency for a queue: its configured value, else the `default` queue's.
+    pub fn queue_concurrency(&self, queue: &str) -> usize {
+        self.jobs
+            .concurrency
+            .get(queue)
+            .or_else(|| self.jobs.concurrency.get("default"))
+            .copied()
+            .unwrap_or(1)
+    }
+}

@@ -1,0 +1,18 @@
+//! # devmesh
+//!
+//! AI agent orchestration for DevOps teams, in one executable.
+//!
+//! ## Layout
+//!
+//! - [`config`]: the typed configuration tree and how it is loaded and shown.
+//! - [`storage`]: SQLite or PostgreSQL behind one set of storage functions; migrations.
+//! - [`bus`]: job queue, pub/sub, cache and counters, in-process or on Redis.
+//! - [`jobs`]: the job trait, the runner that drains queues, and the platform's own jobs.
+//! - [`nodes`]: this node's identity and heartbeat in the node registry.
+//! - [`http`]: the listeners, their shared middleware, errors and system endpoints.
+//! - [`telemetry`]: logs and Prometheus metrics.
+//! - [`app`]: wires the parts into a running node and shuts it down gracefully.
+//! - [`cli`]: the `devmesh` command line.
+
+pub mod config;
+pub mod storage;

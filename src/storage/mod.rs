@@ -1,0 +1,186 @@
+//! Storage on SQLite (embedded shape) or PostgreSQL with pgvector (scale-out shape).
+//!
+//! [`Db`] is an enum of two pools. Storage functions are written once with [`with_conn!`],
+//! which expands the same query body for each backend; SQL that differs between the two
+//! lives in explicit `match` arms inside this module and nowhere else.
+//!
+//! SQLite rule: a transaction that writes must start with a write, so that it takes the
+//! write lock at once and waits (busy timeout) instead of failing to upgrade a read lock.
+
+pub mod jobs;
+pub mod migrations;
+pub mod nodes;
+pub mod schema;
+
+use std::path::Path;
+
+use diesel::sqlite::SqliteConnection;
+use diesel_async::pooled_connection::deadpool::{Pool, PoolError};
+use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
+use diesel_async::sync_connection_wrapper::SyncConnectionWrapper;
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
+use futures_util::FutureExt;
+
+use crate::config::{Config, DatabaseTarget};
+
+pub type SqliteConn = SyncConnectionWrapper<SqliteConnection>;
+pub type PgPool = Pool<AsyncPgConnection>;
+pub type SqlitePool = Pool<SqliteConn>;
+
+/// A handle on the database: cheap to clone, shared by every part of a node.
+#[derive(Clone)]
+pub enum Db {
+    Postgres(PgPool),
+    Sqlite(SqlitePool),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
+    #[error("record not found")]
+    NotFound,
+    #[error("database query failed: {0}")]
+    Query(#[from] diesel::result::Error),
+    #[error("migration failed: {0}")]
+    Migration(String),
+}
+
+impl From<PoolError> for StorageError {
+    fn from(e: PoolError) -> Self {
+        StorageError::Unavailable(e.to_string())
+    }
+}
+
+pub type StorageResult<T> = Result<T, StorageError>;
+
+/// Runs `$body` with `$conn` bound to a pooled connection of whichever backend `$db` is.
+/// The body is expanded once per backend, so it must compile against both.
+#[macro_export]
+macro_rules! with_conn {
+    ($db:expr, |$conn:ident| $body:expr) => {
+        match $db {
+            $crate::storage::Db::Postgres(pool) => {
+                let mut pooled = pool.get().await.map_err($crate::storage::StorageError::from)?;
+                let $conn = &mut *pooled;
+                $body
+            }
+            $crate::storage::Db::Sqlite(pool) => {
+                let mut pooled = pool.get().await.map_err($crate::storage::StorageError::from)?;
+                let $conn = &mut *pooled;
+                $body
+            }
+        }
+    };
+}
+
+/// Usage of the connection pool, for metrics.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolUsage {
+    pub max: usize,
+    pub open: usize,
+    pub idle: usize,
+    pub waiting: usize,
+}
+
+impl Db {
+    /// Builds the pool. No connection is made yet: a database that is down at start is
+    /// retried by whoever uses the pool, and readiness says so meanwhile.
+    pub fn connect(config: &Config) -> StorageResult<Self> {
+        let db = &config.database;
+        match config.database_target() {
+            DatabaseTarget::Postgres(url) => {
+                let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(url.expose());
+                let pool = Pool::builder(manager)
+                    .max_size(db.max_connections)
+                    .wait_timeout(Some(db.connect_timeout.get()))
+                    .create_timeout(Some(db.connect_timeout.get()))
+                    .recycle_timeout(Some(db.connect_timeout.get()))
+                    .runtime(deadpool::Runtime::Tokio1)
+                    .build()
+                    .map_err(|e| StorageError::Unavailable(e.to_string()))?;
+                Ok(Db::Postgres(pool))
+            }
+            DatabaseTarget::Sqlite(path) => {
+                ensure_parent_dir(&path)?;
+                let busy_ms = db.sqlite_busy_timeout.get().as_millis();
+                let mut manager_config = ManagerConfig::<SqliteConn>::default();
+                manager_config.custom_setup = Box::new(move |url| {
+                    let url = url.to_string();
+                    async move {
+                        let mut conn = SqliteConn::establish(&url).await?;
+                        conn.batch_execute(&sqlite_pragmas(busy_ms))
+                            .await
+                            .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
+                        Ok(conn)
+                    }
+                    .boxed()
+                });
+                let manager = AsyncDieselConnectionManager::<SqliteConn>::new_with_config(
+                    path.to_string_lossy(),
+                    manager_config,
+                );
+                let pool = Pool::builder(manager)
+                    .max_size(db.max_connections)
+                    .wait_timeout(Some(db.sqlite_busy_timeout.get()))
+                    .runtime(deadpool::Runtime::Tokio1)
+                    .build()
+                    .map_err(|e| StorageError::Unavailable(e.to_string()))?;
+                Ok(Db::Sqlite(pool))
+            }
+        }
+    }
+
+    pub fn backend_name(&self) -> &'static str {
+        match self {
+            Db::Postgres(_) => "postgres",
+            Db::Sqlite(_) => "sqlite",
+        }
+    }
+
+    /// One round trip to the database.
+    pub async fn ping(&self) -> StorageResult<()> {
+        with_conn!(self, |conn| {
+            diesel::sql_query("SELECT 1").execute(conn).await?;
+            Ok(())
+        })
+    }
+
+    pub fn usage(&self) -> PoolUsage {
+        let status = match self {
+            Db::Postgres(pool) => pool.status(),
+            Db::Sqlite(pool) => pool.status(),
+        };
+        PoolUsage { max: status.max_size, open: status.size, idle: status.available, waiting: status.waiting }
+    }
+
+    pub fn close(&self) {
+        match self {
+            Db::Postgres(pool) => pool.close(),
+            Db::Sqlite(pool) => pool.close(),
+        }
+    }
+}
+
+/// Settings applied to every SQLite connection.
+pub(crate) fn sqlite_pragmas(busy_timeout_ms: u128) -> String {
+    format!(
+        "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = {busy_timeout_ms}; \
+         PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;"
+    )
+}
+
+fn ensure_parent_dir(path: &Path) -> StorageResult<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            StorageError::Unavailable(format!("cannot create the data directory {}: {e}", dir.display()))
+        })?;
+    }
+    Ok(())
+}
+
+/// The current time as stored in the database (UTC, microsecond precision on both backends).
+pub fn now() -> chrono::NaiveDateTime {
+    use chrono::{SubsecRound, Utc};
+    Utc::now().naive_utc().trunc_subsecs(6)
+}
