@@ -14,5 +14,6 @@
 //! - [`app`]: wires the parts into a running node and shuts it down gracefully.
 //! - [`cli`]: the `devmesh` command line.
 
+pub mod bus;
 pub mod config;
 pub mod storage;
