@@ -14,6 +14,14 @@
 //! - [`app`]: wires the parts into a running node and shuts it down gracefully.
 //! - [`cli`]: the `devmesh` command line.
 
+pub mod app;
 pub mod bus;
+pub mod cli;
 pub mod config;
 pub mod storage;
+pub mod telemetry;
+pub mod context;
+pub mod health;
+pub mod http;
+pub mod jobs;
+pub mod nodes;

@@ -8,7 +8,7 @@ use diesel::backend::Backend;
 use diesel::pg::Pg;
 use diesel::sqlite::{Sqlite, SqliteConnection};
 use diesel::RunQueryDsl;
-use diesel_async::AsyncPgConnection;
+use diesel_async::{AsyncConnection as _, AsyncPgConnection};
 use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
@@ -18,6 +18,8 @@ use crate::config::DatabaseTarget;
 const POSTGRES: EmbeddedMigrations = embed_migrations!("migrations/postgres");
 const SQLITE: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 /// Arbitrary constant naming devmesh's migration lock.
+/// How long opening the migration connection to PostgreSQL may take.
+const PG_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 const PG_MIGRATION_LOCK: i64 = 0x6465_766d_6573_68;
 
 type PgSyncConn = AsyncConnectionWrapper<AsyncPgConnection>;
@@ -103,25 +105,31 @@ where
     T: Send + 'static,
     F: FnOnce(SyncConn<'_>) -> StorageResult<T> + Send + 'static,
 {
-    let target = target.clone();
-    tokio::task::spawn_blocking(move || match target {
+    let task = match target {
         DatabaseTarget::Postgres(url) => {
-            let mut conn = PgSyncConn::establish(url.expose())
+            // Connect here, under a timeout: a server that accepts but never answers must
+            // not hold the blocking thread forever.
+            let conn = tokio::time::timeout(PG_CONNECT_TIMEOUT, AsyncPgConnection::establish(url.expose()))
+                .await
+                .map_err(|_| StorageError::Unavailable(format!("no answer within {} s", PG_CONNECT_TIMEOUT.as_secs())))?
                 .map_err(|e| StorageError::Unavailable(e.to_string()))?;
-            f(SyncConn::Pg(&mut conn))
+            let mut conn = PgSyncConn::from(conn);
+            tokio::task::spawn_blocking(move || f(SyncConn::Pg(&mut conn)))
         }
         DatabaseTarget::Sqlite(path) => {
-            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir).map_err(|e| StorageError::Unavailable(e.to_string()))?;
-            }
-            let mut conn = SqliteConnection::establish(&path.to_string_lossy())
-                .map_err(|e| StorageError::Unavailable(e.to_string()))?;
-            diesel::connection::SimpleConnection::batch_execute(&mut conn, &sqlite_pragmas(5_000))?;
-            f(SyncConn::Sqlite(&mut conn))
+            let path = path.clone();
+            tokio::task::spawn_blocking(move || {
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir).map_err(|e| StorageError::Unavailable(e.to_string()))?;
+                }
+                let mut conn = SqliteConnection::establish(&path.to_string_lossy())
+                    .map_err(|e| StorageError::Unavailable(e.to_string()))?;
+                diesel::connection::SimpleConnection::batch_execute(&mut conn, &sqlite_pragmas(5_000))?;
+                f(SyncConn::Sqlite(&mut conn))
+            })
         }
-    })
-    .await
-    .map_err(|e| StorageError::Migration(format!("migration task failed: {e}")))?
+    };
+    task.await.map_err(|e| StorageError::Migration(format!("migration task failed: {e}")))?
 }
 
 fn locked<T>(conn: &mut PgSyncConn, f: impl FnOnce(&mut PgSyncConn) -> StorageResult<T>) -> StorageResult<T> {

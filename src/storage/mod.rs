@@ -86,11 +86,22 @@ pub struct PoolUsage {
 impl Db {
     /// Builds the pool. No connection is made yet: a database that is down at start is
     /// retried by whoever uses the pool, and readiness says so meanwhile.
+    ///
+    /// Must be called on the node's main runtime: every connection is opened there, so it
+    /// outlives the HTTP workers' runtimes (an SQLite connection runs its queries on the
+    /// runtime that opened it, a PostgreSQL connection's driver task lives there).
     pub fn connect(config: &Config) -> StorageResult<Self> {
         let db = &config.database;
+        let runtime = tokio::runtime::Handle::current();
         match config.database_target() {
             DatabaseTarget::Postgres(url) => {
-                let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(url.expose());
+                let mut manager_config = ManagerConfig::<AsyncPgConnection>::default();
+                manager_config.custom_setup = Box::new(move |url| {
+                    let url = url.to_string();
+                    on_runtime(&runtime, async move { AsyncPgConnection::establish(&url).await })
+                });
+                let manager =
+                    AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(url.expose(), manager_config);
                 let pool = Pool::builder(manager)
                     .max_size(db.max_connections)
                     .wait_timeout(Some(db.connect_timeout.get()))
@@ -107,14 +118,13 @@ impl Db {
                 let mut manager_config = ManagerConfig::<SqliteConn>::default();
                 manager_config.custom_setup = Box::new(move |url| {
                     let url = url.to_string();
-                    async move {
+                    on_runtime(&runtime, async move {
                         let mut conn = SqliteConn::establish(&url).await?;
                         conn.batch_execute(&sqlite_pragmas(busy_ms))
                             .await
                             .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
                         Ok(conn)
-                    }
-                    .boxed()
+                    })
                 });
                 let manager = AsyncDieselConnectionManager::<SqliteConn>::new_with_config(
                     path.to_string_lossy(),
@@ -160,6 +170,20 @@ impl Db {
             Db::Sqlite(pool) => pool.close(),
         }
     }
+}
+
+/// Opens a connection on `runtime`, whichever runtime asks for it.
+fn on_runtime<C: Send + 'static>(
+    runtime: &tokio::runtime::Handle,
+    establish: impl Future<Output = diesel::ConnectionResult<C>> + Send + 'static,
+) -> futures_util::future::BoxFuture<'static, diesel::ConnectionResult<C>> {
+    let task = runtime.spawn(establish);
+    async move {
+        task.await.map_err(|e| {
+            diesel::ConnectionError::BadConnection(format!("the connection task stopped: {e}"))
+        })?
+    }
+    .boxed()
 }
 
 /// Settings applied to every SQLite connection.

@@ -1,0 +1,224 @@
+//! A running node: [`Application::build`] binds the listeners of the configured roles and
+//! prepares storage and bus; [`Application::run`] serves until the shutdown token is
+//! cancelled, then drains requests and jobs within the grace period.
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::bus::Bus;
+use crate::config::{Config, DatabaseTarget, Role};
+use crate::context::Context;
+use crate::health::{Health, SchemaState};
+use crate::http::{self, Routes};
+use crate::jobs::node_sweep::NodeSweep;
+use crate::jobs::recurring::{self, Recurring};
+use crate::jobs::runner::{QueueSpec, Runner};
+use crate::jobs::Registry;
+use crate::nodes::{self, NodeIdentity};
+use crate::storage::{Db, migrations};
+use crate::telemetry;
+
+/// The queue the indexer role consumes; every other queue belongs to the worker role.
+pub const INDEXING_QUEUE: &str = "indexing";
+
+struct Bound {
+    name: &'static str,
+    listener: TcpListener,
+    addr: SocketAddr,
+    routes: Routes,
+}
+
+pub struct Application {
+    ctx: Context,
+    registry: Registry,
+    listeners: Vec<Bound>,
+}
+
+impl Application {
+    /// Builds the node with the platform's own job kinds.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        Self::build_with_jobs(config, Registry::platform()).await
+    }
+
+    /// Builds the node with the given job kinds.
+    pub async fn build_with_jobs(config: Config, registry: Registry) -> anyhow::Result<Self> {
+        telemetry::metrics::handle();
+        let config = Arc::new(config);
+        let db = Db::connect(&config).context("cannot set up the database pool")?;
+        let bus = Bus::connect(&config, db.clone())?;
+        let node = Arc::new(NodeIdentity::load(&config));
+        let ctx = Context { config: config.clone(), db, bus, node, health: Arc::new(Health::default()) };
+
+        if matches!(config.database_target(), DatabaseTarget::Postgres(_)) && !ctx.bus.is_distributed() {
+            tracing::warn!(
+                "running on PostgreSQL without redis.url: pub/sub, caches and rate-limit counters stay in this \
+                 node's memory, so run a single node, or set redis.url before adding more"
+            );
+        }
+
+        let mut listeners = Vec::new();
+        for (role, name, addr, routes) in [
+            (Role::Mcp, "mcp", config.mcp.listen.0, no_routes as Routes),
+            (Role::Api, "api", config.api.listen.0, no_routes as Routes),
+        ] {
+            if !config.node.roles.has(role) {
+                continue;
+            }
+            let listener = TcpListener::bind(addr).with_context(|| format!("cannot listen on {addr} ({name}.listen)"))?;
+            let addr = listener.local_addr()?;
+            tracing::info!(listener = name, %addr, "listening");
+            listeners.push(Bound { name, listener, addr, routes });
+        }
+        Ok(Self { ctx, registry, listeners })
+    }
+
+    pub fn context(&self) -> &Context {
+        &self.ctx
+    }
+
+    /// The bound address of a listener (`"api"` or `"mcp"`), if this node runs that role.
+    pub fn addr(&self, name: &str) -> Option<SocketAddr> {
+        self.listeners.iter().find(|l| l.name == name).map(|l| l.addr)
+    }
+
+    /// Serves until `shutdown` is cancelled, then stops accepting connections and lets
+    /// in-flight requests and jobs finish within `shutdown.grace_period`.
+    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let ctx = self.ctx;
+        let roles = &ctx.config.node.roles;
+        tracing::info!(
+            node.id = %ctx.node.id, roles = %roles, database = ctx.db.backend_name(),
+            bus = ctx.bus.queue.backend_name(), version = ctx.node.version, "devmesh starting"
+        );
+
+        let mut servers = Vec::new();
+        let mut addresses = BTreeMap::new();
+        for bound in self.listeners {
+            addresses.insert(bound.name.to_string(), bound.addr.to_string());
+            servers.push(http::serve(bound.listener, bound.name, bound.routes, ctx.clone())?);
+        }
+        let handles: Vec<_> = servers.iter().map(|s| s.handle()).collect();
+        let server_tasks: Vec<_> = servers.into_iter().map(tokio::spawn).collect();
+
+        let background = shutdown.child_token();
+        let mut tasks = JoinSet::new();
+        tasks.spawn(telemetry::metrics::run_upkeep(background.clone()));
+        tasks.spawn(prepare_database(ctx.clone(), background.clone()));
+        tasks.spawn(when_schema_ready(ctx.clone(), background.clone(), {
+            let (ctx, token) = (ctx.clone(), background.clone());
+            async move {
+                let interval = ctx.config.node.heartbeat_interval.get();
+                nodes::heartbeat(ctx.db.clone(), &ctx.node, addresses, interval, token).await
+            }
+        }));
+        let queues = consumed_queues(&ctx.config, &self.registry);
+        if !queues.is_empty() {
+            let runner = Runner::new(ctx.clone(), self.registry, queues);
+            tasks.spawn(when_schema_ready(ctx.clone(), background.clone(), runner.run(background.clone())));
+        }
+        if roles.has(Role::Worker) {
+            let recurring = vec![Recurring::new(NodeSweep {}, ctx.config.node.heartbeat_interval.get())];
+            let queue = ctx.bus.queue.clone();
+            tasks.spawn(when_schema_ready(ctx.clone(), background.clone(), recurring::run(queue, recurring, background.clone())));
+        }
+
+        shutdown.cancelled().await;
+        let grace = ctx.config.shutdown.grace_period.get();
+        tracing::info!(grace_period_s = grace.as_secs_f64(), "shutting down: no new connections; finishing requests and jobs in flight");
+        background.cancel();
+        let stop_servers = async {
+            futures_util::future::join_all(handles.iter().map(|h| h.stop(true))).await;
+            for task in server_tasks {
+                if let Ok(Err(e)) = task.await {
+                    tracing::warn!(error = %e, "listener stopped with an error");
+                }
+            }
+            tracing::debug!("listeners stopped");
+        };
+        let drain_jobs = async {
+            while tasks.join_next().await.is_some() {}
+            tracing::debug!("background tasks stopped");
+        };
+        // The servers and the runner each honour the grace period; this bound is a backstop.
+        let drained = tokio::time::timeout(grace + Duration::from_secs(5), async { tokio::join!(stop_servers, drain_jobs) }).await;
+        if drained.is_err() {
+            tracing::warn!("some work did not finish within the grace period");
+        }
+        ctx.bus.close().await;
+        ctx.db.close();
+        tracing::info!("devmesh stopped");
+        Ok(())
+    }
+}
+
+fn no_routes(_: &mut actix_web::web::ServiceConfig) {}
+
+/// The queues this node consumes, with their concurrency: the worker role takes every
+/// queue but indexing, the indexer role takes indexing.
+fn consumed_queues(config: &Config, registry: &Registry) -> Vec<QueueSpec> {
+    let roles = &config.node.roles;
+    let mut names: Vec<String> = config.jobs.concurrency.keys().cloned().collect();
+    names.extend(registry.queues().into_iter().map(String::from));
+    names.sort();
+    names.dedup();
+    names
+        .into_iter()
+        .filter(|q| if q == INDEXING_QUEUE { roles.has(Role::Indexer) } else { roles.has(Role::Worker) })
+        .map(|name| QueueSpec { concurrency: config.queue_concurrency(&name), name })
+        .collect()
+}
+
+/// Runs `work` once the schema is ready, unless shutdown comes first.
+async fn when_schema_ready(ctx: Context, shutdown: CancellationToken, work: impl Future<Output = ()>) {
+    tokio::select! {
+        _ = shutdown.cancelled() => return,
+        _ = ctx.health.schema_ready() => {}
+    }
+    work.await
+}
+
+/// Applies pending migrations (or, with `database.auto_migrate = false`, waits for them to
+/// be applied), retrying with backoff while the database is unreachable.
+async fn prepare_database(ctx: Context, shutdown: CancellationToken) {
+    let target = ctx.config.database_target();
+    let mut pause = Duration::from_millis(250);
+    loop {
+        let attempt = if ctx.config.database.auto_migrate {
+            migrations::run_pending(&target).await.map(|applied| {
+                for version in applied {
+                    tracing::info!(version, "migration applied");
+                }
+            })
+        } else {
+            match migrations::pending_count(&target).await {
+                Ok(0) => Ok(()),
+                Ok(n) => Err(crate::storage::StorageError::Migration(format!(
+                    "{n} migration(s) pending and database.auto_migrate is off: run `devmesh migrate run`"
+                ))),
+                Err(e) => Err(e),
+            }
+        };
+        match attempt {
+            Ok(()) => {
+                ctx.health.set_schema(SchemaState::Ready);
+                tracing::info!(database = ctx.db.backend_name(), "database ready");
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in_ms = pause.as_millis() as u64, "database not ready");
+                ctx.health.set_schema(SchemaState::Waiting(e.to_string()));
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(pause) => {}
+        }
+        pause = (pause * 2).min(Duration::from_secs(30));
+    }
+}

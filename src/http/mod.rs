@@ -1,0 +1,48 @@
+//! The HTTP listeners. Each role with a listener (mcp, api) gets an actix server on a
+//! listener bound beforehand (port 0 works), with the shared middleware, error shapes and
+//! system endpoints; the role's own routes are added by its module.
+
+pub mod errors;
+pub mod middleware;
+pub mod system;
+
+use std::net::TcpListener;
+
+use actix_web::dev::Server;
+use actix_web::{App, HttpServer, web};
+
+use crate::context::Context;
+use middleware::ListenerName;
+
+/// Routes that make up one listener, beyond the system endpoints every listener serves.
+pub type Routes = fn(&mut web::ServiceConfig);
+
+/// Shared settings for every app: body limits and their error answers.
+pub fn configure_extractors(cfg: &mut web::ServiceConfig, body_limit: usize) {
+    cfg.app_data(errors::json_config(body_limit)).app_data(errors::payload_config(body_limit));
+}
+
+/// Builds the server for one listener; it starts when the returned future is polled.
+pub fn serve(listener: TcpListener, name: &'static str, routes: Routes, ctx: Context) -> std::io::Result<Server> {
+    let http = &ctx.config.http;
+    let workers = if http.workers == 0 { std::thread::available_parallelism().map_or(2, |n| n.get()) } else { http.workers };
+    let grace = ctx.config.shutdown.grace_period.get().as_secs().max(1);
+    let body_limit = http.body_limit_bytes;
+    let data = web::Data::new(ctx);
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .app_data(ListenerName(name))
+            .configure(|cfg| configure_extractors(cfg, body_limit))
+            .wrap(actix_web::middleware::from_fn(middleware::observe))
+            .configure(system::configure)
+            .configure(routes)
+            .default_service(web::to(errors::not_found))
+    })
+    .workers(workers)
+    .disable_signals()
+    .shutdown_timeout(grace)
+    .listen(listener)?
+    .run();
+    Ok(server)
+}

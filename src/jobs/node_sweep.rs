@@ -1,0 +1,29 @@
+//! The node sweep: marks nodes that stopped beating as gone, and drops expired
+//! deduplication keys. Recurring, once per heartbeat interval across the cluster.
+
+use serde::{Deserialize, Serialize};
+
+use super::{Job, JobContext, JobError};
+use crate::storage::{jobs, nodes, now};
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct NodeSweep {}
+
+impl Job for NodeSweep {
+    const NAME: &'static str = "node_sweep";
+    const QUEUE: &'static str = "system";
+    const MAX_ATTEMPTS: u32 = 3;
+
+    async fn run(self, job: JobContext) -> Result<(), JobError> {
+        let now = now();
+        let gone_after = chrono::TimeDelta::from_std(job.ctx.config.node.gone_after.get())
+            .map_err(|e| JobError::Fail(e.to_string()))?;
+        let gone = nodes::mark_gone(&job.ctx.db, now - gone_after).await?;
+        for id in &gone {
+            tracing::warn!(node.id = %id, "node stopped beating; marked gone");
+        }
+        metrics::counter!("devmesh_nodes_marked_gone_total").increment(gone.len() as u64);
+        jobs::purge_expired_dedup(&job.ctx.db, now).await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,63 @@
+//! The kinds of job a node can run, by name.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
+use serde_json::Value;
+
+use super::{Backoff, Job, JobContext, JobError};
+
+type Handler = Arc<dyn Fn(Value, JobContext) -> BoxFuture<'static, Result<(), JobError>> + Send + Sync>;
+
+#[derive(Clone)]
+pub struct Registered {
+    pub queue: &'static str,
+    pub backoff: Backoff,
+    handler: Handler,
+}
+
+impl Registered {
+    pub fn run(&self, payload: Value, ctx: JobContext) -> BoxFuture<'static, Result<(), JobError>> {
+        (self.handler)(payload, ctx)
+    }
+}
+
+#[derive(Clone, Default)]
+pub struct Registry {
+    jobs: HashMap<&'static str, Registered>,
+}
+
+impl Registry {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Every job kind of the platform itself.
+    pub fn platform() -> Self {
+        Self::new().register::<super::node_sweep::NodeSweep>()
+    }
+
+    pub fn register<J: Job>(mut self) -> Self {
+        let handler: Handler = Arc::new(|payload, ctx| {
+            Box::pin(async move {
+                let job: J = serde_json::from_value(payload).map_err(|e| {
+                    JobError::Fail(format!("the payload is not a valid {} job: {e}", J::NAME))
+                })?;
+                job.run(ctx).await
+            })
+        });
+        let previous = self.jobs.insert(J::NAME, Registered { queue: J::QUEUE, backoff: J::backoff(), handler });
+        assert!(previous.is_none(), "job kind {} registered twice", J::NAME);
+        self
+    }
+
+    pub fn get(&self, kind: &str) -> Option<&Registered> {
+        self.jobs.get(kind)
+    }
+
+    /// The queues the registered kinds go on.
+    pub fn queues(&self) -> BTreeSet<&'static str> {
+        self.jobs.values().map(|r| r.queue).collect()
+    }
+}
