@@ -145,7 +145,8 @@ impl RedisPubSub {
         Ok(subscription)
     }
 
+    /// Closes the subscriber connection; shutdown does not wait long on Redis.
     pub async fn quit(&self) {
-        let _ = self.subscriber.quit().await;
+        let _ = tokio::time::timeout(super::redis::QUIT_TIMEOUT, self.subscriber.quit()).await;
     }
 }

@@ -1,9 +1,8 @@
 //! The Redis connection shared by the queue, pub/sub, cache and counters.
 //!
-//! Commands share one multiplexed client. Blocking reads (`XREADGROUP ... BLOCK`) would
-//! hold that connection, so they borrow a client of their own from a small idle list.
+//! Commands share one multiplexed client (nothing devmesh sends to Redis blocks).
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use fred::prelude::*;
@@ -12,12 +11,14 @@ use fred::types::config::ReconnectPolicy;
 
 use crate::config::RedisConfig;
 
+/// How long closing a connection may take.
+pub(crate) const QUIT_TIMEOUT: Duration = Duration::from_millis(500);
+
 #[derive(Clone)]
 pub struct RedisConn {
     client: Client,
     builder: Arc<Builder>,
     prefix: Arc<str>,
-    idle_blocking: Arc<Mutex<Vec<Client>>>,
 }
 
 impl RedisConn {
@@ -42,7 +43,6 @@ impl RedisConn {
             client,
             builder: Arc::new(builder),
             prefix: config.key_prefix.clone().into(),
-            idle_blocking: Arc::default(),
         })
     }
 
@@ -71,28 +71,8 @@ impl RedisConn {
         }
     }
 
-    /// A client for one blocking command; give it back with [`Self::release_blocking`].
-    pub(crate) async fn take_blocking(&self) -> Result<Client, fred::error::Error> {
-        let idle = self.idle_blocking.lock().expect("idle client list").pop();
-        match idle {
-            Some(c) => Ok(c),
-            None => {
-                let c = self.builder.build()?;
-                c.init().await?;
-                Ok(c)
-            }
-        }
-    }
-
-    pub(crate) fn release_blocking(&self, client: Client) {
-        self.idle_blocking.lock().expect("idle client list").push(client);
-    }
-
+    /// Closes the connection; shutdown does not wait long on a Redis that is slow or gone.
     pub async fn quit(&self) {
-        let idle = std::mem::take(&mut *self.idle_blocking.lock().expect("idle client list"));
-        for c in idle {
-            let _ = c.quit().await;
-        }
-        let _ = self.client.quit().await;
+        let _ = tokio::time::timeout(QUIT_TIMEOUT, self.client.quit()).await;
     }
 }

@@ -87,7 +87,10 @@ pub fn load(overrides: &Overrides) -> Result<LoadedConfig, Vec<ConfigError>> {
 /// (such as the edge's `DEVMESH_API_KEY`) are not configuration and are left alone.
 fn environment() -> Env {
     Env::prefixed(ENV_PREFIX)
-        .filter(|key| key.as_str().contains("__") || TOP_LEVEL_VALUES.contains(&key.as_str()))
+        .filter(|key| {
+            let key = key.as_str();
+            key.contains("__") || TOP_LEVEL_VALUES.iter().any(|k| key.eq_ignore_ascii_case(k))
+        })
         .split("__")
 }
 

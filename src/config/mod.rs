@@ -233,7 +233,7 @@ impl Config {
             "a non-empty prefix without spaces",
         );
         check(
-            tracing_subscriber::EnvFilter::try_new(&self.log.level).is_ok(),
+            is_log_filter(&self.log.level),
             "log.level",
             format!("{:?}", self.log.level),
             "a level (error, warn, info, debug, trace) or a filter such as \"info,devmesh=debug\"",
@@ -283,4 +283,17 @@ impl Config {
             .copied()
             .unwrap_or(1)
     }
+}
+
+/// A level, or comma-separated `target=level` directives (`info,devmesh::jobs=debug`).
+fn is_log_filter(filter: &str) -> bool {
+    const LEVELS: &[&str] = &["off", "error", "warn", "info", "debug", "trace"];
+    let is_level = |s: &str| LEVELS.iter().any(|l| s.eq_ignore_ascii_case(l));
+    let is_target = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':');
+    !filter.trim().is_empty()
+        && filter.split(',').map(str::trim).all(|d| match d.split_once('=') {
+            Some((target, level)) => is_target(target) && is_level(level),
+            None => is_level(d) || is_target(d),
+        })
+        && tracing_subscriber::EnvFilter::try_new(filter).is_ok()
 }

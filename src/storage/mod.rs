@@ -41,9 +41,18 @@ pub enum StorageError {
     #[error("record not found")]
     NotFound,
     #[error("database query failed: {0}")]
-    Query(#[from] diesel::result::Error),
+    Query(diesel::result::Error),
     #[error("migration failed: {0}")]
     Migration(String),
+}
+
+impl From<diesel::result::Error> for StorageError {
+    fn from(e: diesel::result::Error) -> Self {
+        match e {
+            diesel::result::Error::NotFound => StorageError::NotFound,
+            e => StorageError::Query(e),
+        }
+    }
 }
 
 impl From<PoolError> for StorageError {
@@ -113,12 +122,13 @@ impl Db {
                 Ok(Db::Postgres(pool))
             }
             DatabaseTarget::Sqlite(path) => {
-                ensure_parent_dir(&path)?;
                 let busy_ms = db.sqlite_busy_timeout.get().as_millis();
                 let mut manager_config = ManagerConfig::<SqliteConn>::default();
                 manager_config.custom_setup = Box::new(move |url| {
                     let url = url.to_string();
                     on_runtime(&runtime, async move {
+                        ensure_parent_dir(Path::new(&url))
+                            .map_err(|e| diesel::ConnectionError::BadConnection(e.to_string()))?;
                         let mut conn = SqliteConn::establish(&url).await?;
                         conn.batch_execute(&sqlite_pragmas(busy_ms))
                             .await

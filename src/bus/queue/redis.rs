@@ -1,9 +1,13 @@
-//! The job queue on Redis Streams: one stream and consumer group per queue, a sorted set
-//! of delayed jobs, a sorted set of dead letters, and a hash per job. State changes are
-//! Lua scripts (see `redis_scripts`), so a node dying between two commands loses nothing.
+//! The job queue on Redis Streams: one stream and consumer group per queue, sorted sets of
+//! leases, delayed jobs and dead letters, and a hash per job. State changes are Lua scripts
+//! (see `redis_scripts`), so a node dying between two commands loses nothing.
+//!
+//! A waiting consumer asks again every poll interval, and at once when this node enqueues.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
+
+use tokio::sync::Notify;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use chrono::{DateTime, Utc};
@@ -23,10 +27,12 @@ pub struct RedisQueue {
     dedup_window: Duration,
     poll_interval: Duration,
     groups: Arc<Mutex<HashSet<String>>>,
+    enqueued: Arc<Notify>,
 }
 
 struct Keys {
     stream: String,
+    leases: String,
     delayed: String,
     dead: String,
     job_prefix: String,
@@ -41,13 +47,14 @@ impl Keys {
 
 impl RedisQueue {
     pub fn new(conn: RedisConn, dedup_window: Duration, poll_interval: Duration) -> Self {
-        Self { conn, dedup_window, poll_interval, groups: Arc::default() }
+        Self { conn, dedup_window, poll_interval, groups: Arc::default(), enqueued: Arc::default() }
     }
 
     fn keys(&self, queue: &str) -> Keys {
         let base = self.conn.key(&format!("q:{{{queue}}}:"));
         Keys {
             stream: format!("{base}stream"),
+            leases: format!("{base}leases"),
             delayed: format!("{base}delayed"),
             dead: format!("{base}dead"),
             job_prefix: format!("{base}job:"),
@@ -102,6 +109,7 @@ impl RedisQueue {
                 ],
             )
             .await?;
+        self.enqueued.notify_waiters();
         Ok(Enqueued { id: holder, duplicate: created == 0 })
     }
 
@@ -116,93 +124,53 @@ impl RedisQueue {
         self.ensure_group(&keys).await?;
         let deadline = tokio::time::Instant::now() + wait;
         loop {
-            let now = now_ms();
-            let _: i64 = self
-                .client()
-                .eval(scripts::PROMOTE, vec![keys.delayed.clone(), keys.stream.clone()], vec![now.to_string(), BATCH.into()])
-                .await?;
-            let reclaimed: Result<i64, _> = self
+            let notified = self.enqueued.notified();
+            let taken: Result<Value, _> = self
                 .client()
                 .eval(
-                    scripts::RECLAIM,
-                    vec![keys.stream.clone(), keys.dead.clone()],
+                    scripts::FETCH,
+                    vec![keys.stream.clone(), keys.delayed.clone(), keys.dead.clone(), keys.leases.clone()],
                     vec![
                         GROUP.to_string(),
                         consumer.to_string(),
+                        now_ms().to_string(),
                         visibility.as_millis().to_string(),
                         keys.job_prefix.clone(),
-                        now.to_string(),
                         BATCH.into(),
                     ],
                 )
                 .await;
-            if let Err(e) = reclaimed {
-                self.forget_group_on(&keys, &e);
-                return Err(e.into());
+            let taken = taken.inspect_err(|e| self.forget_group_on(&keys, e))?;
+            if !taken.is_null() {
+                return delivery(queue, taken).map(Some);
             }
-
-            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
-            let block_ms = remaining.min(self.poll_interval).as_millis().max(1) as u64;
-            let client = self.conn.take_blocking().await?;
-            let read = client
-                .xreadgroup::<Value, _, _, _, _>(GROUP, consumer, Some(1), Some(block_ms), false, &keys.stream, ">")
-                .await;
-            let value = match read {
-                Ok(v) => {
-                    self.conn.release_blocking(client);
-                    v
-                }
-                Err(e) => {
-                    self.forget_group_on(&keys, &e);
-                    return Err(e.into());
-                }
-            };
-            if let Some((entry, id)) = first_entry(value) {
-                if let Some(delivery) = self.start(&keys, queue, entry, id).await? {
-                    return Ok(Some(delivery));
-                }
-                continue;
-            }
-            if tokio::time::Instant::now() >= deadline {
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
                 return Ok(None);
             }
+            let _ = tokio::time::timeout(self.poll_interval.min(deadline - now), notified).await;
         }
     }
 
-    /// Counts the attempt and loads the job; an entry whose job is gone is dropped.
-    async fn start(&self, keys: &Keys, queue: &str, entry: String, id: String) -> QueueResult<Option<Delivery>> {
-        let fields: Value = self.client().eval(scripts::START, vec![keys.job(&id)], Vec::<String>::new()).await?;
-        let fields = pairs(fields);
-        if fields.is_empty() {
-            let _: Value = self.client().eval(scripts::ACK, vec![keys.stream.clone(), keys.job(&id)], vec![GROUP.to_string(), entry]).await?;
-            return Ok(None);
-        }
-        Ok(Some(Delivery {
-            id,
-            queue: queue.to_string(),
-            kind: fields.get("kind").cloned().unwrap_or_default(),
-            payload: parse_payload(fields.get("payload").map(String::as_str).unwrap_or("null"))?,
-            attempt: number(&fields, "attempts") as u32,
-            max_attempts: number(&fields, "max_attempts").max(1) as u32,
-            lease: entry,
-        }))
-    }
-
-    pub async fn extend(&self, d: &Delivery, consumer: &str, _visibility: Duration) -> QueueResult<()> {
-        // XCLAIM resets the entry's idle time; an entry that was reclaimed no longer exists.
+    pub async fn extend(&self, d: &Delivery, _consumer: &str, visibility: Duration) -> QueueResult<()> {
         let keys = self.keys(&d.queue);
-        let claimed: Value = self
+        let until = now_ms() + visibility.as_millis() as i64;
+        let kept: i64 = self
             .client()
-            .xclaim(&keys.stream, GROUP, consumer, 0, d.lease.as_str(), None, None, None, false, true)
+            .eval(scripts::EXTEND, vec![keys.leases.clone()], vec![lease_member(d), until.to_string()])
             .await?;
-        if claimed.into_array().iter().any(|v| !v.is_null()) { Ok(()) } else { Err(QueueError::LeaseLost) }
+        if kept == 1 { Ok(()) } else { Err(QueueError::LeaseLost) }
     }
 
     pub async fn ack(&self, d: &Delivery) -> QueueResult<()> {
         let keys = self.keys(&d.queue);
         let done: i64 = self
             .client()
-            .eval(scripts::ACK, vec![keys.stream.clone(), keys.job(&d.id)], vec![GROUP.to_string(), d.lease.clone()])
+            .eval(
+                scripts::ACK,
+                vec![keys.stream.clone(), keys.leases.clone(), keys.job(&d.id)],
+                vec![GROUP.to_string(), d.lease.clone(), lease_member(d)],
+            )
             .await?;
         if done == 1 { Ok(()) } else { Err(QueueError::LeaseLost) }
     }
@@ -218,10 +186,11 @@ impl RedisQueue {
             .client()
             .eval(
                 scripts::FAIL,
-                vec![keys.stream.clone(), keys.delayed.clone(), keys.dead.clone(), keys.job(&d.id)],
+                vec![keys.stream.clone(), keys.leases.clone(), keys.delayed.clone(), keys.dead.clone(), keys.job(&d.id)],
                 vec![
                     GROUP.to_string(),
                     d.lease.clone(),
+                    lease_member(d),
                     d.id.clone(),
                     error.to_string(),
                     retry_at.to_string(),
@@ -268,40 +237,34 @@ impl RedisQueue {
     pub async fn depth(&self, queue: &str) -> QueueResult<QueueDepth> {
         let keys = self.keys(queue);
         let length: u64 = self.client().xlen(&keys.stream).await?;
-        let pending = match self.client().xpending::<Value, _, _, _>(&keys.stream, GROUP, ()).await {
-            Ok(summary) => summary.into_array().first().and_then(Value::as_i64).unwrap_or(0).max(0) as u64,
-            Err(e) if e.details().contains("NOGROUP") => 0,
-            Err(e) => return Err(e.into()),
-        };
+        let running: u64 = self.client().zcard(&keys.leases).await?;
         let scheduled: u64 = self.client().zcard(&keys.delayed).await?;
         let dead: u64 = self.client().zcard(&keys.dead).await?;
-        Ok(QueueDepth { ready: length.saturating_sub(pending), scheduled, running: pending, dead })
+        Ok(QueueDepth { ready: length.saturating_sub(running), scheduled, running, dead })
     }
 }
 
-/// The first entry of an `XREADGROUP` reply: its stream entry id and the job id it carries.
-fn first_entry(reply: Value) -> Option<(String, String)> {
-    let entries = match reply {
-        Value::Map(map) => map.inner().into_values().next()?,
-        Value::Array(streams) => streams.into_iter().next()?.into_array().into_iter().nth(1)?,
-        _ => return None,
-    };
-    let mut entry = entries.into_array().into_iter().next()?.into_array().into_iter();
-    let entry_id = entry.next()?.as_string()?;
-    let fields = entry.next()?.into_array();
-    let job_id = fields.get(1)?.as_string()?;
-    Some((entry_id, job_id))
+/// A `FETCH` reply, `[entry, field, value, ...]`, as a delivery.
+fn delivery(queue: &str, reply: Value) -> QueueResult<Delivery> {
+    let mut flat = reply.into_array().into_iter().filter_map(|v| v.as_string());
+    let entry = flat.next().ok_or_else(|| QueueError::Redis("empty fetch reply".into()))?;
+    let rest: Vec<String> = flat.collect();
+    let fields: HashMap<String, String> =
+        rest.chunks(2).filter_map(|kv| Some((kv.first()?.clone(), kv.get(1)?.clone()))).collect();
+    Ok(Delivery {
+        id: fields.get("id").cloned().unwrap_or_default(),
+        queue: queue.to_string(),
+        kind: fields.get("kind").cloned().unwrap_or_default(),
+        payload: parse_payload(fields.get("payload").map(String::as_str).unwrap_or("null"))?,
+        attempt: number(&fields, "attempts") as u32,
+        max_attempts: number(&fields, "max_attempts").max(1) as u32,
+        lease: entry,
+    })
 }
 
-/// A flat `[field, value, ...]` reply as a map.
-fn pairs(reply: Value) -> HashMap<String, String> {
-    if reply.is_null() {
-        return HashMap::new();
-    }
-    let flat = reply.into_array();
-    flat.chunks(2)
-        .filter_map(|kv| Some((kv.first()?.as_string()?, kv.get(1)?.as_string()?)))
-        .collect()
+/// The lease's member in the leases zset.
+fn lease_member(d: &Delivery) -> String {
+    format!("{}|{}", d.lease, d.id)
 }
 
 fn number(fields: &HashMap<String, String>, key: &str) -> i64 {

@@ -1,9 +1,11 @@
 //! Lua scripts for the Redis job queue: each state change is one atomic script.
 //!
 //! Keys per queue Q (hash-tagged so a queue lives in one cluster slot):
-//! `q:{Q}:stream` (ready and leased jobs, by id, in a consumer group),
-//! `q:{Q}:delayed` (zset: id by due time), `q:{Q}:dead` (zset: id by failure time),
-//! `q:{Q}:job:ID` (hash: the job), `q:{Q}:dedup:KEY` (string: the job id holding the key).
+//! - `q:{Q}:stream`: ready and leased jobs (entries carry the job id), read by the
+//!   consumer group `workers`, one stable consumer name per node;
+//! - `q:{Q}:leases`: zset of `ENTRY|JOB` by lease deadline (ms);
+//! - `q:{Q}:delayed`: zset of job ids by due time; `q:{Q}:dead`: zset of job ids by failure time;
+//! - `q:{Q}:job:ID`: hash holding the job; `q:{Q}:dedup:KEY`: the id of the job holding a key.
 
 /// KEYS: stream, delayed, job, dedup (or ""). ARGV: id, kind, payload, max_attempts,
 /// created_ms, due_ms (0 = now), dedup_ttl_ms. Returns {1, id} or {0, existing id}.
@@ -23,74 +25,91 @@ end
 return {1, ARGV[1]}
 "#;
 
-/// KEYS: delayed, stream. ARGV: now_ms, limit. Moves due jobs onto the stream.
-pub const PROMOTE: &str = r#"
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
+/// KEYS: stream, delayed, dead, leases. ARGV: group, consumer, now_ms, visibility_ms,
+/// job key prefix, batch.
+/// 1. moves due delayed jobs onto the stream;
+/// 2. takes back expired leases (their worker died): the job goes back on the stream, or
+///    to the dead letters if that was its last attempt;
+/// 3. leases the next entry to `consumer`: returns {entry, field, value, ...} or false.
+pub const FETCH: &str = r#"
+local now = tonumber(ARGV[3])
+local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, ARGV[6])
 for _, id in ipairs(due) do
-  redis.call('ZREM', KEYS[1], id)
-  redis.call('XADD', KEYS[2], '*', 'id', id)
+  redis.call('ZREM', KEYS[2], id)
+  redis.call('XADD', KEYS[1], '*', 'id', id)
 end
-return #due
-"#;
 
-/// KEYS: stream, dead. ARGV: group, consumer, min_idle_ms, job key prefix, now_ms, count.
-/// Entries leased longer than the visibility timeout (their worker died) are put back on
-/// the stream, or in the dead letters if that was their last attempt.
-pub const RECLAIM: &str = r#"
-local claimed = redis.call('XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[3], '0-0', 'COUNT', ARGV[6])
-local n = 0
-for _, e in ipairs(claimed[2]) do
-  local entry, fields = e[1], e[2]
+local expired = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', now, 'LIMIT', 0, ARGV[6])
+for _, lease in ipairs(expired) do
+  redis.call('ZREM', KEYS[4], lease)
+  local sep = string.find(lease, '|', 1, true)
+  local entry, id = string.sub(lease, 1, sep - 1), string.sub(lease, sep + 1)
   redis.call('XACK', KEYS[1], ARGV[1], entry)
   redis.call('XDEL', KEYS[1], entry)
-  if fields then
-    local id = fields[2]
-    local job = ARGV[4] .. id
-    if redis.call('EXISTS', job) == 1 then
-      local attempts = tonumber(redis.call('HGET', job, 'attempts') or '0')
-      local max = tonumber(redis.call('HGET', job, 'max_attempts') or '1')
-      if attempts >= max then
-        redis.call('HSET', job, 'last_error',
-          'the worker stopped before finishing its last attempt (lease expired)', 'failed_at', ARGV[5])
-        redis.call('ZADD', KEYS[2], ARGV[5], id)
-      else
-        redis.call('HSET', job, 'last_error', 'the worker stopped before finishing (lease expired)')
-        redis.call('XADD', KEYS[1], '*', 'id', id)
-      end
-      n = n + 1
+  local job = ARGV[5] .. id
+  if redis.call('EXISTS', job) == 1 then
+    local attempts = tonumber(redis.call('HGET', job, 'attempts') or '0')
+    local max = tonumber(redis.call('HGET', job, 'max_attempts') or '1')
+    if attempts >= max then
+      redis.call('HSET', job, 'last_error',
+        'the worker stopped before finishing its last attempt (lease expired)', 'failed_at', now)
+      redis.call('ZADD', KEYS[3], now, id)
+    else
+      redis.call('HSET', job, 'last_error', 'the worker stopped before finishing (lease expired)')
+      redis.call('XADD', KEYS[1], '*', 'id', id)
     end
   end
 end
-return n
+
+for _ = 1, 10 do
+  local read = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', 1, 'STREAMS', KEYS[1], '>')
+  if not read then return false end
+  local entry = read[1][2][1]
+  local id = entry[2][2]
+  local job = ARGV[5] .. id
+  if redis.call('EXISTS', job) == 1 then
+    redis.call('HINCRBY', job, 'attempts', 1)
+    redis.call('ZADD', KEYS[4], now + tonumber(ARGV[4]), entry[1] .. '|' .. id)
+    local out = {entry[1]}
+    for _, v in ipairs(redis.call('HGETALL', job)) do table.insert(out, v) end
+    return out
+  end
+  -- An entry whose job is gone: drop it and read on.
+  redis.call('XACK', KEYS[1], ARGV[1], entry[1])
+  redis.call('XDEL', KEYS[1], entry[1])
+end
+return false
 "#;
 
-/// KEYS: job. Counts the attempt that starts now; returns the job's fields, or nil if it is gone.
-pub const START: &str = r#"
-if redis.call('EXISTS', KEYS[1]) == 0 then return false end
-redis.call('HINCRBY', KEYS[1], 'attempts', 1)
-return redis.call('HGETALL', KEYS[1])
-"#;
-
-/// KEYS: stream, job. ARGV: group, entry. Returns 1, or 0 when the lease was lost.
-pub const ACK: &str = r#"
-if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
-redis.call('XDEL', KEYS[1], ARGV[2])
-redis.call('DEL', KEYS[2])
+/// KEYS: leases. ARGV: lease member, new deadline ms. Returns 1, or 0 when the lease was lost.
+pub const EXTEND: &str = r#"
+if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
 return 1
 "#;
 
-/// KEYS: stream, delayed, dead, job. ARGV: group, entry, id, error, retry_at_ms (-1: dead), now_ms.
-/// Returns 1 (retrying), 2 (dead) or 0 (the lease was lost).
-pub const FAIL: &str = r#"
-if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
+/// KEYS: stream, leases, job. ARGV: group, entry, lease member. Returns 1, or 0 when the lease was lost.
+pub const ACK: &str = r#"
+if redis.call('ZREM', KEYS[2], ARGV[3]) == 0 then return 0 end
+redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
 redis.call('XDEL', KEYS[1], ARGV[2])
-redis.call('HSET', KEYS[4], 'last_error', ARGV[4])
-if tonumber(ARGV[5]) >= 0 then
-  redis.call('ZADD', KEYS[2], ARGV[5], ARGV[3])
+redis.call('DEL', KEYS[3])
+return 1
+"#;
+
+/// KEYS: stream, leases, delayed, dead, job. ARGV: group, entry, lease member, id, error,
+/// retry_at_ms (-1: dead), now_ms. Returns 1 (retrying), 2 (dead) or 0 (the lease was lost).
+pub const FAIL: &str = r#"
+if redis.call('ZREM', KEYS[2], ARGV[3]) == 0 then return 0 end
+redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+redis.call('XDEL', KEYS[1], ARGV[2])
+redis.call('HSET', KEYS[5], 'last_error', ARGV[5])
+if tonumber(ARGV[6]) >= 0 then
+  redis.call('ZADD', KEYS[3], ARGV[6], ARGV[4])
   return 1
 end
-redis.call('HSET', KEYS[4], 'failed_at', ARGV[6])
-redis.call('ZADD', KEYS[3], ARGV[6], ARGV[3])
+redis.call('HSET', KEYS[5], 'failed_at', ARGV[7])
+redis.call('ZADD', KEYS[4], ARGV[7], ARGV[4])
 return 2
 "#;
 

@@ -1,0 +1,12 @@
+//! Black-box tests: the real application on port 0 against real SQLite, PostgreSQL and Redis.
+
+mod helpers;
+
+mod bus_contract;
+mod cli;
+mod http_errors;
+mod job_runner;
+mod migrations;
+mod queue_contract;
+mod shutdown;
+mod system;
