@@ -17,10 +17,10 @@ if [ "${SKIP_BUILD:-0}" != 1 ]; then
   start=$(date +%s.%N)
   CARGO_TARGET_DIR="$TARGET_DIR" cargo build --release --quiet
   end=$(date +%s.%N)
-  printf 'clean release build: %.0f s\n' "$(echo "$end - $start" | bc)"
+  awk -v s="$start" -v e="$end" 'BEGIN { printf "clean release build: %.0f s\n", e - s }'
 fi
 [ -x "$BIN" ] || { echo "no release binary at $BIN (run without SKIP_BUILD=1)"; exit 1; }
-printf 'release binary: %s bytes (%.1f MiB)\n' "$(stat -c %s "$BIN")" "$(echo "$(stat -c %s "$BIN") / 1048576" | bc -l)"
+awk -v b="$(stat -c %s "$BIN")" 'BEGIN { printf "release binary: %d bytes (%.1f MiB)\n", b, b / 1048576 }'
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
 

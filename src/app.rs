@@ -16,10 +16,10 @@ use crate::config::{Config, DatabaseTarget, Role};
 use crate::context::Context;
 use crate::health::{Health, SchemaState};
 use crate::http::{self, Routes};
+use crate::jobs::Registry;
 use crate::jobs::node_sweep::NodeSweep;
 use crate::jobs::recurring::{self, Recurring};
 use crate::jobs::runner::{QueueSpec, Runner};
-use crate::jobs::Registry;
 use crate::nodes::{self, NodeIdentity};
 use crate::storage::{Db, migrations};
 use crate::telemetry;
@@ -53,9 +53,17 @@ impl Application {
         let db = Db::connect(&config).context("cannot set up the database pool")?;
         let bus = Bus::connect(&config, db.clone())?;
         let node = Arc::new(NodeIdentity::load(&config));
-        let ctx = Context { config: config.clone(), db, bus, node, health: Arc::new(Health::default()) };
+        let ctx = Context {
+            config: config.clone(),
+            db,
+            bus,
+            node,
+            health: Arc::new(Health::default()),
+        };
 
-        if matches!(config.database_target(), DatabaseTarget::Postgres(_)) && !ctx.bus.is_distributed() {
+        if matches!(config.database_target(), DatabaseTarget::Postgres(_))
+            && !ctx.bus.is_distributed()
+        {
             tracing::warn!(
                 "running on PostgreSQL without redis.url: pub/sub, caches and rate-limit counters stay in this \
                  node's memory, so run a single node, or set redis.url before adding more"
@@ -70,12 +78,22 @@ impl Application {
             if !config.node.roles.has(role) {
                 continue;
             }
-            let listener = TcpListener::bind(addr).with_context(|| format!("cannot listen on {addr} ({name}.listen)"))?;
+            let listener = TcpListener::bind(addr)
+                .with_context(|| format!("cannot listen on {addr} ({name}.listen)"))?;
             let addr = listener.local_addr()?;
             tracing::info!(listener = name, %addr, "listening");
-            listeners.push(Bound { name, listener, addr, routes });
+            listeners.push(Bound {
+                name,
+                listener,
+                addr,
+                routes,
+            });
         }
-        Ok(Self { ctx, registry, listeners })
+        Ok(Self {
+            ctx,
+            registry,
+            listeners,
+        })
     }
 
     pub fn context(&self) -> &Context {
@@ -84,7 +102,10 @@ impl Application {
 
     /// The bound address of a listener (`"api"` or `"mcp"`), if this node runs that role.
     pub fn addr(&self, name: &str) -> Option<SocketAddr> {
-        self.listeners.iter().find(|l| l.name == name).map(|l| l.addr)
+        self.listeners
+            .iter()
+            .find(|l| l.name == name)
+            .map(|l| l.addr)
     }
 
     /// Serves until `shutdown` is cancelled, then stops accepting connections and lets
@@ -101,7 +122,12 @@ impl Application {
         let mut addresses = BTreeMap::new();
         for bound in self.listeners {
             addresses.insert(bound.name.to_string(), bound.addr.to_string());
-            servers.push(http::serve(bound.listener, bound.name, bound.routes, ctx.clone())?);
+            servers.push(http::serve(
+                bound.listener,
+                bound.name,
+                bound.routes,
+                ctx.clone(),
+            )?);
         }
         let handles: Vec<_> = servers.iter().map(|s| s.handle()).collect();
         let server_tasks: Vec<_> = servers.into_iter().map(tokio::spawn).collect();
@@ -120,17 +146,31 @@ impl Application {
         let queues = consumed_queues(&ctx.config, &self.registry);
         if !queues.is_empty() {
             let runner = Runner::new(ctx.clone(), self.registry, queues);
-            tasks.spawn(when_schema_ready(ctx.clone(), background.clone(), runner.run(background.clone())));
+            tasks.spawn(when_schema_ready(
+                ctx.clone(),
+                background.clone(),
+                runner.run(background.clone()),
+            ));
         }
         if roles.has(Role::Worker) {
-            let recurring = vec![Recurring::new(NodeSweep {}, ctx.config.node.heartbeat_interval.get())];
+            let recurring = vec![Recurring::new(
+                NodeSweep {},
+                ctx.config.node.heartbeat_interval.get(),
+            )];
             let queue = ctx.bus.queue.clone();
-            tasks.spawn(when_schema_ready(ctx.clone(), background.clone(), recurring::run(queue, recurring, background.clone())));
+            tasks.spawn(when_schema_ready(
+                ctx.clone(),
+                background.clone(),
+                recurring::run(queue, recurring, background.clone()),
+            ));
         }
 
         shutdown.cancelled().await;
         let grace = ctx.config.shutdown.grace_period.get();
-        tracing::info!(grace_period_s = grace.as_secs_f64(), "shutting down: no new connections; finishing requests and jobs in flight");
+        tracing::info!(
+            grace_period_s = grace.as_secs_f64(),
+            "shutting down: no new connections; finishing requests and jobs in flight"
+        );
         background.cancel();
         let stop_servers = async {
             futures_util::future::join_all(handles.iter().map(|h| h.stop(true))).await;
@@ -146,7 +186,10 @@ impl Application {
             tracing::debug!("background tasks stopped");
         };
         // The servers and the runner each honour the grace period; this bound is a backstop.
-        let drained = tokio::time::timeout(grace + Duration::from_secs(5), async { tokio::join!(stop_servers, drain_jobs) }).await;
+        let drained = tokio::time::timeout(grace + Duration::from_secs(5), async {
+            tokio::join!(stop_servers, drain_jobs)
+        })
+        .await;
         if drained.is_err() {
             tracing::warn!("some work did not finish within the grace period");
         }
@@ -169,13 +212,26 @@ fn consumed_queues(config: &Config, registry: &Registry) -> Vec<QueueSpec> {
     names.dedup();
     names
         .into_iter()
-        .filter(|q| if q == INDEXING_QUEUE { roles.has(Role::Indexer) } else { roles.has(Role::Worker) })
-        .map(|name| QueueSpec { concurrency: config.queue_concurrency(&name), name })
+        .filter(|q| {
+            if q == INDEXING_QUEUE {
+                roles.has(Role::Indexer)
+            } else {
+                roles.has(Role::Worker)
+            }
+        })
+        .map(|name| QueueSpec {
+            concurrency: config.queue_concurrency(&name),
+            name,
+        })
         .collect()
 }
 
 /// Runs `work` once the schema is ready, unless shutdown comes first.
-async fn when_schema_ready(ctx: Context, shutdown: CancellationToken, work: impl Future<Output = ()>) {
+async fn when_schema_ready(
+    ctx: Context,
+    shutdown: CancellationToken,
+    work: impl Future<Output = ()>,
+) {
     tokio::select! {
         _ = shutdown.cancelled() => return,
         _ = ctx.health.schema_ready() => {}

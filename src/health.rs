@@ -25,7 +25,9 @@ pub enum SchemaState {
 
 impl Default for Health {
     fn default() -> Self {
-        Self { schema: watch::channel(SchemaState::Waiting("starting".into())).0 }
+        Self {
+            schema: watch::channel(SchemaState::Waiting("starting".into())).0,
+        }
     }
 }
 
@@ -91,7 +93,9 @@ pub async fn readiness(health: &Health, db: &Db, bus: &Bus, timeout: Duration) -
     };
     let redis = async {
         let started = std::time::Instant::now();
-        bus.ping(timeout).await.map(|result| check(result, None, started))
+        bus.ping(timeout)
+            .await
+            .map(|result| check(result, None, started))
     };
     let (database, redis) = tokio::join!(database, redis);
     let mut checks = BTreeMap::from([("database", database)]);
@@ -99,13 +103,30 @@ pub async fn readiness(health: &Health, db: &Db, bus: &Bus, timeout: Duration) -
         checks.insert("redis", redis);
     }
     let ready = checks.values().all(|c| c.status == CheckStatus::Up);
-    Readiness { status: if ready { "ready" } else { "unavailable" }, checks }
+    Readiness {
+        status: if ready { "ready" } else { "unavailable" },
+        checks,
+    }
 }
 
-fn check(result: Result<(), String>, backend: Option<&'static str>, started: std::time::Instant) -> Check {
+fn check(
+    result: Result<(), String>,
+    backend: Option<&'static str>,
+    started: std::time::Instant,
+) -> Check {
     let latency_ms = started.elapsed().as_millis() as u64;
     match result {
-        Ok(()) => Check { status: CheckStatus::Up, backend, latency_ms, error: None },
-        Err(e) => Check { status: CheckStatus::Down, backend, latency_ms, error: Some(e) },
+        Ok(()) => Check {
+            status: CheckStatus::Up,
+            backend,
+            latency_ms,
+            error: None,
+        },
+        Err(e) => Check {
+            status: CheckStatus::Down,
+            backend,
+            latency_ms,
+            error: Some(e),
+        },
     }
 }

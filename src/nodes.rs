@@ -25,7 +25,12 @@ impl NodeIdentity {
     pub fn load(config: &Config) -> Self {
         let id = load_or_create_id(&config.data_dir);
         let name = config.node.name.clone().unwrap_or_else(host_name);
-        Self { id, name, roles: config.node.roles.clone(), version: env!("CARGO_PKG_VERSION") }
+        Self {
+            id,
+            name,
+            roles: config.node.roles.clone(),
+            version: env!("CARGO_PKG_VERSION"),
+        }
     }
 }
 

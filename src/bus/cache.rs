@@ -38,7 +38,11 @@ impl Cache {
             }
             Cache::Redis(r) => {
                 let ms = ttl.as_millis().max(1) as i64;
-                let _: Value = r.conn.client().set(r.key(key), value, Some(Expiration::PX(ms)), None, false).await?;
+                let _: Value = r
+                    .conn
+                    .client()
+                    .set(r.key(key), value, Some(Expiration::PX(ms)), None, false)
+                    .await?;
                 Ok(())
             }
         }
@@ -64,7 +68,10 @@ if redis.call('PTTL', KEYS[1]) == -1 then redis.call('PEXPIRE', KEYS[1], ARGV[2]
 return v
 "#;
                 let ms = ttl.as_millis().max(1).to_string();
-                Ok(r.conn.client().eval(INCR, vec![r.key(key)], vec![delta.to_string(), ms]).await?)
+                Ok(r.conn
+                    .client()
+                    .eval(INCR, vec![r.key(key)], vec![delta.to_string(), ms])
+                    .await?)
             }
         }
     }
@@ -147,7 +154,13 @@ impl MemoryCache {
     fn set(&self, key: &str, slot: Slot, ttl: Duration) {
         let now = Instant::now();
         let mut inner = self.inner.lock().expect("cache");
-        inner.entries.insert(key.to_string(), Entry { slot, expires: now + ttl });
+        inner.entries.insert(
+            key.to_string(),
+            Entry {
+                slot,
+                expires: now + ttl,
+            },
+        );
         inner.wrote(now);
     }
 
@@ -162,7 +175,10 @@ impl MemoryCache {
         let now = Instant::now();
         let mut inner = self.inner.lock().expect("cache");
         let value = match inner.live(key, now) {
-            Some(Entry { slot: Slot::Counter(n), .. }) => {
+            Some(Entry {
+                slot: Slot::Counter(n),
+                ..
+            }) => {
                 *n += delta;
                 *n
             }
@@ -176,7 +192,13 @@ impl MemoryCache {
                 base + delta
             }
             None => {
-                inner.entries.insert(key.to_string(), Entry { slot: Slot::Counter(delta), expires: now + ttl });
+                inner.entries.insert(
+                    key.to_string(),
+                    Entry {
+                        slot: Slot::Counter(delta),
+                        expires: now + ttl,
+                    },
+                );
                 delta
             }
         };

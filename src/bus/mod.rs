@@ -13,9 +13,9 @@ use crate::config::Config;
 use crate::storage::Db;
 use cache::{Cache, MemoryCache, RedisCache};
 use pubsub::{LocalPubSub, PubSub, RedisPubSub};
+use queue::JobQueue;
 use queue::database::DbQueue;
 use queue::redis::RedisQueue;
-use queue::JobQueue;
 use redis::RedisConn;
 
 #[derive(Clone)]

@@ -77,18 +77,23 @@ pub struct LocalPubSub {
 impl LocalPubSub {
     pub fn publish(&self, channel: &str, message: Arc<str>) {
         let mut channels = self.channels.lock().expect("channel map");
-        if let Some(tx) = channels.get(channel) {
-            if tx.send(message).is_err() {
-                // Nobody listens any more: forget the channel.
-                channels.remove(channel);
-            }
+        // A channel nobody listens to any more is forgotten.
+        if let Some(tx) = channels.get(channel)
+            && tx.send(message).is_err()
+        {
+            channels.remove(channel);
         }
     }
 
     pub fn subscribe(&self, channel: &str) -> Subscription {
         let mut channels = self.channels.lock().expect("channel map");
-        let tx = channels.entry(channel.to_string()).or_insert_with(|| broadcast::channel(CHANNEL_CAPACITY).0);
-        Subscription { channel: channel.to_string(), rx: tx.subscribe() }
+        let tx = channels
+            .entry(channel.to_string())
+            .or_insert_with(|| broadcast::channel(CHANNEL_CAPACITY).0);
+        Subscription {
+            channel: channel.to_string(),
+            rx: tx.subscribe(),
+        }
     }
 }
 
@@ -115,7 +120,9 @@ impl RedisPubSub {
             loop {
                 match messages.recv().await {
                     Ok(m) => {
-                        let Some(channel) = m.channel.strip_prefix(prefix.as_str()) else { continue };
+                        let Some(channel) = m.channel.strip_prefix(prefix.as_str()) else {
+                            continue;
+                        };
                         if let Some(text) = m.value.as_string() {
                             fan_out.publish(channel, text.into());
                         }
@@ -127,11 +134,20 @@ impl RedisPubSub {
                 }
             }
         });
-        Ok(Self { conn, subscriber, local, subscribed: Arc::default() })
+        Ok(Self {
+            conn,
+            subscriber,
+            local,
+            subscribed: Arc::default(),
+        })
     }
 
     async fn publish(&self, channel: &str, message: &str) -> Result<(), PubSubError> {
-        let _: i64 = self.conn.client().publish(self.conn.key(channel), message).await?;
+        let _: i64 = self
+            .conn
+            .client()
+            .publish(self.conn.key(channel), message)
+            .await?;
         Ok(())
     }
 

@@ -35,10 +35,16 @@ pub async fn run_jobs(config: Config, cmd: JobsCommand) -> anyhow::Result<()> {
     let result = async {
         match cmd {
             JobsCommand::Depth => {
-                println!("{:<16} {:>8} {:>10} {:>8} {:>8}", "queue", "ready", "scheduled", "running", "dead");
+                println!(
+                    "{:<16} {:>8} {:>10} {:>8} {:>8}",
+                    "queue", "ready", "scheduled", "running", "dead"
+                );
                 for queue in config.jobs.concurrency.keys() {
                     let d = bus.queue.depth(queue).await?;
-                    println!("{queue:<16} {:>8} {:>10} {:>8} {:>8}", d.ready, d.scheduled, d.running, d.dead);
+                    println!(
+                        "{queue:<16} {:>8} {:>10} {:>8} {:>8}",
+                        d.ready, d.scheduled, d.running, d.dead
+                    );
                 }
             }
             JobsCommand::Dead { queue, limit } => {
@@ -62,7 +68,10 @@ pub async fn run_jobs(config: Config, cmd: JobsCommand) -> anyhow::Result<()> {
 
 pub async fn run_nodes(config: Config) -> anyhow::Result<()> {
     let db = Db::connect(&config)?;
-    println!("{:<38} {:<20} {:<8} {:<22} {:<10} last seen", "id", "name", "version", "roles", "status");
+    println!(
+        "{:<38} {:<20} {:<8} {:<22} {:<10} last seen",
+        "id", "name", "version", "roles", "status"
+    );
     for n in nodes::list(&db).await? {
         println!(
             "{:<38} {:<20} {:<8} {:<22} {:<10} {}",

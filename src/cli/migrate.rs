@@ -27,7 +27,11 @@ pub async fn run(config: Config, cmd: MigrateCommand) -> anyhow::Result<()> {
         }
         MigrateCommand::Status => {
             for m in migrations::status(&target).await? {
-                println!("{:<8} {}", if m.applied { "applied" } else { "pending" }, m.name);
+                println!(
+                    "{:<8} {}",
+                    if m.applied { "applied" } else { "pending" },
+                    m.name
+                );
             }
         }
         MigrateCommand::Revert => match migrations::revert_last(&target).await? {

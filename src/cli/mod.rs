@@ -67,7 +67,12 @@ enum Command {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Command::Completions { shell } = cli.command {
-        clap_complete::generate(shell, &mut Cli::command(), "devmesh", &mut std::io::stdout());
+        clap_complete::generate(
+            shell,
+            &mut Cli::command(),
+            "devmesh",
+            &mut std::io::stdout(),
+        );
         return ExitCode::SUCCESS;
     }
 
@@ -76,7 +81,11 @@ pub fn main() -> ExitCode {
         Command::Worker => Some("worker".to_string()),
         _ => None,
     };
-    let overrides = Overrides { config_file: cli.config.clone(), data_dir: cli.data_dir.clone(), roles };
+    let overrides = Overrides {
+        config_file: cli.config.clone(),
+        data_dir: cli.data_dir.clone(),
+        roles,
+    };
     let loaded = match config::load(&overrides) {
         Ok(loaded) => loaded,
         Err(errors) => {
@@ -91,7 +100,10 @@ pub fn main() -> ExitCode {
     }
 
     crate::telemetry::init_logs(&loaded.config.log);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("devmesh: cannot start the async runtime: {e}");
@@ -105,7 +117,9 @@ pub fn main() -> ExitCode {
             Command::Migrate(cmd) => migrate::run(config, cmd).await,
             Command::Jobs(cmd) => admin::run_jobs(config, cmd).await,
             Command::Nodes => admin::run_nodes(config).await,
-            Command::Config(_) | Command::Completions { .. } => unreachable!("handled before the runtime starts"),
+            Command::Config(_) | Command::Completions { .. } => {
+                unreachable!("handled before the runtime starts")
+            }
         }
     });
     // Blocking tasks stuck on an unreachable server must not keep the process alive.

@@ -32,7 +32,10 @@ pub struct ConfigError {
 
 impl ConfigError {
     pub fn invalid(key: &str, value: String, expected: &str) -> Self {
-        Self { key: key.to_string(), message: format!("invalid value {value}: expected {expected}") }
+        Self {
+            key: key.to_string(),
+            message: format!("invalid value {value}: expected {expected}"),
+        }
     }
 }
 
@@ -59,14 +62,20 @@ pub fn load(overrides: &Overrides) -> Result<LoadedConfig, Vec<ConfigError>> {
         Some(path) if !path.is_file() => {
             return Err(vec![ConfigError {
                 key: String::new(),
-                message: format!("configuration file {} does not exist or is not a file", path.display()),
+                message: format!(
+                    "configuration file {} does not exist or is not a file",
+                    path.display()
+                ),
             }]);
         }
         Some(path) => Some(path.clone()),
         None => Some(PathBuf::from(DEFAULT_FILE)).filter(|p| p.is_file()),
     };
 
-    let mut figment = Figment::from(Named(DEFAULT_SOURCE, Serialized::defaults(Config::default())));
+    let mut figment = Figment::from(Named(
+        DEFAULT_SOURCE,
+        Serialized::defaults(Config::default()),
+    ));
     if let Some(path) = &file {
         figment = figment.merge(Toml::file_exact(path));
     }
@@ -78,9 +87,15 @@ pub fn load(overrides: &Overrides) -> Result<LoadedConfig, Vec<ConfigError>> {
         figment = figment.merge(Named(FLAG_SOURCE, Serialized::default("node.roles", roles)));
     }
 
-    let config: Config = figment.extract().map_err(|e| describe(e, file.as_deref()))?;
+    let config: Config = figment
+        .extract()
+        .map_err(|e| describe(e, file.as_deref()))?;
     config.validate()?;
-    Ok(LoadedConfig { config, figment, file })
+    Ok(LoadedConfig {
+        config,
+        figment,
+        file,
+    })
 }
 
 /// `DEVMESH_SECTION__KEY=value` sets `section.key`. Other `DEVMESH_*` variables
@@ -122,7 +137,10 @@ fn describe(error: figment::Error, file: Option<&Path>) -> Vec<ConfigError> {
 }
 
 fn env_name(path: &[String]) -> String {
-    path.iter().map(|p| p.to_uppercase()).collect::<Vec<_>>().join("__")
+    path.iter()
+        .map(|p| p.to_uppercase())
+        .collect::<Vec<_>>()
+        .join("__")
 }
 
 /// A provider under a name of ours, so that `config show` and errors can say where a value came from.
@@ -132,7 +150,9 @@ impl<P: figment::Provider> figment::Provider for Named<P> {
     fn metadata(&self) -> figment::Metadata {
         figment::Metadata::named(self.0)
     }
-    fn data(&self) -> Result<figment::value::Map<figment::Profile, figment::value::Dict>, figment::Error> {
+    fn data(
+        &self,
+    ) -> Result<figment::value::Map<figment::Profile, figment::value::Dict>, figment::Error> {
         self.1.data()
     }
 }

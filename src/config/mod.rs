@@ -138,8 +138,12 @@ impl Default for Config {
                 heartbeat_interval: Duration::from_secs(10),
                 gone_after: Duration::from_secs(60),
             },
-            mcp: ListenerConfig { listen: ListenAddr(([127, 0, 0, 1], 8080).into()) },
-            api: ListenerConfig { listen: ListenAddr(([127, 0, 0, 1], 8081).into()) },
+            mcp: ListenerConfig {
+                listen: ListenAddr(([127, 0, 0, 1], 8080).into()),
+            },
+            api: ListenerConfig {
+                listen: ListenAddr(([127, 0, 0, 1], 8081).into()),
+            },
             http: HttpConfig {
                 body_limit_bytes: 1024 * 1024,
                 workers: 0,
@@ -163,8 +167,13 @@ impl Default for Config {
                 dedup_window: Duration::from_secs(24 * 3600),
                 concurrency,
             },
-            log: LogConfig { format: LogFormat::Auto, level: "info".into() },
-            shutdown: ShutdownConfig { grace_period: Duration::from_secs(30) },
+            log: LogConfig {
+                format: LogFormat::Auto,
+                level: "info".into(),
+            },
+            shutdown: ShutdownConfig {
+                grace_period: Duration::from_secs(30),
+            },
         }
     }
 }
@@ -227,7 +236,8 @@ impl Config {
             "a number from 0 (one per core) to 256",
         );
         check(
-            !self.redis.key_prefix.is_empty() && !self.redis.key_prefix.contains(char::is_whitespace),
+            !self.redis.key_prefix.is_empty()
+                && !self.redis.key_prefix.contains(char::is_whitespace),
             "redis.key_prefix",
             format!("{:?}", self.redis.key_prefix),
             "a non-empty prefix without spaces",
@@ -247,7 +257,12 @@ impl Config {
             ("database.connect_timeout", self.database.connect_timeout),
             ("redis.command_timeout", self.redis.command_timeout),
         ] {
-            check(!d.get().is_zero(), key, d.to_string(), "a duration greater than zero");
+            check(
+                !d.get().is_zero(),
+                key,
+                d.to_string(),
+                "a duration greater than zero",
+            );
         }
         check(
             self.node.gone_after > self.node.heartbeat_interval,
@@ -271,7 +286,11 @@ impl Config {
                 "a name of 1 to 128 characters",
             );
         }
-        if errors.is_empty() { Ok(()) } else { Err(errors) }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
     }
 
     /// Concurrency for a queue: its configured value, else the `default` queue's.
@@ -289,11 +308,18 @@ impl Config {
 fn is_log_filter(filter: &str) -> bool {
     const LEVELS: &[&str] = &["off", "error", "warn", "info", "debug", "trace"];
     let is_level = |s: &str| LEVELS.iter().any(|l| s.eq_ignore_ascii_case(l));
-    let is_target = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':');
+    let is_target = |s: &str| {
+        !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+    };
     !filter.trim().is_empty()
-        && filter.split(',').map(str::trim).all(|d| match d.split_once('=') {
-            Some((target, level)) => is_target(target) && is_level(level),
-            None => is_level(d) || is_target(d),
-        })
+        && filter
+            .split(',')
+            .map(str::trim)
+            .all(|d| match d.split_once('=') {
+                Some((target, level)) => is_target(target) && is_level(level),
+                None => is_level(d) || is_target(d),
+            })
         && tracing_subscriber::EnvFilter::try_new(filter).is_ok()
 }

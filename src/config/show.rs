@@ -9,7 +9,9 @@ use super::Config;
 pub fn render_with_sources(config: &Config, figment: &Figment) -> String {
     let value = toml::Value::try_from(config).expect("the configuration serializes to TOML");
     let mut out = String::new();
-    let toml::Value::Table(root) = value else { return out };
+    let toml::Value::Table(root) = value else {
+        return out;
+    };
     let (sections, scalars): (Vec<_>, Vec<_>) = root.into_iter().partition(|(_, v)| v.is_table());
     for (key, value) in scalars {
         line(&mut out, &key, &key, &value, figment);
@@ -21,7 +23,9 @@ pub fn render_with_sources(config: &Config, figment: &Figment) -> String {
 }
 
 fn write_table(out: &mut String, path: &str, value: toml::Value, figment: &Figment) {
-    let toml::Value::Table(table) = value else { return };
+    let toml::Value::Table(table) = value else {
+        return;
+    };
     out.push_str(&format!("\n[{path}]\n"));
     let (nested, scalars): (Vec<_>, Vec<_>) = table.into_iter().partition(|(_, v)| v.is_table());
     for (key, value) in scalars {

@@ -39,7 +39,8 @@ impl FromStr for Duration {
             "h" => n.checked_mul(3_600_000),
             _ => return Err(DURATION_EXPECTED.to_string()),
         };
-        ms.map(Self::from_millis).ok_or_else(|| DURATION_EXPECTED.to_string())
+        ms.map(Self::from_millis)
+            .ok_or_else(|| DURATION_EXPECTED.to_string())
     }
 }
 
@@ -79,7 +80,8 @@ impl<'de> Deserialize<'de> for Duration {
                     .map_err(|_| E::invalid_value(Unexpected::Signed(v), &self))
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Duration, E> {
-                v.parse().map_err(|_| E::invalid_value(Unexpected::Str(v), &self))
+                v.parse()
+                    .map_err(|_| E::invalid_value(Unexpected::Str(v), &self))
             }
         }
         d.deserialize_any(V)
@@ -100,7 +102,10 @@ impl<'de> Deserialize<'de> for ListenAddr {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
         s.parse().map(ListenAddr).map_err(|_| {
-            de::Error::invalid_value(Unexpected::Str(&s), &"an address such as \"127.0.0.1:8080\"")
+            de::Error::invalid_value(
+                Unexpected::Str(&s),
+                &"an address such as \"127.0.0.1:8080\"",
+            )
         })
     }
 }
@@ -193,7 +198,8 @@ impl<'de> Deserialize<'de> for Roles {
                 f.write_str(ROLES_EXPECTED)
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Roles, E> {
-                v.parse().map_err(|_| E::invalid_value(Unexpected::Str(v), &self))
+                v.parse()
+                    .map_err(|_| E::invalid_value(Unexpected::Str(v), &self))
             }
             fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Roles, A::Error> {
                 let mut parts = Vec::new();
@@ -273,7 +279,10 @@ mod tests {
 
     #[test]
     fn durations_parse_units_and_plain_seconds() {
-        assert_eq!("250ms".parse::<Duration>().unwrap(), Duration::from_millis(250));
+        assert_eq!(
+            "250ms".parse::<Duration>().unwrap(),
+            Duration::from_millis(250)
+        );
         assert_eq!("30s".parse::<Duration>().unwrap(), Duration::from_secs(30));
         assert_eq!("5m".parse::<Duration>().unwrap(), Duration::from_secs(300));
         assert_eq!("2h".parse::<Duration>().unwrap(), Duration::from_secs(7200));
@@ -297,14 +306,21 @@ mod tests {
 
     #[test]
     fn secret_urls_mask_the_password_only() {
-        let u = SecretUrl::new("postgres://devmesh:hunter2@db.internal:5432/devmesh?sslmode=require");
+        let u =
+            SecretUrl::new("postgres://devmesh:hunter2@db.internal:5432/devmesh?sslmode=require");
         assert_eq!(
             u.redacted(),
             "postgres://devmesh:***@db.internal:5432/devmesh?sslmode=require"
         );
         assert!(!format!("{u:?}").contains("hunter2"));
-        assert_eq!(SecretUrl::new("redis://127.0.0.1:6379").redacted(), "redis://127.0.0.1:6379");
-        assert_eq!(SecretUrl::new("redis://:pw@h:1/0").redacted(), "redis://:***@h:1/0");
+        assert_eq!(
+            SecretUrl::new("redis://127.0.0.1:6379").redacted(),
+            "redis://127.0.0.1:6379"
+        );
+        assert_eq!(
+            SecretUrl::new("redis://:pw@h:1/0").redacted(),
+            "redis://:***@h:1/0"
+        );
         assert_eq!(u.scheme(), "postgres");
     }
 }

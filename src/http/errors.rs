@@ -28,7 +28,11 @@ struct Detail<'a> {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into() }
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
     }
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, code, message)
@@ -39,7 +43,11 @@ impl ApiError {
     /// A server fault: the cause is logged, the client sees nothing of it.
     pub fn internal(cause: impl fmt::Display) -> Self {
         tracing::error!(error = %cause, "internal error");
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; see the server log")
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error; see the server log",
+        )
     }
     pub fn code(&self) -> &'static str {
         self.code
@@ -57,14 +65,21 @@ impl ResponseError for ApiError {
         self.status
     }
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status).json(Body { error: Detail { code: self.code, message: &self.message } })
+        HttpResponse::build(self.status).json(Body {
+            error: Detail {
+                code: self.code,
+                message: &self.message,
+            },
+        })
     }
 }
 
 /// JSON bodies: size limit (413), content type (415), syntax and shape (400), each with
 /// a message that says what is wrong and where.
 pub fn json_config(limit: usize) -> web::JsonConfig {
-    web::JsonConfig::default().limit(limit).error_handler(|err, _req| json_error(err).into())
+    web::JsonConfig::default()
+        .limit(limit)
+        .error_handler(|err, _req| json_error(err).into())
 }
 
 /// Bodies read whole as bytes or text.
@@ -90,12 +105,17 @@ fn json_error(err: JsonPayloadError) -> ApiError {
             "the body must be JSON, sent with Content-Type: application/json",
         ),
         JsonPayloadError::Deserialize(e) => match e.classify() {
-            serde_json::error::Category::Data => {
-                ApiError::bad_request("invalid_body", format!("the body does not match what this route takes: {e}"))
+            serde_json::error::Category::Data => ApiError::bad_request(
+                "invalid_body",
+                format!("the body does not match what this route takes: {e}"),
+            ),
+            _ => {
+                ApiError::bad_request("malformed_json", format!("the body is not valid JSON: {e}"))
             }
-            _ => ApiError::bad_request("malformed_json", format!("the body is not valid JSON: {e}")),
         },
-        JsonPayloadError::Payload(e) => ApiError::bad_request("invalid_body", format!("cannot read the body: {e}")),
+        JsonPayloadError::Payload(e) => {
+            ApiError::bad_request("invalid_body", format!("cannot read the body: {e}"))
+        }
         other => ApiError::bad_request("invalid_body", other.to_string()),
     }
 }

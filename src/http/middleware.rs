@@ -26,14 +26,20 @@ pub async fn observe(
         .filter(|v| is_acceptable_id(v))
         .map(str::to_owned)
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
-    let listener = req.app_data::<ListenerName>().map(|l| l.0).unwrap_or("unknown");
+    let listener = req
+        .app_data::<ListenerName>()
+        .map(|l| l.0)
+        .unwrap_or("unknown");
     let method = req.method().to_string();
     let span = tracing::info_span!("request", request_id = %request_id, method = %method, path = %req.path());
     let started = Instant::now();
 
     let mut res = next.call(req).instrument(span.clone()).await?;
 
-    let route = res.request().match_pattern().unwrap_or_else(|| "unmatched".to_string());
+    let route = res
+        .request()
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".to_string());
     let status = res.status().as_u16();
     let elapsed = started.elapsed();
     if let Ok(value) = HeaderValue::from_str(&request_id) {
@@ -46,9 +52,14 @@ pub async fn observe(
         ("status", status.to_string()),
     ];
     metrics::counter!("devmesh_http_requests_total", &labels).increment(1);
-    metrics::histogram!("devmesh_http_request_duration_seconds", &labels).record(elapsed.as_secs_f64());
+    metrics::histogram!("devmesh_http_request_duration_seconds", &labels)
+        .record(elapsed.as_secs_f64());
     span.in_scope(|| {
-        tracing::info!(status, latency_ms = elapsed.as_secs_f64() * 1000.0, "request handled");
+        tracing::info!(
+            status,
+            latency_ms = elapsed.as_secs_f64() * 1000.0,
+            "request handled"
+        );
     });
     Ok(res)
 }
@@ -56,14 +67,18 @@ pub async fn observe(
 /// Request ids from clients are echoed back and logged, so they must be short and plain.
 fn is_acceptable_id(id: &str) -> bool {
     (1..=128).contains(&id.len())
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
 }
 
 #[cfg(test)]
 mod tests {
     #[test]
     fn request_ids_from_clients_must_be_plain() {
-        assert!(super::is_acceptable_id("0192f1c2-7c1e-7a1b-9c3d-6f5e4d3c2b1a"));
+        assert!(super::is_acceptable_id(
+            "0192f1c2-7c1e-7a1b-9c3d-6f5e4d3c2b1a"
+        ));
         assert!(super::is_acceptable_id("trace:abc_123.x"));
         assert!(!super::is_acceptable_id(""));
         assert!(!super::is_acceptable_id("has space"));

@@ -19,13 +19,23 @@ pub type Routes = fn(&mut web::ServiceConfig);
 
 /// Shared settings for every app: body limits and their error answers.
 pub fn configure_extractors(cfg: &mut web::ServiceConfig, body_limit: usize) {
-    cfg.app_data(errors::json_config(body_limit)).app_data(errors::payload_config(body_limit));
+    cfg.app_data(errors::json_config(body_limit))
+        .app_data(errors::payload_config(body_limit));
 }
 
 /// Builds the server for one listener; it starts when the returned future is polled.
-pub fn serve(listener: TcpListener, name: &'static str, routes: Routes, ctx: Context) -> std::io::Result<Server> {
+pub fn serve(
+    listener: TcpListener,
+    name: &'static str,
+    routes: Routes,
+    ctx: Context,
+) -> std::io::Result<Server> {
     let http = &ctx.config.http;
-    let workers = if http.workers == 0 { std::thread::available_parallelism().map_or(2, |n| n.get()) } else { http.workers };
+    let workers = if http.workers == 0 {
+        std::thread::available_parallelism().map_or(2, |n| n.get())
+    } else {
+        http.workers
+    };
     let grace = ctx.config.shutdown.grace_period.get().as_secs().max(1);
     let body_limit = http.body_limit_bytes;
     let data = web::Data::new(ctx);

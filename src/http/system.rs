@@ -13,8 +13,16 @@ use crate::storage::PoolUsage;
 use crate::telemetry::metrics as telemetry;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    for (path, handler) in [("/health", web::get().to(live)), ("/ready", web::get().to(ready)), ("/metrics", web::get().to(metrics))] {
-        cfg.service(web::resource(path).route(handler).default_service(web::to(method_not_allowed)));
+    for (path, handler) in [
+        ("/health", web::get().to(live)),
+        ("/ready", web::get().to(ready)),
+        ("/metrics", web::get().to(metrics)),
+    ] {
+        cfg.service(
+            web::resource(path)
+                .route(handler)
+                .default_service(web::to(method_not_allowed)),
+        );
     }
 }
 
@@ -29,8 +37,18 @@ async fn live(ctx: web::Data<Context>) -> HttpResponse {
 
 /// Readiness: 200 when every dependency answers, else 503 naming the one that does not.
 async fn ready(ctx: web::Data<Context>) -> HttpResponse {
-    let report = health::readiness(&ctx.health, &ctx.db, &ctx.bus, ctx.config.http.ready_timeout.get()).await;
-    let status = if report.is_ready() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let report = health::readiness(
+        &ctx.health,
+        &ctx.db,
+        &ctx.bus,
+        ctx.config.http.ready_timeout.get(),
+    )
+    .await;
+    let status = if report.is_ready() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     HttpResponse::build(status).json(report)
 }
 
@@ -43,7 +61,12 @@ async fn metrics(ctx: web::Data<Context>) -> HttpResponse {
 }
 
 fn record_pool(usage: PoolUsage) {
-    for (state, n) in [("max", usage.max), ("open", usage.open), ("idle", usage.idle), ("waiting", usage.waiting)] {
+    for (state, n) in [
+        ("max", usage.max),
+        ("open", usage.open),
+        ("idle", usage.idle),
+        ("waiting", usage.waiting),
+    ] {
         metrics::gauge!("devmesh_db_pool_connections", "state" => state).set(n as f64);
     }
 }
@@ -52,9 +75,17 @@ fn record_pool(usage: PoolUsage) {
 async fn record_queue_depths(ctx: &Context) {
     let timeout = Duration::from_secs(1);
     for queue in ctx.config.jobs.concurrency.keys() {
-        let Ok(Ok(depth)) = tokio::time::timeout(timeout, ctx.bus.queue.depth(queue)).await else { continue };
-        for (state, n) in [("ready", depth.ready), ("scheduled", depth.scheduled), ("running", depth.running), ("dead", depth.dead)] {
-            metrics::gauge!("devmesh_jobs_queue_depth", "queue" => queue.clone(), "state" => state).set(n as f64);
+        let Ok(Ok(depth)) = tokio::time::timeout(timeout, ctx.bus.queue.depth(queue)).await else {
+            continue;
+        };
+        for (state, n) in [
+            ("ready", depth.ready),
+            ("scheduled", depth.scheduled),
+            ("running", depth.running),
+            ("dead", depth.dead),
+        ] {
+            metrics::gauge!("devmesh_jobs_queue_depth", "queue" => queue.clone(), "state" => state)
+                .set(n as f64);
         }
     }
 }

@@ -14,7 +14,10 @@ pub struct Backoff {
 
 impl Default for Backoff {
     fn default() -> Self {
-        Self { base: Duration::from_secs(1), max: Duration::from_secs(300) }
+        Self {
+            base: Duration::from_secs(1),
+            max: Duration::from_secs(300),
+        }
     }
 }
 
@@ -41,7 +44,10 @@ mod tests {
 
     #[test]
     fn doubles_until_the_cap() {
-        let b = Backoff { base: Duration::from_secs(2), max: Duration::from_secs(30) };
+        let b = Backoff {
+            base: Duration::from_secs(2),
+            max: Duration::from_secs(30),
+        };
         assert_eq!(b.nominal(1), Duration::from_secs(2));
         assert_eq!(b.nominal(2), Duration::from_secs(4));
         assert_eq!(b.nominal(4), Duration::from_secs(16));
@@ -51,9 +57,16 @@ mod tests {
 
     #[test]
     fn jitter_stays_between_half_and_all_of_the_delay() {
-        let b = Backoff { base: Duration::from_millis(800), max: Duration::from_secs(60) };
+        let b = Backoff {
+            base: Duration::from_millis(800),
+            max: Duration::from_secs(60),
+        };
         let delays: Vec<_> = (0..200).map(|_| b.delay(3)).collect();
-        assert!(delays.iter().all(|d| *d >= Duration::from_millis(1600) && *d <= Duration::from_millis(3200)));
+        assert!(
+            delays
+                .iter()
+                .all(|d| *d >= Duration::from_millis(1600) && *d <= Duration::from_millis(3200))
+        );
         let distinct: std::collections::HashSet<_> = delays.iter().collect();
         assert!(distinct.len() > 10, "delays are spread out, not fixed");
     }

@@ -18,13 +18,19 @@ pub struct Recurring {
 
 impl Recurring {
     pub fn new<J: Job + Clone>(job: J, interval: Duration) -> Self {
-        Self { interval, name: J::NAME, make: Box::new(move || new_job(&job)) }
+        Self {
+            interval,
+            name: J::NAME,
+            make: Box::new(move || new_job(&job)),
+        }
     }
 
     /// The job for the time slot `now` falls in.
     fn for_slot(&self, now: Duration) -> NewJob {
         let slot = now.as_millis() / self.interval.as_millis().max(1);
-        (self.make)().dedup_key(format!("recurring:{}:{slot}", self.name))
+        (self.make)()
+            .dedup_key(format!("recurring:{}:{slot}", self.name))
+            .dedup_window(self.interval * 2)
     }
 }
 
@@ -42,7 +48,9 @@ pub async fn run(queue: JobQueue, jobs: Vec<Recurring>, shutdown: CancellationTo
                     _ = shutdown.cancelled() => return,
                     _ = ticks.tick() => {}
                 }
-                let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+                let now = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .unwrap_or_default();
                 if let Err(e) = queue.enqueue(job.for_slot(now)).await {
                     tracing::warn!(job = job.name, error = %e, "cannot enqueue recurring job");
                 }

@@ -8,7 +8,8 @@ use serde_json::Value;
 
 use super::{Backoff, Job, JobContext, JobError};
 
-type Handler = Arc<dyn Fn(Value, JobContext) -> BoxFuture<'static, Result<(), JobError>> + Send + Sync>;
+type Handler =
+    Arc<dyn Fn(Value, JobContext) -> BoxFuture<'static, Result<(), JobError>> + Send + Sync>;
 
 #[derive(Clone)]
 pub struct Registered {
@@ -47,7 +48,14 @@ impl Registry {
                 job.run(ctx).await
             })
         });
-        let previous = self.jobs.insert(J::NAME, Registered { queue: J::QUEUE, backoff: J::backoff(), handler });
+        let previous = self.jobs.insert(
+            J::NAME,
+            Registered {
+                queue: J::QUEUE,
+                backoff: J::backoff(),
+                handler,
+            },
+        );
         assert!(previous.is_none(), "job kind {} registered twice", J::NAME);
         self
     }

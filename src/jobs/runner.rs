@@ -52,7 +52,11 @@ impl Outcome {
 
 impl Runner {
     pub fn new(ctx: Context, registry: Registry, queues: Vec<QueueSpec>) -> Self {
-        Self { ctx, registry: Arc::new(registry), queues }
+        Self {
+            ctx,
+            registry: Arc::new(registry),
+            queues,
+        }
     }
 
     /// Runs until `shutdown` is cancelled, then drains within the configured grace period.
@@ -85,7 +89,11 @@ impl QueueWorker {
 
     async fn run(self) {
         let queue = &self.spec.name;
-        tracing::info!(queue, concurrency = self.spec.concurrency, "consuming queue");
+        tracing::info!(
+            queue,
+            concurrency = self.spec.concurrency,
+            "consuming queue"
+        );
         let slots = Arc::new(Semaphore::new(self.spec.concurrency));
         let mut running = JoinSet::new();
         let jobs = &self.ctx.config.jobs;
@@ -101,7 +109,12 @@ impl QueueWorker {
                 .ctx
                 .bus
                 .queue
-                .fetch(queue, self.consumer(), jobs.visibility_timeout.get(), jobs.poll_interval.get())
+                .fetch(
+                    queue,
+                    self.consumer(),
+                    jobs.visibility_timeout.get(),
+                    jobs.poll_interval.get(),
+                )
                 .await;
             match fetched {
                 Ok(Some(delivery)) => {
@@ -129,7 +142,10 @@ impl QueueWorker {
         }
         let grace = self.ctx.config.shutdown.grace_period.get();
         tracing::info!(queue = %self.spec.name, in_flight = running.len(), "waiting for jobs in flight");
-        let drained = tokio::time::timeout(grace, async { while running.join_next().await.is_some() {} }).await;
+        let drained = tokio::time::timeout(grace, async {
+            while running.join_next().await.is_some() {}
+        })
+        .await;
         if drained.is_err() {
             tracing::warn!(
                 queue = %self.spec.name,
@@ -141,7 +157,11 @@ impl QueueWorker {
     }
 
     /// One attempt of one job, from lease to acknowledgement.
-    fn attempt(&self, delivery: Delivery, permit: OwnedSemaphorePermit) -> impl Future<Output = ()> + Send + 'static {
+    fn attempt(
+        &self,
+        delivery: Delivery,
+        permit: OwnedSemaphorePermit,
+    ) -> impl Future<Output = ()> + Send + 'static {
         let ctx = self.ctx.clone();
         let registry = self.registry.clone();
         let shutdown = self.shutdown.clone();
@@ -149,26 +169,50 @@ impl QueueWorker {
             let _permit = permit;
             let started = Instant::now();
             let span = tracing::info_span!("job", job.id = %delivery.id, job.kind = %delivery.kind, queue = %delivery.queue, attempt = delivery.attempt);
-            let outcome = tracing::Instrument::instrument(run_one(&ctx, &registry, &delivery, shutdown), span).await;
-            let labels = [("queue", delivery.queue.clone()), ("job", delivery.kind.clone())];
-            metrics::counter!("devmesh_jobs_processed_total", &[
+            let outcome = tracing::Instrument::instrument(
+                run_one(&ctx, &registry, &delivery, shutdown),
+                span,
+            )
+            .await;
+            let labels = [
                 ("queue", delivery.queue.clone()),
                 ("job", delivery.kind.clone()),
-                ("outcome", outcome.as_str().to_string()),
-            ])
+            ];
+            metrics::counter!(
+                "devmesh_jobs_processed_total",
+                &[
+                    ("queue", delivery.queue.clone()),
+                    ("job", delivery.kind.clone()),
+                    ("outcome", outcome.as_str().to_string()),
+                ]
+            )
             .increment(1);
-            metrics::histogram!("devmesh_jobs_duration_seconds", &labels).record(started.elapsed().as_secs_f64());
+            metrics::histogram!("devmesh_jobs_duration_seconds", &labels)
+                .record(started.elapsed().as_secs_f64());
         }
     }
 }
 
-async fn run_one(ctx: &Context, registry: &Registry, delivery: &Delivery, shutdown: CancellationToken) -> Outcome {
+async fn run_one(
+    ctx: &Context,
+    registry: &Registry,
+    delivery: &Delivery,
+    shutdown: CancellationToken,
+) -> Outcome {
     let queue = &ctx.bus.queue;
     let Some(registered) = registry.get(&delivery.kind) else {
-        let error = format!("no job kind named {:?} is known to node {}", delivery.kind, ctx.node.name);
+        let error = format!(
+            "no job kind named {:?} is known to node {}",
+            delivery.kind, ctx.node.name
+        );
         return settle(queue.fail(delivery, &error, None).await, &error);
     };
-    let job_ctx = JobContext { ctx: ctx.clone(), job_id: delivery.id.clone(), attempt: delivery.attempt, shutdown };
+    let job_ctx = JobContext {
+        ctx: ctx.clone(),
+        job_id: delivery.id.clone(),
+        attempt: delivery.attempt,
+        shutdown,
+    };
     let work = AssertUnwindSafe(registered.run(delivery.payload.clone(), job_ctx)).catch_unwind();
 
     let result = tokio::select! {
@@ -200,7 +244,12 @@ async fn keep_lease(ctx: &Context, delivery: &Delivery) -> QueueError {
     let mut failures = 0;
     loop {
         tokio::time::sleep(visibility / 3).await;
-        match ctx.bus.queue.extend(delivery, &ctx.node.id, visibility).await {
+        match ctx
+            .bus
+            .queue
+            .extend(delivery, &ctx.node.id, visibility)
+            .await
+        {
             Ok(()) => failures = 0,
             Err(QueueError::LeaseLost) => return QueueError::LeaseLost,
             Err(e) => {
@@ -218,7 +267,11 @@ async fn keep_lease(ctx: &Context, delivery: &Delivery) -> QueueError {
 fn settle(result: Result<FailOutcome, QueueError>, error: &str) -> Outcome {
     match result {
         Ok(FailOutcome::Retrying(after)) => {
-            tracing::warn!(error, retry_in_ms = after.as_millis() as u64, "job failed; will retry");
+            tracing::warn!(
+                error,
+                retry_in_ms = after.as_millis() as u64,
+                "job failed; will retry"
+            );
             Outcome::Retrying
         }
         Ok(FailOutcome::Dead) => {

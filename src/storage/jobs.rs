@@ -50,7 +50,12 @@ pub enum Inserted {
 }
 
 /// Inserts a job, unless its deduplication key is still held by another one.
-pub async fn insert(db: &Db, row: JobRow, dedup: Option<DedupKey>, now: NaiveDateTime) -> StorageResult<Inserted> {
+pub async fn insert(
+    db: &Db,
+    row: JobRow,
+    dedup: Option<DedupKey>,
+    now: NaiveDateTime,
+) -> StorageResult<Inserted> {
     with_conn!(db, |conn| {
         let row = row.clone();
         conn.transaction::<_, StorageError, _>(async move |conn| {
@@ -60,7 +65,9 @@ pub async fn insert(db: &Db, row: JobRow, dedup: Option<DedupKey>, now: NaiveDat
                         .filter(job_dedup::queue.eq(&row.queue))
                         .filter(job_dedup::dedup_key.eq(&dedup.key));
                     // A write first, so that SQLite takes the write lock at once.
-                    diesel::delete(key.filter(job_dedup::expires_at.le(now))).execute(conn).await?;
+                    diesel::delete(key.filter(job_dedup::expires_at.le(now)))
+                        .execute(conn)
+                        .await?;
                     let claimed = diesel::insert_into(job_dedup::table)
                         .values((
                             job_dedup::queue.eq(&row.queue),
@@ -76,7 +83,10 @@ pub async fn insert(db: &Db, row: JobRow, dedup: Option<DedupKey>, now: NaiveDat
                         return Ok(Inserted::Duplicate(existing));
                     }
                 }
-                diesel::insert_into(jobs::table).values(&row).execute(conn).await?;
+                diesel::insert_into(jobs::table)
+                    .values(&row)
+                    .execute(conn)
+                    .await?;
                 Ok(Inserted::New)
             }
         })
@@ -125,7 +135,11 @@ pub async fn claim(
 
 /// Jobs whose lease ran out on their last allowed attempt go to the dead letters
 /// instead of being handed out again; returns how many.
-pub async fn bury_expired_final_attempts(db: &Db, queue: &str, now: NaiveDateTime) -> StorageResult<usize> {
+pub async fn bury_expired_final_attempts(
+    db: &Db,
+    queue: &str,
+    now: NaiveDateTime,
+) -> StorageResult<usize> {
     with_conn!(db, |conn| {
         Ok(diesel::update(
             jobs::table
@@ -136,7 +150,8 @@ pub async fn bury_expired_final_attempts(db: &Db, queue: &str, now: NaiveDateTim
         )
         .set((
             jobs::status.eq(DEAD),
-            jobs::last_error.eq("the worker stopped before finishing its last attempt (lease expired)"),
+            jobs::last_error
+                .eq("the worker stopped before finishing its last attempt (lease expired)"),
             jobs::lease_id.eq(None::<String>),
             jobs::locked_by.eq(None::<String>),
             jobs::locked_until.eq(None::<NaiveDateTime>),
@@ -158,7 +173,12 @@ pub async fn complete(db: &Db, id: &str, lease_id: &str) -> StorageResult<bool> 
 }
 
 /// Keeps a lease alive; false when it was lost.
-pub async fn extend(db: &Db, id: &str, lease_id: &str, until: NaiveDateTime) -> StorageResult<bool> {
+pub async fn extend(
+    db: &Db,
+    id: &str,
+    lease_id: &str,
+    until: NaiveDateTime,
+) -> StorageResult<bool> {
     with_conn!(db, |conn| {
         let n = diesel::update(jobs::table.find(id).filter(jobs::lease_id.eq(lease_id)))
             .set(jobs::locked_until.eq(until))
@@ -195,7 +215,13 @@ pub async fn requeue(
 }
 
 /// Moves a failed job to the dead letters; false when the lease was lost.
-pub async fn bury(db: &Db, id: &str, lease_id: &str, error: &str, now: NaiveDateTime) -> StorageResult<bool> {
+pub async fn bury(
+    db: &Db,
+    id: &str,
+    lease_id: &str,
+    error: &str,
+    now: NaiveDateTime,
+) -> StorageResult<bool> {
     with_conn!(db, |conn| {
         let n = diesel::update(jobs::table.find(id).filter(jobs::lease_id.eq(lease_id)))
             .set((
@@ -227,12 +253,25 @@ pub async fn list_dead(db: &Db, queue: &str, limit: i64) -> StorageResult<Vec<Jo
 }
 
 /// Puts a dead job back in its queue with its attempts reset; false when there is no such dead job.
-pub async fn replay_dead(db: &Db, queue: &str, id: &str, now: NaiveDateTime) -> StorageResult<bool> {
+pub async fn replay_dead(
+    db: &Db,
+    queue: &str,
+    id: &str,
+    now: NaiveDateTime,
+) -> StorageResult<bool> {
     with_conn!(db, |conn| {
         let n = diesel::update(
-            jobs::table.find(id).filter(jobs::queue.eq(queue)).filter(jobs::status.eq(DEAD)),
+            jobs::table
+                .find(id)
+                .filter(jobs::queue.eq(queue))
+                .filter(jobs::status.eq(DEAD)),
         )
-        .set((jobs::status.eq(QUEUED), jobs::attempts.eq(0), jobs::run_at.eq(now), jobs::updated_at.eq(now)))
+        .set((
+            jobs::status.eq(QUEUED),
+            jobs::attempts.eq(0),
+            jobs::run_at.eq(now),
+            jobs::updated_at.eq(now),
+        ))
         .execute(conn)
         .await?;
         Ok(n == 1)
@@ -241,7 +280,12 @@ pub async fn replay_dead(db: &Db, queue: &str, id: &str, now: NaiveDateTime) -> 
 
 pub async fn get(db: &Db, id: &str) -> StorageResult<Option<JobRow>> {
     with_conn!(db, |conn| {
-        Ok(jobs::table.find(id).select(JobRow::as_select()).first(conn).await.optional()?)
+        Ok(jobs::table
+            .find(id)
+            .select(JobRow::as_select())
+            .first(conn)
+            .await
+            .optional()?)
     })
 }
 
@@ -268,7 +312,10 @@ pub async fn counts(db: &Db, queue: &str, now: NaiveDateTime) -> StorageResult<S
             .count()
             .get_result(conn)
             .await?;
-        let mut c = StatusCounts { scheduled: scheduled as u64, ..Default::default() };
+        let mut c = StatusCounts {
+            scheduled: scheduled as u64,
+            ..Default::default()
+        };
         for (status, n) in by_status {
             match status.as_str() {
                 QUEUED => c.ready = (n - scheduled).max(0) as u64,
@@ -284,6 +331,10 @@ pub async fn counts(db: &Db, queue: &str, now: NaiveDateTime) -> StorageResult<S
 /// Drops deduplication keys whose window has passed.
 pub async fn purge_expired_dedup(db: &Db, now: NaiveDateTime) -> StorageResult<usize> {
     with_conn!(db, |conn| {
-        Ok(diesel::delete(job_dedup::table.filter(job_dedup::expires_at.le(now))).execute(conn).await?)
+        Ok(
+            diesel::delete(job_dedup::table.filter(job_dedup::expires_at.le(now)))
+                .execute(conn)
+                .await?,
+        )
     })
 }

@@ -3,13 +3,13 @@
 //! lock makes nodes that start together take turns.
 
 use diesel::Connection;
-use diesel::migration::{Migration, MigrationSource};
+use diesel::RunQueryDsl;
 use diesel::backend::Backend;
+use diesel::migration::{Migration, MigrationSource};
 use diesel::pg::Pg;
 use diesel::sqlite::{Sqlite, SqliteConnection};
-use diesel::RunQueryDsl;
-use diesel_async::{AsyncConnection as _, AsyncPgConnection};
 use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
+use diesel_async::{AsyncConnection as _, AsyncPgConnection};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
 use super::{StorageError, StorageResult, sqlite_pragmas};
@@ -20,7 +20,7 @@ const SQLITE: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 /// Arbitrary constant naming devmesh's migration lock.
 /// How long opening the migration connection to PostgreSQL may take.
 const PG_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
-const PG_MIGRATION_LOCK: i64 = 0x6465_766d_6573_68;
+const PG_MIGRATION_LOCK: i64 = 0x0064_6576_6d65_7368;
 
 type PgSyncConn = AsyncConnectionWrapper<AsyncPgConnection>;
 
@@ -59,8 +59,13 @@ pub async fn status(target: &DatabaseTarget) -> StorageResult<Vec<MigrationState
     .await
 }
 
-fn apply<DB: Backend, C: MigrationHarness<DB>>(c: &mut C, source: EmbeddedMigrations) -> StorageResult<Vec<String>> {
-    c.run_pending_migrations(source).map(versions).map_err(migration_error)
+fn apply<DB: Backend, C: MigrationHarness<DB>>(
+    c: &mut C,
+    source: EmbeddedMigrations,
+) -> StorageResult<Vec<String>> {
+    c.run_pending_migrations(source)
+        .map(versions)
+        .map_err(migration_error)
 }
 
 fn revert<DB: Backend, C: MigrationHarness<DB>>(
@@ -70,7 +75,9 @@ fn revert<DB: Backend, C: MigrationHarness<DB>>(
     if c.applied_migrations().map_err(migration_error)?.is_empty() {
         return Ok(None);
     }
-    c.revert_last_migration(source).map(|v| Some(v.to_string())).map_err(migration_error)
+    c.revert_last_migration(source)
+        .map(|v| Some(v.to_string()))
+        .map_err(migration_error)
 }
 
 fn states<DB: Backend, C: MigrationHarness<DB>>(
@@ -83,7 +90,11 @@ fn states<DB: Backend, C: MigrationHarness<DB>>(
         .iter()
         .map(|m| {
             let version = m.name().version().to_string();
-            MigrationState { applied: applied.contains(&version), name: m.name().to_string(), version }
+            MigrationState {
+                applied: applied.contains(&version),
+                name: m.name().to_string(),
+                version,
+            }
         })
         .collect();
     states.sort_by(|a, b| a.version.cmp(&b.version));
@@ -109,10 +120,18 @@ where
         DatabaseTarget::Postgres(url) => {
             // Connect here, under a timeout: a server that accepts but never answers must
             // not hold the blocking thread forever.
-            let conn = tokio::time::timeout(PG_CONNECT_TIMEOUT, AsyncPgConnection::establish(url.expose()))
-                .await
-                .map_err(|_| StorageError::Unavailable(format!("no answer within {} s", PG_CONNECT_TIMEOUT.as_secs())))?
-                .map_err(|e| StorageError::Unavailable(e.to_string()))?;
+            let conn = tokio::time::timeout(
+                PG_CONNECT_TIMEOUT,
+                AsyncPgConnection::establish(url.expose()),
+            )
+            .await
+            .map_err(|_| {
+                StorageError::Unavailable(format!(
+                    "no answer within {} s",
+                    PG_CONNECT_TIMEOUT.as_secs()
+                ))
+            })?
+            .map_err(|e| StorageError::Unavailable(e.to_string()))?;
             let mut conn = PgSyncConn::from(conn);
             tokio::task::spawn_blocking(move || f(SyncConn::Pg(&mut conn)))
         }
@@ -120,19 +139,27 @@ where
             let path = path.clone();
             tokio::task::spawn_blocking(move || {
                 if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                    std::fs::create_dir_all(dir).map_err(|e| StorageError::Unavailable(e.to_string()))?;
+                    std::fs::create_dir_all(dir)
+                        .map_err(|e| StorageError::Unavailable(e.to_string()))?;
                 }
                 let mut conn = SqliteConnection::establish(&path.to_string_lossy())
                     .map_err(|e| StorageError::Unavailable(e.to_string()))?;
-                diesel::connection::SimpleConnection::batch_execute(&mut conn, &sqlite_pragmas(5_000))?;
+                diesel::connection::SimpleConnection::batch_execute(
+                    &mut conn,
+                    &sqlite_pragmas(5_000),
+                )?;
                 f(SyncConn::Sqlite(&mut conn))
             })
         }
     };
-    task.await.map_err(|e| StorageError::Migration(format!("migration task failed: {e}")))?
+    task.await
+        .map_err(|e| StorageError::Migration(format!("migration task failed: {e}")))?
 }
 
-fn locked<T>(conn: &mut PgSyncConn, f: impl FnOnce(&mut PgSyncConn) -> StorageResult<T>) -> StorageResult<T> {
+fn locked<T>(
+    conn: &mut PgSyncConn,
+    f: impl FnOnce(&mut PgSyncConn) -> StorageResult<T>,
+) -> StorageResult<T> {
     diesel::sql_query(format!("SELECT pg_advisory_lock({PG_MIGRATION_LOCK})")).execute(conn)?;
     let result = f(conn);
     diesel::sql_query(format!("SELECT pg_advisory_unlock({PG_MIGRATION_LOCK})")).execute(conn)?;

@@ -70,12 +70,18 @@ macro_rules! with_conn {
     ($db:expr, |$conn:ident| $body:expr) => {
         match $db {
             $crate::storage::Db::Postgres(pool) => {
-                let mut pooled = pool.get().await.map_err($crate::storage::StorageError::from)?;
+                let mut pooled = pool
+                    .get()
+                    .await
+                    .map_err($crate::storage::StorageError::from)?;
                 let $conn = &mut *pooled;
                 $body
             }
             $crate::storage::Db::Sqlite(pool) => {
-                let mut pooled = pool.get().await.map_err($crate::storage::StorageError::from)?;
+                let mut pooled = pool
+                    .get()
+                    .await
+                    .map_err($crate::storage::StorageError::from)?;
                 let $conn = &mut *pooled;
                 $body
             }
@@ -107,10 +113,15 @@ impl Db {
                 let mut manager_config = ManagerConfig::<AsyncPgConnection>::default();
                 manager_config.custom_setup = Box::new(move |url| {
                     let url = url.to_string();
-                    on_runtime(&runtime, async move { AsyncPgConnection::establish(&url).await })
+                    on_runtime(
+                        &runtime,
+                        async move { AsyncPgConnection::establish(&url).await },
+                    )
                 });
-                let manager =
-                    AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(url.expose(), manager_config);
+                let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(
+                    url.expose(),
+                    manager_config,
+                );
                 let pool = Pool::builder(manager)
                     .max_size(db.max_connections)
                     .wait_timeout(Some(db.connect_timeout.get()))
@@ -171,7 +182,12 @@ impl Db {
             Db::Postgres(pool) => pool.status(),
             Db::Sqlite(pool) => pool.status(),
         };
-        PoolUsage { max: status.max_size, open: status.size, idle: status.available, waiting: status.waiting }
+        PoolUsage {
+            max: status.max_size,
+            open: status.size,
+            idle: status.available,
+            waiting: status.waiting,
+        }
     }
 
     pub fn close(&self) {
@@ -207,7 +223,10 @@ pub(crate) fn sqlite_pragmas(busy_timeout_ms: u128) -> String {
 fn ensure_parent_dir(path: &Path) -> StorageResult<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| {
-            StorageError::Unavailable(format!("cannot create the data directory {}: {e}", dir.display()))
+            StorageError::Unavailable(format!(
+                "cannot create the data directory {}: {e}",
+                dir.display()
+            ))
         })?;
     }
     Ok(())

@@ -9,7 +9,9 @@ use super::schema::nodes;
 use super::{Db, StorageResult};
 use crate::with_conn;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Queryable, Selectable, Insertable, AsChangeset)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Serialize, Queryable, Selectable, Insertable, AsChangeset,
+)]
 #[diesel(table_name = nodes)]
 pub struct NodeRow {
     pub id: String,
@@ -55,7 +57,9 @@ pub async fn set_status(db: &Db, id: &str, status: &str, at: NaiveDateTime) -> S
 pub async fn mark_gone(db: &Db, cutoff: NaiveDateTime) -> StorageResult<Vec<String>> {
     with_conn!(db, |conn| {
         let ids: Vec<String> = diesel::update(
-            nodes::table.filter(nodes::status.eq(ACTIVE)).filter(nodes::last_seen_at.lt(cutoff)),
+            nodes::table
+                .filter(nodes::status.eq(ACTIVE))
+                .filter(nodes::last_seen_at.lt(cutoff)),
         )
         .set(nodes::status.eq(GONE))
         .returning(nodes::id)
@@ -77,6 +81,11 @@ pub async fn list(db: &Db) -> StorageResult<Vec<NodeRow>> {
 
 pub async fn get(db: &Db, id: &str) -> StorageResult<Option<NodeRow>> {
     with_conn!(db, |conn| {
-        Ok(nodes::table.find(id).select(NodeRow::as_select()).first(conn).await.optional()?)
+        Ok(nodes::table
+            .find(id)
+            .select(NodeRow::as_select())
+            .first(conn)
+            .await
+            .optional()?)
     })
 }

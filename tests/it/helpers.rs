@@ -26,7 +26,8 @@ pub enum Shape {
 }
 
 pub fn postgres_admin_url() -> String {
-    std::env::var("TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+    std::env::var("TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
 }
 
 pub fn redis_url() -> String {
@@ -47,8 +48,13 @@ impl PgDatabase {
         let name = unique("devmesh_test_");
         let mut admin = AsyncPgConnection::establish(&format!("{}/postgres", postgres_admin_url()))
             .await
-            .expect("PostgreSQL answers on TEST_POSTGRES_URL (run scripts/test.sh, which starts it)");
-        diesel::sql_query(format!("CREATE DATABASE {name}")).execute(&mut admin).await.expect("create test database");
+            .expect(
+                "PostgreSQL answers on TEST_POSTGRES_URL (run scripts/test.sh, which starts it)",
+            );
+        diesel::sql_query(format!("CREATE DATABASE {name}"))
+            .execute(&mut admin)
+            .await
+            .expect("create test database");
         Self { name }
     }
 
@@ -63,7 +69,10 @@ impl Drop for PgDatabase {
         let url = format!("{}/postgres", postgres_admin_url());
         // Drop runs outside any runtime's async context: use a thread with its own.
         let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
             rt.block_on(async {
                 let mut admin = AsyncPgConnection::establish(&url).await.ok()?;
                 diesel::sql_query(sql).execute(&mut admin).await.ok()
@@ -84,8 +93,10 @@ pub struct TestEnv {
 impl TestEnv {
     pub async fn new(shape: Shape) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let mut config = Config::default();
-        config.data_dir = dir.path().join("data");
+        let mut config = Config {
+            data_dir: dir.path().join("data"),
+            ..Config::default()
+        };
         config.mcp.listen = ListenAddr("127.0.0.1:0".parse().unwrap());
         config.api.listen = ListenAddr("127.0.0.1:0".parse().unwrap());
         config.http.workers = 1;
@@ -104,12 +115,18 @@ impl TestEnv {
             config.redis.key_prefix = unique("devmesh-test:") + ":";
         }
         devmesh::telemetry::init_logs(&config.log);
-        Self { config, dir, _pg: pg }
+        Self {
+            config,
+            dir,
+            _pg: pg,
+        }
     }
 
     /// The database with the schema applied.
     pub async fn migrated_db(&self) -> Db {
-        migrations::run_pending(&self.config.database_target()).await.expect("migrations apply");
+        migrations::run_pending(&self.config.database_target())
+            .await
+            .expect("migrations apply");
         Db::connect(&self.config).expect("pool")
     }
 
@@ -136,14 +153,26 @@ pub struct TestApp {
 
 impl TestApp {
     pub async fn spawn(config: Config, registry: Registry) -> Self {
-        let app = Application::build_with_jobs(config, registry).await.expect("application builds");
+        let app = Application::build_with_jobs(config, registry)
+            .await
+            .expect("application builds");
         let api = app.addr("api").expect("api listener");
         let mcp = app.addr("mcp").expect("mcp listener");
         let ctx = app.context().clone();
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(app.run(shutdown.clone()));
-        let http = reqwest::Client::builder().timeout(Duration::from_secs(20)).build().unwrap();
-        Self { api, mcp, ctx, shutdown, task: Some(task), http }
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(20))
+            .build()
+            .unwrap();
+        Self {
+            api,
+            mcp,
+            ctx,
+            shutdown,
+            task: Some(task),
+            http,
+        }
     }
 
     pub fn api_url(&self, path: &str) -> String {
@@ -166,7 +195,11 @@ impl TestApp {
     /// Stops the node the way SIGTERM does and waits for it to finish.
     pub async fn stop(mut self) -> anyhow::Result<()> {
         self.shutdown.cancel();
-        self.task.take().unwrap().await.expect("the node's task does not panic")
+        self.task
+            .take()
+            .unwrap()
+            .await
+            .expect("the node's task does not panic")
     }
 }
 

@@ -35,7 +35,13 @@ async fn spawn_json_route(limit: usize) -> String {
 }
 
 async fn post(url: &str, content_type: &str, body: impl Into<reqwest::Body>) -> (u16, Value) {
-    let res = reqwest::Client::new().post(url).header("content-type", content_type).body(body).send().await.unwrap();
+    let res = reqwest::Client::new()
+        .post(url)
+        .header("content-type", content_type)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
     let status = res.status().as_u16();
     (status, res.json().await.unwrap_or(Value::Null))
 }
@@ -49,17 +55,42 @@ async fn bad_bodies_get_clear_4xx() {
     let (status, body) = post(&url, "application/json", r#"{"name": "api", "replicas": 3"#).await;
     assert_eq!(status, 400);
     assert_eq!(body["error"]["code"], "malformed_json");
-    assert!(body["error"]["message"].as_str().unwrap().contains("line 1 column"), "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("line 1 column"),
+        "{body}"
+    );
 
-    let (status, body) = post(&url, "application/json", r#"{"name": "api", "replicas": "three"}"#).await;
+    let (status, body) = post(
+        &url,
+        "application/json",
+        r#"{"name": "api", "replicas": "three"}"#,
+    )
+    .await;
     assert_eq!(status, 400);
     assert_eq!(body["error"]["code"], "invalid_body");
     let message = body["error"]["message"].as_str().unwrap();
-    assert!(message.contains("invalid type") && message.contains("u32"), "{message}");
+    assert!(
+        message.contains("invalid type") && message.contains("u32"),
+        "{message}"
+    );
 
-    let (status, body) = post(&url, "application/json", r#"{"name": "api", "replicas": 1, "replica": 2}"#).await;
+    let (status, body) = post(
+        &url,
+        "application/json",
+        r#"{"name": "api", "replicas": 1, "replica": 2}"#,
+    )
+    .await;
     assert_eq!(status, 400);
-    assert!(body["error"]["message"].as_str().unwrap().contains("unknown field `replica`"), "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("unknown field `replica`"),
+        "{body}"
+    );
 
     let (status, body) = post(&url, "text/plain", r#"{"name":"api","replicas":3}"#).await;
     assert_eq!(status, 415);
@@ -69,5 +100,8 @@ async fn bad_bodies_get_clear_4xx() {
     let (status, body) = post(&url, "application/json", big).await;
     assert_eq!(status, 413);
     assert_eq!(body["error"]["code"], "payload_too_large");
-    assert!(body["error"]["message"].as_str().unwrap().contains("2048"), "{body}");
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("2048"),
+        "{body}"
+    );
 }

@@ -29,7 +29,8 @@ enum Behaviour {
     AlwaysFail,
 }
 
-static GATE: std::sync::LazyLock<Arc<Notify>> = std::sync::LazyLock::new(|| Arc::new(Notify::new()));
+static GATE: std::sync::LazyLock<Arc<Notify>> =
+    std::sync::LazyLock::new(|| Arc::new(Notify::new()));
 
 impl Job for Probe {
     const NAME: &'static str = "probe";
@@ -37,20 +38,36 @@ impl Job for Probe {
     const MAX_ATTEMPTS: u32 = 3;
 
     fn backoff() -> Backoff {
-        Backoff { base: Duration::from_millis(100), max: Duration::from_millis(200) }
+        Backoff {
+            base: Duration::from_millis(100),
+            max: Duration::from_millis(200),
+        }
     }
 
     async fn run(self, job: JobContext) -> Result<(), JobError> {
         let cache = &job.ctx.bus.cache;
-        let runs = cache.incr(&format!("runs:{}", self.key), 1, Duration::from_secs(600)).await.unwrap();
-        cache.set(&format!("last:{}", self.key), &format!("{}@{}", job.attempt, job.ctx.node.id), Duration::from_secs(600)).await.unwrap();
+        let runs = cache
+            .incr(&format!("runs:{}", self.key), 1, Duration::from_secs(600))
+            .await
+            .unwrap();
+        cache
+            .set(
+                &format!("last:{}", self.key),
+                &format!("{}@{}", job.attempt, job.ctx.node.id),
+                Duration::from_secs(600),
+            )
+            .await
+            .unwrap();
         match self.behaviour {
             Behaviour::BlockUntilReleased if runs == 1 => GATE.notified().await,
             Behaviour::BlockUntilReleased => {}
             Behaviour::Sleep(ms) => tokio::time::sleep(Duration::from_millis(ms)).await,
             Behaviour::AlwaysFail => return Err(JobError::Retry(format!("failure number {runs}"))),
         }
-        cache.incr(&format!("done:{}", self.key), 1, Duration::from_secs(600)).await.unwrap();
+        cache
+            .incr(&format!("done:{}", self.key), 1, Duration::from_secs(600))
+            .await
+            .unwrap();
         Ok(())
     }
 }
@@ -71,11 +88,23 @@ fn runner(env: &TestEnv, bus: devmesh::bus::Bus, node_id: &str) -> Runner {
         node: Arc::new(node),
         health: Arc::default(),
     };
-    Runner::new(ctx, Registry::new().register::<Probe>(), vec![QueueSpec { name: "default".into(), concurrency: 2 }])
+    Runner::new(
+        ctx,
+        Registry::new().register::<Probe>(),
+        vec![QueueSpec {
+            name: "default".into(),
+            concurrency: 2,
+        }],
+    )
 }
 
 async fn counter(bus: &devmesh::bus::Bus, key: &str) -> i64 {
-    bus.cache.get(key).await.unwrap().map(|v| v.parse().unwrap()).unwrap_or(0)
+    bus.cache
+        .get(key)
+        .await
+        .unwrap()
+        .map(|v| v.parse().unwrap())
+        .unwrap_or(0)
 }
 
 macro_rules! each_queue {
@@ -86,32 +115,53 @@ macro_rules! each_queue {
     };
 }
 
-each_queue!(worker_killed_mid_job_is_replaced, shutdown_lets_jobs_in_flight_finish, failing_job_retries_then_dead_letters);
+each_queue!(
+    worker_killed_mid_job_is_replaced,
+    shutdown_lets_jobs_in_flight_finish,
+    failing_job_retries_then_dead_letters
+);
 
 async fn worker_killed_mid_job_is_replaced(shape: Shape) {
     let env = TestEnv::new(shape).await;
     let bus = env.bus().await;
-    let job = Probe { behaviour: Behaviour::BlockUntilReleased, key: "k1".into() };
+    let job = Probe {
+        behaviour: Behaviour::BlockUntilReleased,
+        key: "k1".into(),
+    };
     let queued = enqueue(&bus.queue, &job).await.unwrap();
 
     let a_stop = CancellationToken::new();
     let worker_a = tokio::spawn(runner(&env, bus.clone(), "node-a").run(a_stop.clone()));
-    wait_until(Duration::from_secs(10), || async { counter(&bus, "runs:k1").await == 1 }).await.unwrap();
+    wait_until(Duration::from_secs(10), || async {
+        counter(&bus, "runs:k1").await == 1
+    })
+    .await
+    .unwrap();
     // Kill worker A mid-job: its task dies with the job unfinished and its lease unextended.
     worker_a.abort();
     let _ = worker_a.await;
 
     let b_stop = CancellationToken::new();
     let worker_b = tokio::spawn(runner(&env, bus.clone(), "node-b").run(b_stop.clone()));
-    wait_until(Duration::from_secs(15), || async { counter(&bus, "done:k1").await == 1 })
-        .await
-        .expect("another worker completes the job after the lease runs out");
+    wait_until(Duration::from_secs(15), || async {
+        counter(&bus, "done:k1").await == 1
+    })
+    .await
+    .expect("another worker completes the job after the lease runs out");
     let last = bus.cache.get("last:k1").await.unwrap().unwrap();
     assert_eq!(last, "2@node-b", "the second attempt ran on node B");
-    wait_until(Duration::from_secs(5), || async { bus.queue.depth("default").await.unwrap() == QueueDepth::default() })
-        .await
-        .expect("the job is acknowledged and gone");
-    assert!(bus.queue.dead_letters("default", 10).await.unwrap().is_empty());
+    wait_until(Duration::from_secs(5), || async {
+        bus.queue.depth("default").await.unwrap() == QueueDepth::default()
+    })
+    .await
+    .expect("the job is acknowledged and gone");
+    assert!(
+        bus.queue
+            .dead_letters("default", 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert!(!queued.id.is_empty());
     b_stop.cancel();
     worker_b.await.unwrap();
@@ -121,31 +171,67 @@ async fn worker_killed_mid_job_is_replaced(shape: Shape) {
 async fn shutdown_lets_jobs_in_flight_finish(shape: Shape) {
     let env = TestEnv::new(shape).await;
     let bus = env.bus().await;
-    enqueue(&bus.queue, &Probe { behaviour: Behaviour::Sleep(800), key: "slow".into() }).await.unwrap();
+    enqueue(
+        &bus.queue,
+        &Probe {
+            behaviour: Behaviour::Sleep(800),
+            key: "slow".into(),
+        },
+    )
+    .await
+    .unwrap();
     let stop = CancellationToken::new();
     let worker = tokio::spawn(runner(&env, bus.clone(), "node-a").run(stop.clone()));
-    wait_until(Duration::from_secs(10), || async { counter(&bus, "runs:slow").await == 1 }).await.unwrap();
+    wait_until(Duration::from_secs(10), || async {
+        counter(&bus, "runs:slow").await == 1
+    })
+    .await
+    .unwrap();
 
     stop.cancel();
-    tokio::time::timeout(Duration::from_secs(10), worker).await.expect("the runner stops").unwrap();
-    assert_eq!(counter(&bus, "done:slow").await, 1, "the job in flight finished before the runner stopped");
-    assert_eq!(bus.queue.depth("default").await.unwrap(), QueueDepth::default(), "and was acknowledged");
+    tokio::time::timeout(Duration::from_secs(10), worker)
+        .await
+        .expect("the runner stops")
+        .unwrap();
+    assert_eq!(
+        counter(&bus, "done:slow").await,
+        1,
+        "the job in flight finished before the runner stopped"
+    );
+    assert_eq!(
+        bus.queue.depth("default").await.unwrap(),
+        QueueDepth::default(),
+        "and was acknowledged"
+    );
 }
 
 async fn failing_job_retries_then_dead_letters(shape: Shape) {
     let env = TestEnv::new(shape).await;
     let bus = env.bus().await;
-    let queued = enqueue(&bus.queue, &Probe { behaviour: Behaviour::AlwaysFail, key: "bad".into() }).await.unwrap();
+    let queued = enqueue(
+        &bus.queue,
+        &Probe {
+            behaviour: Behaviour::AlwaysFail,
+            key: "bad".into(),
+        },
+    )
+    .await
+    .unwrap();
     let stop = CancellationToken::new();
     let worker = tokio::spawn(runner(&env, bus.clone(), "node-a").run(stop.clone()));
-    wait_until(Duration::from_secs(15), || async { bus.queue.depth("default").await.unwrap().dead == 1 })
-        .await
-        .expect("dead-lettered after its attempts");
+    wait_until(Duration::from_secs(15), || async {
+        bus.queue.depth("default").await.unwrap().dead == 1
+    })
+    .await
+    .expect("dead-lettered after its attempts");
     stop.cancel();
     worker.await.unwrap();
     assert_eq!(counter(&bus, "runs:bad").await, 3, "ran MAX_ATTEMPTS times");
     let dead = bus.queue.dead_letters("default", 10).await.unwrap();
-    assert_eq!((dead[0].id.as_str(), dead[0].attempts), (queued.id.as_str(), 3));
+    assert_eq!(
+        (dead[0].id.as_str(), dead[0].attempts),
+        (queued.id.as_str(), 3)
+    );
     assert_eq!(dead[0].last_error.as_deref(), Some("failure number 3"));
 }
 
@@ -155,14 +241,47 @@ async fn unknown_kind_and_bad_payload_are_dead_lettered() {
     let env = TestEnv::new(Shape::Sqlite).await;
     let bus = env.bus().await;
     use devmesh::bus::queue::NewJob;
-    bus.queue.enqueue(NewJob::new("default", "probe", serde_json::json!({"wrong": true}))).await.unwrap();
-    bus.queue.enqueue(NewJob::new("default", "no_such_kind", serde_json::json!({}))).await.unwrap();
+    bus.queue
+        .enqueue(NewJob::new(
+            "default",
+            "probe",
+            serde_json::json!({"wrong": true}),
+        ))
+        .await
+        .unwrap();
+    bus.queue
+        .enqueue(NewJob::new(
+            "default",
+            "no_such_kind",
+            serde_json::json!({}),
+        ))
+        .await
+        .unwrap();
     let stop = CancellationToken::new();
     let worker = tokio::spawn(runner(&env, bus.clone(), "node-a").run(stop.clone()));
-    wait_until(Duration::from_secs(10), || async { bus.queue.depth("default").await.unwrap().dead == 2 }).await.unwrap();
+    wait_until(Duration::from_secs(10), || async {
+        bus.queue.depth("default").await.unwrap().dead == 2
+    })
+    .await
+    .unwrap();
     stop.cancel();
     worker.await.unwrap();
-    let errors: Vec<_> = bus.queue.dead_letters("default", 10).await.unwrap().into_iter().map(|d| d.last_error.unwrap()).collect();
-    assert!(errors.iter().any(|e| e.contains("not a valid probe job")), "{errors:?}");
-    assert!(errors.iter().any(|e| e.contains("no job kind named \"no_such_kind\"")), "{errors:?}");
+    let errors: Vec<_> = bus
+        .queue
+        .dead_letters("default", 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.last_error.unwrap())
+        .collect();
+    assert!(
+        errors.iter().any(|e| e.contains("not a valid probe job")),
+        "{errors:?}"
+    );
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("no job kind named \"no_such_kind\"")),
+        "{errors:?}"
+    );
 }

@@ -16,12 +16,19 @@ async fn tables(env: &TestEnv) -> Vec<String> {
         devmesh::storage::Db::Postgres(_) => {
             "SELECT table_name AS name FROM information_schema.tables WHERE table_schema = 'public' ORDER BY 1"
         }
-        devmesh::storage::Db::Sqlite(_) => "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY 1",
+        devmesh::storage::Db::Sqlite(_) => {
+            "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY 1"
+        }
     };
     let names: Result<Vec<Name>, StorageError> =
-        async { devmesh::with_conn!(&db, |conn| Ok(diesel::sql_query(sql).load(conn).await?)) }.await;
+        async { devmesh::with_conn!(&db, |conn| Ok(diesel::sql_query(sql).load(conn).await?)) }
+            .await;
     let names = names.unwrap();
-    names.into_iter().map(|n| n.name).filter(|n| !n.starts_with("__") && !n.starts_with("sqlite_")).collect()
+    names
+        .into_iter()
+        .map(|n| n.name)
+        .filter(|n| !n.starts_with("__") && !n.starts_with("sqlite_"))
+        .collect()
 }
 
 async fn up_and_down(shape: Shape) {
@@ -35,15 +42,25 @@ async fn up_and_down(shape: Shape) {
     assert_eq!(applied.len(), status.len());
     assert_eq!(tables(&env).await, vec!["job_dedup", "jobs", "nodes"]);
     assert_eq!(migrations::pending_count(&target).await.unwrap(), 0);
-    assert!(migrations::run_pending(&target).await.unwrap().is_empty(), "running again applies nothing");
+    assert!(
+        migrations::run_pending(&target).await.unwrap().is_empty(),
+        "running again applies nothing"
+    );
 
     for _ in 0..status.len() {
         assert!(migrations::revert_last(&target).await.unwrap().is_some());
     }
-    assert!(tables(&env).await.is_empty(), "down migrations remove what up created");
+    assert!(
+        tables(&env).await.is_empty(),
+        "down migrations remove what up created"
+    );
     assert_eq!(migrations::revert_last(&target).await.unwrap(), None);
     migrations::run_pending(&target).await.unwrap();
-    assert_eq!(tables(&env).await, vec!["job_dedup", "jobs", "nodes"], "and up again works");
+    assert_eq!(
+        tables(&env).await,
+        vec!["job_dedup", "jobs", "nodes"],
+        "and up again works"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -59,7 +76,9 @@ async fn postgres_up_and_down() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_migrations_create_the_vector_extension() {
     let env = TestEnv::new(Shape::Postgres).await;
-    migrations::run_pending(&env.config.database_target()).await.unwrap();
+    migrations::run_pending(&env.config.database_target())
+        .await
+        .unwrap();
     #[derive(diesel::QueryableByName)]
     struct Ext {
         #[diesel(sql_type = diesel::sql_types::Text)]
@@ -68,12 +87,19 @@ async fn postgres_migrations_create_the_vector_extension() {
     let db = env.migrated_db().await;
     let exts: Result<Vec<Ext>, StorageError> = async {
         devmesh::with_conn!(&db, |conn| {
-            Ok(diesel::sql_query("SELECT extname::text AS extname FROM pg_extension").load(conn).await?)
+            Ok(
+                diesel::sql_query("SELECT extname::text AS extname FROM pg_extension")
+                    .load(conn)
+                    .await?,
+            )
         })
     }
     .await;
     let exts = exts.unwrap();
-    assert!(exts.iter().any(|e| e.extname == "vector"), "pgvector is installed in the database");
+    assert!(
+        exts.iter().any(|e| e.extname == "vector"),
+        "pgvector is installed in the database"
+    );
 }
 
 /// Several nodes starting at once on one PostgreSQL take turns migrating.
@@ -81,7 +107,15 @@ async fn postgres_migrations_create_the_vector_extension() {
 async fn concurrent_migrations_do_not_collide() {
     let env = TestEnv::new(Shape::Postgres).await;
     let target = env.config.database_target();
-    let runs = futures_util::future::join_all((0..4).map(|_| migrations::run_pending(&target))).await;
-    let applied: usize = runs.into_iter().map(|r| r.expect("no node fails").len()).sum();
-    assert_eq!(applied, migrations::status(&target).await.unwrap().len(), "each migration applied once");
+    let runs =
+        futures_util::future::join_all((0..4).map(|_| migrations::run_pending(&target))).await;
+    let applied: usize = runs
+        .into_iter()
+        .map(|r| r.expect("no node fails").len())
+        .sum();
+    assert_eq!(
+        applied,
+        migrations::status(&target).await.unwrap().len(),
+        "each migration applied once"
+    );
 }

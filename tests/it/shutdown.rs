@@ -26,18 +26,25 @@ fn start(dir: &std::path::Path, env: &[(&str, String)]) -> (Child, String) {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else { continue };
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
+                continue;
+            };
             if v["message"] == "listening" && v["listener"] == "api" {
                 let _ = tx.send(v["addr"].as_str().unwrap().to_string());
             }
         }
     });
-    let addr = rx.recv_timeout(Duration::from_secs(20)).expect("the log says where the api listens");
+    let addr = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the log says where the api listens");
     (child, addr)
 }
 
 fn sigterm(child: &Child) {
-    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(status.success());
 }
 
@@ -71,7 +78,15 @@ async fn sigterm_lets_the_request_in_flight_finish_and_exits_0() {
         ],
     );
     let client = reqwest::Client::new();
-    assert_eq!(client.get(format!("http://{addr}/health")).send().await.unwrap().status(), 200);
+    assert_eq!(
+        client
+            .get(format!("http://{addr}/health"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
 
     let started = Instant::now();
     let in_flight = tokio::spawn({
@@ -82,16 +97,28 @@ async fn sigterm_lets_the_request_in_flight_finish_and_exits_0() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     sigterm(&child);
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let refused = reqwest::Client::new().get(format!("http://{addr}/health")).send().await;
+    let refused = reqwest::Client::new()
+        .get(format!("http://{addr}/health"))
+        .send()
+        .await;
     assert!(refused.is_err(), "no new connections once shutdown began");
 
-    let res = in_flight.await.unwrap().expect("the request in flight gets its answer");
+    let res = in_flight
+        .await
+        .unwrap()
+        .expect("the request in flight gets its answer");
     assert_eq!(res.status(), 503);
     let body: serde_json::Value = res.json().await.unwrap();
     assert_eq!(body["checks"]["redis"]["status"], "down");
-    assert!(started.elapsed() >= Duration::from_secs(2), "it was really in flight during the shutdown");
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "it was really in flight during the shutdown"
+    );
 
-    let status = tokio::task::spawn_blocking(move || wait_exit(&mut child, Duration::from_secs(20))).await.unwrap();
+    let status =
+        tokio::task::spawn_blocking(move || wait_exit(&mut child, Duration::from_secs(20)))
+            .await
+            .unwrap();
     assert_eq!(status.code(), Some(0), "graceful shutdown exits 0");
 }
 
@@ -105,8 +132,14 @@ async fn sigint_on_an_idle_node_exits_0_promptly() {
     })
     .await
     .unwrap();
-    let status = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(status.success());
-    let status = tokio::task::spawn_blocking(move || wait_exit(&mut child, Duration::from_secs(10))).await.unwrap();
+    let status =
+        tokio::task::spawn_blocking(move || wait_exit(&mut child, Duration::from_secs(10)))
+            .await
+            .unwrap();
     assert_eq!(status.code(), Some(0));
 }

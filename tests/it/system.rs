@@ -16,7 +16,11 @@ macro_rules! each_shape {
     };
 }
 
-each_shape!(health_ready_and_metrics_on_both_listeners, unknown_paths_are_json_404s, node_registers_and_stops);
+each_shape!(
+    health_ready_and_metrics_on_both_listeners,
+    unknown_paths_are_json_404s,
+    node_registers_and_stops
+);
 
 async fn health_ready_and_metrics_on_both_listeners(shape: Shape) {
     let env = TestEnv::new(shape).await;
@@ -33,14 +37,30 @@ async fn health_ready_and_metrics_on_both_listeners(shape: Shape) {
         assert_eq!(ready.status(), 200);
         let body: Value = ready.json().await.unwrap();
         assert_eq!(body["status"], "ready");
-        let backend = if shape == Shape::Sqlite { "sqlite" } else { "postgres" };
+        let backend = if shape == Shape::Sqlite {
+            "sqlite"
+        } else {
+            "postgres"
+        };
         assert_eq!(body["checks"]["database"]["backend"], backend);
-        assert_eq!(body["checks"]["redis"]["status"], if shape == Shape::Sqlite { Value::Null } else { "up".into() });
+        assert_eq!(
+            body["checks"]["redis"]["status"],
+            if shape == Shape::Sqlite {
+                Value::Null
+            } else {
+                "up".into()
+            }
+        );
     }
 
     let metrics = app.http.get(app.api_url("/metrics")).send().await.unwrap();
     assert_eq!(metrics.status(), 200);
-    assert!(metrics.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
+    assert!(
+        metrics.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
     let text = metrics.text().await.unwrap();
     for expected in [
         r#"devmesh_http_requests_total{listener="api",method="GET",route="/health",status="200"} 1"#,
@@ -55,8 +75,18 @@ async fn health_ready_and_metrics_on_both_listeners(shape: Shape) {
     }
     // The node sweep runs as a real job through the queue at start.
     wait_until(Duration::from_secs(10), || async {
-        let text = app.http.get(app.api_url("/metrics")).send().await.unwrap().text().await.unwrap();
-        text.contains(r#"devmesh_jobs_processed_total{queue="system",job="node_sweep",outcome="succeeded"}"#)
+        let text = app
+            .http
+            .get(app.api_url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.contains(
+            r#"devmesh_jobs_processed_total{queue="system",job="node_sweep",outcome="succeeded"}"#,
+        )
     })
     .await
     .expect("job outcomes are counted");
@@ -66,18 +96,42 @@ async fn health_ready_and_metrics_on_both_listeners(shape: Shape) {
 async fn unknown_paths_are_json_404s(shape: Shape) {
     let env = TestEnv::new(shape).await;
     let app = env.spawn_app().await;
-    let res = app.http.post(app.api_url("/no/such/path")).header("X-Request-Id", "client-req-7").send().await.unwrap();
+    let res = app
+        .http
+        .post(app.api_url("/no/such/path"))
+        .header("X-Request-Id", "client-req-7")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 404);
-    assert_eq!(res.headers()["x-request-id"], "client-req-7", "an incoming request id is kept");
+    assert_eq!(
+        res.headers()["x-request-id"],
+        "client-req-7",
+        "an incoming request id is kept"
+    );
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["error"]["code"], "not_found");
     assert_eq!(body["error"]["message"], "no route for POST /no/such/path");
 
-    let res = app.http.get(app.mcp_url("/health")).header("X-Request-Id", "bad id\twith tab").send().await.unwrap();
+    let res = app
+        .http
+        .get(app.mcp_url("/health"))
+        .header("X-Request-Id", "bad id\twith tab")
+        .send()
+        .await
+        .unwrap();
     let id = res.headers()["x-request-id"].to_str().unwrap().to_string();
-    assert!(uuid::Uuid::parse_str(&id).is_ok(), "an unusable request id is replaced by a fresh one: {id}");
+    assert!(
+        uuid::Uuid::parse_str(&id).is_ok(),
+        "an unusable request id is replaced by a fresh one: {id}"
+    );
 
-    let res = app.http.delete(app.api_url("/health")).send().await.unwrap();
+    let res = app
+        .http
+        .delete(app.api_url("/health"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 405);
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["error"]["code"], "method_not_allowed");
@@ -111,18 +165,26 @@ async fn node_registers_and_stops(shape: Shape) {
     })
     .await
     .expect("the sweep marks a silent node gone");
-    let me = nodes::get(&db, &id).await.unwrap().expect("the node registered itself");
+    let me = nodes::get(&db, &id)
+        .await
+        .unwrap()
+        .expect("the node registered itself");
     assert_eq!(me.status, nodes::ACTIVE);
     assert_eq!(me.roles, "all");
     let addresses: Value = serde_json::from_str(&me.addresses).unwrap();
     assert_eq!(addresses["api"], app.api.to_string());
     let first_seen = me.last_seen_at;
-    wait_until(Duration::from_secs(5), || async { nodes::get(&db, &id).await.unwrap().unwrap().last_seen_at > first_seen })
-        .await
-        .expect("the heartbeat keeps last_seen current");
+    wait_until(Duration::from_secs(5), || async {
+        nodes::get(&db, &id).await.unwrap().unwrap().last_seen_at > first_seen
+    })
+    .await
+    .expect("the heartbeat keeps last_seen current");
 
     app.stop().await.unwrap();
-    assert_eq!(nodes::get(&db, &id).await.unwrap().unwrap().status, nodes::STOPPED);
+    assert_eq!(
+        nodes::get(&db, &id).await.unwrap().unwrap().status,
+        nodes::STOPPED
+    );
 }
 
 /// The database is down at start: the node still starts, `/ready` says 503 and names the
@@ -131,19 +193,32 @@ async fn node_registers_and_stops(shape: Shape) {
 async fn ready_is_503_while_the_database_is_down() {
     let env = TestEnv::new(Shape::Sqlite).await;
     let mut config = env.config.clone();
-    config.database.url = Some(SecretUrl::new(format!("postgres://devmesh:s3cret-pw@127.0.0.1:{}/devmesh", closed_port())));
+    config.database.url = Some(SecretUrl::new(format!(
+        "postgres://devmesh:s3cret-pw@127.0.0.1:{}/devmesh",
+        closed_port()
+    )));
     config.database.connect_timeout = devmesh::config::Duration::from_millis(500);
     let app = TestApp::spawn(config, devmesh::jobs::Registry::platform()).await;
     let health = app.http.get(app.api_url("/health")).send().await.unwrap();
-    assert_eq!(health.status(), 200, "liveness does not depend on the database");
+    assert_eq!(
+        health.status(),
+        200,
+        "liveness does not depend on the database"
+    );
     let ready = app.http.get(app.api_url("/ready")).send().await.unwrap();
     assert_eq!(ready.status(), 503);
     let text = ready.text().await.unwrap();
-    assert!(!text.contains("s3cret-pw"), "no secret in the answer: {text}");
+    assert!(
+        !text.contains("s3cret-pw"),
+        "no secret in the answer: {text}"
+    );
     let body: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(body["status"], "unavailable");
     assert_eq!(body["checks"]["database"]["status"], "down");
-    assert!(body["checks"]["database"]["error"].as_str().unwrap().len() > 3, "says why: {body}");
+    assert!(
+        body["checks"]["database"]["error"].as_str().unwrap().len() > 3,
+        "says why: {body}"
+    );
     app.stop().await.unwrap();
 }
 
@@ -152,12 +227,23 @@ async fn ready_is_503_while_the_database_is_down() {
 async fn ready_is_503_while_redis_is_down() {
     let env = TestEnv::new(Shape::PostgresRedis).await;
     let mut config = env.config.clone();
-    config.redis.url = Some(SecretUrl::new(format!("redis://127.0.0.1:{}", closed_port())));
+    config.redis.url = Some(SecretUrl::new(format!(
+        "redis://127.0.0.1:{}",
+        closed_port()
+    )));
     config.http.ready_timeout = devmesh::config::Duration::from_millis(500);
     config.redis.command_timeout = devmesh::config::Duration::from_millis(500);
     let app = TestApp::spawn(config, devmesh::jobs::Registry::platform()).await;
     wait_until(Duration::from_secs(10), || async {
-        let body: Value = app.http.get(app.api_url("/ready")).send().await.unwrap().json().await.unwrap();
+        let body: Value = app
+            .http
+            .get(app.api_url("/ready"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         body["checks"]["database"]["status"] == "up"
     })
     .await

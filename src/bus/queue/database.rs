@@ -6,7 +6,10 @@ use std::time::Duration;
 use chrono::TimeDelta;
 use tokio::sync::Notify;
 
-use super::{DeadJob, Delivery, Enqueued, FailOutcome, NewJob, QueueDepth, QueueError, QueueResult, new_job_id, parse_payload};
+use super::{
+    DeadJob, Delivery, Enqueued, FailOutcome, NewJob, QueueDepth, QueueError, QueueResult,
+    new_job_id, parse_payload,
+};
 use crate::storage::jobs::{self as store, DedupKey, Inserted, JobRow};
 use crate::storage::{Db, now};
 
@@ -21,7 +24,12 @@ pub struct DbQueue {
 
 impl DbQueue {
     pub fn new(db: Db, dedup_window: Duration, poll_interval: Duration) -> Self {
-        Self { db, dedup_window, poll_interval, enqueued: Arc::new(Notify::new()) }
+        Self {
+            db,
+            dedup_window,
+            poll_interval,
+            enqueued: Arc::new(Notify::new()),
+        }
     }
 
     pub async fn enqueue(&self, job: NewJob) -> QueueResult<Enqueued> {
@@ -43,10 +51,20 @@ impl DbQueue {
             created_at: now,
             updated_at: now,
         };
-        let dedup = job.dedup_key.map(|key| DedupKey { key, expires_at: now + delta(self.dedup_window) });
+        let window = job.dedup_window.unwrap_or(self.dedup_window);
+        let dedup = job.dedup_key.map(|key| DedupKey {
+            key,
+            expires_at: now + delta(window),
+        });
         let result = match store::insert(&self.db, row, dedup, now).await? {
-            Inserted::New => Enqueued { id, duplicate: false },
-            Inserted::Duplicate(existing) => Enqueued { id: existing, duplicate: true },
+            Inserted::New => Enqueued {
+                id,
+                duplicate: false,
+            },
+            Inserted::Duplicate(existing) => Enqueued {
+                id: existing,
+                duplicate: true,
+            },
         };
         self.enqueued.notify_waiters();
         Ok(result)
@@ -74,11 +92,25 @@ impl DbQueue {
         }
     }
 
-    async fn try_claim(&self, queue: &str, consumer: &str, visibility: Duration) -> QueueResult<Option<Delivery>> {
+    async fn try_claim(
+        &self,
+        queue: &str,
+        consumer: &str,
+        visibility: Duration,
+    ) -> QueueResult<Option<Delivery>> {
         let now = now();
         store::bury_expired_final_attempts(&self.db, queue, now).await?;
         let lease = uuid::Uuid::now_v7().to_string();
-        let Some(row) = store::claim(&self.db, queue, consumer, &lease, now, now + delta(visibility)).await? else {
+        let Some(row) = store::claim(
+            &self.db,
+            queue,
+            consumer,
+            &lease,
+            now,
+            now + delta(visibility),
+        )
+        .await?
+        else {
             return Ok(None);
         };
         Ok(Some(Delivery {
@@ -92,7 +124,12 @@ impl DbQueue {
         }))
     }
 
-    pub async fn extend(&self, d: &Delivery, _consumer: &str, visibility: Duration) -> QueueResult<()> {
+    pub async fn extend(
+        &self,
+        d: &Delivery,
+        _consumer: &str,
+        visibility: Duration,
+    ) -> QueueResult<()> {
         lease_kept(store::extend(&self.db, &d.id, &d.lease, now() + delta(visibility)).await?)
     }
 
@@ -139,12 +176,21 @@ impl DbQueue {
 
     pub async fn depth(&self, queue: &str) -> QueueResult<QueueDepth> {
         let c = store::counts(&self.db, queue, now()).await?;
-        Ok(QueueDepth { ready: c.ready, scheduled: c.scheduled, running: c.running, dead: c.dead })
+        Ok(QueueDepth {
+            ready: c.ready,
+            scheduled: c.scheduled,
+            running: c.running,
+            dead: c.dead,
+        })
     }
 }
 
 fn lease_kept(kept: bool) -> QueueResult<()> {
-    if kept { Ok(()) } else { Err(QueueError::LeaseLost) }
+    if kept {
+        Ok(())
+    } else {
+        Err(QueueError::LeaseLost)
+    }
 }
 
 /// A duration as a time delta, capped at ten years so that adding it to a date cannot overflow.

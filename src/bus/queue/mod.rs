@@ -24,6 +24,8 @@ pub struct NewJob {
     pub payload: Value,
     /// While a job with this key was enqueued within the deduplication window, another is not.
     pub dedup_key: Option<String>,
+    /// The deduplication window for this job; `None` uses `jobs.dedup_window`.
+    pub dedup_window: Option<Duration>,
     pub max_attempts: u32,
     /// Run no earlier than this long from now.
     pub delay: Duration,
@@ -36,12 +38,18 @@ impl NewJob {
             kind: kind.into(),
             payload,
             dedup_key: None,
+            dedup_window: None,
             max_attempts: 5,
             delay: Duration::ZERO,
         }
     }
     pub fn dedup_key(mut self, key: impl Into<String>) -> Self {
         self.dedup_key = Some(key.into());
+        self
+    }
+    /// Keeps the deduplication key for `window` instead of the configured window.
+    pub fn dedup_window(mut self, window: Duration) -> Self {
+        self.dedup_window = Some(window);
         self
     }
     pub fn max_attempts(mut self, n: u32) -> Self {
@@ -170,7 +178,12 @@ impl JobQueue {
     }
 
     /// Keeps a lease alive for another `visibility`.
-    pub async fn extend(&self, delivery: &Delivery, consumer: &str, visibility: Duration) -> QueueResult<()> {
+    pub async fn extend(
+        &self,
+        delivery: &Delivery,
+        consumer: &str,
+        visibility: Duration,
+    ) -> QueueResult<()> {
         dispatch!(self, q => q.extend(delivery, consumer, visibility).await)
     }
 

@@ -7,14 +7,17 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::Notify;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::Notify;
 
 use chrono::{DateTime, Utc};
 use fred::prelude::*;
 
 use super::redis_scripts as scripts;
-use super::{DeadJob, Delivery, Enqueued, FailOutcome, NewJob, QueueDepth, QueueError, QueueResult, new_job_id, parse_payload};
+use super::{
+    DeadJob, Delivery, Enqueued, FailOutcome, NewJob, QueueDepth, QueueError, QueueResult,
+    new_job_id, parse_payload,
+};
 use crate::bus::redis::RedisConn;
 
 const GROUP: &str = "workers";
@@ -47,7 +50,13 @@ impl Keys {
 
 impl RedisQueue {
     pub fn new(conn: RedisConn, dedup_window: Duration, poll_interval: Duration) -> Self {
-        Self { conn, dedup_window, poll_interval, groups: Arc::default(), enqueued: Arc::default() }
+        Self {
+            conn,
+            dedup_window,
+            poll_interval,
+            groups: Arc::default(),
+            enqueued: Arc::default(),
+        }
     }
 
     fn keys(&self, queue: &str) -> Keys {
@@ -67,15 +76,27 @@ impl RedisQueue {
     }
 
     async fn ensure_group(&self, keys: &Keys) -> QueueResult<()> {
-        if self.groups.lock().expect("group set").contains(&keys.stream) {
+        if self
+            .groups
+            .lock()
+            .expect("group set")
+            .contains(&keys.stream)
+        {
             return Ok(());
         }
-        match self.client().xgroup_create::<Value, _, _, _>(&keys.stream, GROUP, "0", true).await {
+        match self
+            .client()
+            .xgroup_create::<Value, _, _, _>(&keys.stream, GROUP, "0", true)
+            .await
+        {
             Ok(_) => {}
             Err(e) if e.details().contains("BUSYGROUP") => {}
             Err(e) => return Err(e.into()),
         }
-        self.groups.lock().expect("group set").insert(keys.stream.clone());
+        self.groups
+            .lock()
+            .expect("group set")
+            .insert(keys.stream.clone());
         Ok(())
     }
 
@@ -91,13 +112,26 @@ impl RedisQueue {
         let keys = self.keys(&job.queue);
         let id = new_job_id();
         let now = now_ms();
-        let due = if job.delay.is_zero() { 0 } else { now + job.delay.as_millis() as i64 };
-        let dedup = job.dedup_key.as_ref().map(|k| format!("{}{k}", keys.dedup_prefix)).unwrap_or_default();
+        let due = if job.delay.is_zero() {
+            0
+        } else {
+            now + job.delay.as_millis() as i64
+        };
+        let dedup = job
+            .dedup_key
+            .as_ref()
+            .map(|k| format!("{}{k}", keys.dedup_prefix))
+            .unwrap_or_default();
         let (created, holder): (i64, String) = self
             .client()
             .eval(
                 scripts::ENQUEUE,
-                vec![keys.stream.clone(), keys.delayed.clone(), keys.job(&id), dedup],
+                vec![
+                    keys.stream.clone(),
+                    keys.delayed.clone(),
+                    keys.job(&id),
+                    dedup,
+                ],
                 vec![
                     id.clone(),
                     job.kind,
@@ -105,12 +139,19 @@ impl RedisQueue {
                     job.max_attempts.max(1).to_string(),
                     now.to_string(),
                     due.to_string(),
-                    self.dedup_window.as_millis().max(1).to_string(),
+                    job.dedup_window
+                        .unwrap_or(self.dedup_window)
+                        .as_millis()
+                        .max(1)
+                        .to_string(),
                 ],
             )
             .await?;
         self.enqueued.notify_waiters();
-        Ok(Enqueued { id: holder, duplicate: created == 0 })
+        Ok(Enqueued {
+            id: holder,
+            duplicate: created == 0,
+        })
     }
 
     pub async fn fetch(
@@ -129,7 +170,12 @@ impl RedisQueue {
                 .client()
                 .eval(
                     scripts::FETCH,
-                    vec![keys.stream.clone(), keys.delayed.clone(), keys.dead.clone(), keys.leases.clone()],
+                    vec![
+                        keys.stream.clone(),
+                        keys.delayed.clone(),
+                        keys.dead.clone(),
+                        keys.leases.clone(),
+                    ],
                     vec![
                         GROUP.to_string(),
                         consumer.to_string(),
@@ -152,14 +198,27 @@ impl RedisQueue {
         }
     }
 
-    pub async fn extend(&self, d: &Delivery, _consumer: &str, visibility: Duration) -> QueueResult<()> {
+    pub async fn extend(
+        &self,
+        d: &Delivery,
+        _consumer: &str,
+        visibility: Duration,
+    ) -> QueueResult<()> {
         let keys = self.keys(&d.queue);
         let until = now_ms() + visibility.as_millis() as i64;
         let kept: i64 = self
             .client()
-            .eval(scripts::EXTEND, vec![keys.leases.clone()], vec![lease_member(d), until.to_string()])
+            .eval(
+                scripts::EXTEND,
+                vec![keys.leases.clone()],
+                vec![lease_member(d), until.to_string()],
+            )
             .await?;
-        if kept == 1 { Ok(()) } else { Err(QueueError::LeaseLost) }
+        if kept == 1 {
+            Ok(())
+        } else {
+            Err(QueueError::LeaseLost)
+        }
     }
 
     pub async fn ack(&self, d: &Delivery) -> QueueResult<()> {
@@ -172,7 +231,11 @@ impl RedisQueue {
                 vec![GROUP.to_string(), d.lease.clone(), lease_member(d)],
             )
             .await?;
-        if done == 1 { Ok(()) } else { Err(QueueError::LeaseLost) }
+        if done == 1 {
+            Ok(())
+        } else {
+            Err(QueueError::LeaseLost)
+        }
     }
 
     pub async fn fail(&self, d: &Delivery, error: &str, outcome: FailOutcome) -> QueueResult<()> {
@@ -186,7 +249,13 @@ impl RedisQueue {
             .client()
             .eval(
                 scripts::FAIL,
-                vec![keys.stream.clone(), keys.leases.clone(), keys.delayed.clone(), keys.dead.clone(), keys.job(&d.id)],
+                vec![
+                    keys.stream.clone(),
+                    keys.leases.clone(),
+                    keys.delayed.clone(),
+                    keys.dead.clone(),
+                    keys.job(&d.id),
+                ],
                 vec![
                     GROUP.to_string(),
                     d.lease.clone(),
@@ -198,13 +267,20 @@ impl RedisQueue {
                 ],
             )
             .await?;
-        if result == 0 { Err(QueueError::LeaseLost) } else { Ok(()) }
+        if result == 0 {
+            Err(QueueError::LeaseLost)
+        } else {
+            Ok(())
+        }
     }
 
     pub async fn dead_letters(&self, queue: &str, limit: usize) -> QueueResult<Vec<DeadJob>> {
         let keys = self.keys(queue);
         let stop = limit.clamp(1, 10_000) as i64 - 1;
-        let ids: Vec<String> = self.client().zrange(&keys.dead, 0, stop, None, true, None, false).await?;
+        let ids: Vec<String> = self
+            .client()
+            .zrange(&keys.dead, 0, stop, None, true, None, false)
+            .await?;
         let mut dead = Vec::with_capacity(ids.len());
         for id in ids {
             let fields: HashMap<String, String> = self.client().hgetall(keys.job(&id)).await?;
@@ -212,7 +288,9 @@ impl RedisQueue {
                 continue;
             }
             dead.push(DeadJob {
-                payload: parse_payload(fields.get("payload").map(String::as_str).unwrap_or("null"))?,
+                payload: parse_payload(
+                    fields.get("payload").map(String::as_str).unwrap_or("null"),
+                )?,
                 queue: queue.to_string(),
                 kind: fields.get("kind").cloned().unwrap_or_default(),
                 attempts: number(&fields, "attempts") as u32,
@@ -229,7 +307,11 @@ impl RedisQueue {
         let keys = self.keys(queue);
         let replayed: i64 = self
             .client()
-            .eval(scripts::REPLAY, vec![keys.stream.clone(), keys.dead.clone(), keys.job(id)], vec![id.to_string()])
+            .eval(
+                scripts::REPLAY,
+                vec![keys.stream.clone(), keys.dead.clone(), keys.job(id)],
+                vec![id.to_string()],
+            )
             .await?;
         Ok(replayed == 1)
     }
@@ -240,17 +322,26 @@ impl RedisQueue {
         let running: u64 = self.client().zcard(&keys.leases).await?;
         let scheduled: u64 = self.client().zcard(&keys.delayed).await?;
         let dead: u64 = self.client().zcard(&keys.dead).await?;
-        Ok(QueueDepth { ready: length.saturating_sub(running), scheduled, running, dead })
+        Ok(QueueDepth {
+            ready: length.saturating_sub(running),
+            scheduled,
+            running,
+            dead,
+        })
     }
 }
 
 /// A `FETCH` reply, `[entry, field, value, ...]`, as a delivery.
 fn delivery(queue: &str, reply: Value) -> QueueResult<Delivery> {
     let mut flat = reply.into_array().into_iter().filter_map(|v| v.as_string());
-    let entry = flat.next().ok_or_else(|| QueueError::Redis("empty fetch reply".into()))?;
+    let entry = flat
+        .next()
+        .ok_or_else(|| QueueError::Redis("empty fetch reply".into()))?;
     let rest: Vec<String> = flat.collect();
-    let fields: HashMap<String, String> =
-        rest.chunks(2).filter_map(|kv| Some((kv.first()?.clone(), kv.get(1)?.clone()))).collect();
+    let fields: HashMap<String, String> = rest
+        .chunks(2)
+        .filter_map(|kv| Some((kv.first()?.clone(), kv.get(1)?.clone())))
+        .collect();
     Ok(Delivery {
         id: fields.get("id").cloned().unwrap_or_default(),
         queue: queue.to_string(),
@@ -276,5 +367,8 @@ fn time(ms: i64) -> DateTime<Utc> {
 }
 
 fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
