@@ -4,17 +4,13 @@ use std::time::Duration;
 
 use crate::helpers::{Shape, TestEnv};
 
-macro_rules! contract {
-    ($($name:ident),* $(,)?) => {
-        mod local { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(crate::helpers::Shape::Sqlite).await } )* }
-        mod redis { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(crate::helpers::Shape::PostgresRedis).await } )* }
-    };
-}
-
-contract!(
-    published_messages_reach_every_subscriber,
-    cache_values_expire,
-    counters_are_atomic_and_windowed
+for_shapes!(
+    [
+        published_messages_reach_every_subscriber,
+        cache_values_expire,
+        counters_are_atomic_and_windowed,
+    ]
+    on local => Sqlite, redis => PostgresRedis
 );
 
 async fn published_messages_reach_every_subscriber(shape: Shape) {

@@ -14,6 +14,24 @@ use tempfile::TempDir;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+/// Declares, for each `module => Shape`, a module with one test per name that calls
+/// `super::name(Shape)`: `for_shapes!([enqueue, ack] on sqlite => Sqlite, redis => PostgresRedis);`
+macro_rules! for_shapes {
+    ($tests:tt on $($module:ident => $shape:ident),+ $(,)?) => {
+        $( for_shapes!(@module $module $shape $tests); )+
+    };
+    (@module $module:ident $shape:ident [$($name:ident),* $(,)?]) => {
+        mod $module {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(crate::helpers::Shape::$shape).await
+                }
+            )*
+        }
+    };
+}
+
 /// The two deployment shapes, and the embedded shape's storage on PostgreSQL.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Shape {

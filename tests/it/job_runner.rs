@@ -107,18 +107,13 @@ async fn counter(bus: &devmesh::bus::Bus, key: &str) -> i64 {
         .unwrap_or(0)
 }
 
-macro_rules! each_queue {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(crate::helpers::Shape::Sqlite).await } )* }
-        mod postgres { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(crate::helpers::Shape::Postgres).await } )* }
-        mod redis { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(crate::helpers::Shape::PostgresRedis).await } )* }
-    };
-}
-
-each_queue!(
-    worker_killed_mid_job_is_replaced,
-    shutdown_lets_jobs_in_flight_finish,
-    failing_job_retries_then_dead_letters
+for_shapes!(
+    [
+        worker_killed_mid_job_is_replaced,
+        shutdown_lets_jobs_in_flight_finish,
+        failing_job_retries_then_dead_letters,
+    ]
+    on sqlite => Sqlite, postgres => Postgres, redis => PostgresRedis
 );
 
 async fn worker_killed_mid_job_is_replaced(shape: Shape) {

@@ -1,5 +1,6 @@
 //! Black-box tests: the real application on port 0 against real SQLite, PostgreSQL and Redis.
 
+#[macro_use]
 mod helpers;
 
 mod bus_contract;

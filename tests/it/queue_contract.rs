@@ -12,27 +12,22 @@ use crate::helpers::{Shape, TestEnv};
 const LONG: Duration = Duration::from_secs(30);
 const NO_WAIT: Duration = Duration::from_millis(1);
 
-macro_rules! contract {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(crate::helpers::Shape::Sqlite).await } )* }
-        mod postgres { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(crate::helpers::Shape::Postgres).await } )* }
-        mod redis { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(crate::helpers::Shape::PostgresRedis).await } )* }
-    };
-}
-
-contract!(
-    enqueue_fetch_ack,
-    dedup_key_keeps_a_second_job_out,
-    dedup_key_is_released_after_its_window,
-    job_of_a_dead_worker_goes_to_another,
-    failed_job_retries_then_dead_letters_and_replays,
-    permanent_failure_dead_letters_at_once,
-    expired_last_attempt_is_dead_lettered,
-    delayed_job_waits,
-    extended_lease_is_kept,
-    concurrent_consumers_each_get_distinct_jobs,
-    accepted_job_survives_a_restart,
-    queues_are_separate,
+for_shapes!(
+    [
+        enqueue_fetch_ack,
+        dedup_key_keeps_a_second_job_out,
+        dedup_key_is_released_after_its_window,
+        job_of_a_dead_worker_goes_to_another,
+        failed_job_retries_then_dead_letters_and_replays,
+        permanent_failure_dead_letters_at_once,
+        expired_last_attempt_is_dead_lettered,
+        delayed_job_waits,
+        extended_lease_is_kept,
+        concurrent_consumers_each_get_distinct_jobs,
+        accepted_job_survives_a_restart,
+        queues_are_separate,
+    ]
+    on sqlite => Sqlite, postgres => Postgres, redis => PostgresRedis
 );
 
 async fn enqueue_fetch_ack(shape: Shape) {

@@ -9,17 +9,13 @@ use serde_json::Value;
 
 use crate::helpers::{Shape, TestApp, TestEnv, closed_port, wait_until};
 
-macro_rules! each_shape {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(crate::helpers::Shape::Sqlite).await } )* }
-        mod postgres_redis { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(crate::helpers::Shape::PostgresRedis).await } )* }
-    };
-}
-
-each_shape!(
-    health_ready_and_metrics_on_both_listeners,
-    unknown_paths_are_json_404s,
-    node_registers_and_stops
+for_shapes!(
+    [
+        health_ready_and_metrics_on_both_listeners,
+        unknown_paths_are_json_404s,
+        node_registers_and_stops,
+    ]
+    on sqlite => Sqlite, postgres_redis => PostgresRedis
 );
 
 async fn health_ready_and_metrics_on_both_listeners(shape: Shape) {
