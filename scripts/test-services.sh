@@ -54,7 +54,22 @@ install_pgvector() {
   pgvector_available || { log "pgvector is still not available"; exit 1; }
 }
 
+# The TLS tests connect with sslmode=require: make sure the server offers TLS.
+ensure_postgres_tls() {
+  [ "$(psql -h "$PG_HOST" -p "$PG_PORT" -U "$PG_USER" -d postgres -Atqc "show ssl")" = on ] && return
+  local cert=/etc/ssl/certs/ssl-cert-snakeoil.pem key=/etc/ssl/private/ssl-cert-snakeoil.key
+  if [ ! -f "$cert" ]; then
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ssl-cert >/dev/null
+    as_root make-ssl-cert generate-default-snakeoil
+  fi
+  log "turning on TLS in PostgreSQL"
+  psql -h "$PG_HOST" -p "$PG_PORT" -U "$PG_USER" -d postgres -q \
+    -c "ALTER SYSTEM SET ssl_cert_file = '$cert'" -c "ALTER SYSTEM SET ssl_key_file = '$key'" \
+    -c "ALTER SYSTEM SET ssl = on" -c "SELECT pg_reload_conf()" >/dev/null
+}
+
 start_postgres
 start_redis
 install_pgvector
+ensure_postgres_tls
 log "PostgreSQL (with pgvector) and Redis are ready"

@@ -286,6 +286,12 @@ impl Config {
                 "a name of 1 to 128 characters",
             );
         }
+        if let Some(url) = &self.database.url
+            && matches!(url.scheme(), "postgres" | "postgresql")
+            && let Err(why) = crate::storage::postgres::PgConnector::from_url(url.expose())
+        {
+            errors.push(ConfigError::invalid("database.url", url.redacted(), &why));
+        }
         if errors.is_empty() {
             Ok(())
         } else {

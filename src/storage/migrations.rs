@@ -8,8 +8,8 @@ use diesel::backend::Backend;
 use diesel::migration::{Migration, MigrationSource};
 use diesel::pg::Pg;
 use diesel::sqlite::{Sqlite, SqliteConnection};
+use diesel_async::AsyncPgConnection;
 use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
-use diesel_async::{AsyncConnection as _, AsyncPgConnection};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
 use super::{StorageError, StorageResult, sqlite_pragmas};
@@ -120,18 +120,17 @@ where
         DatabaseTarget::Postgres(url) => {
             // Connect here, under a timeout: a server that accepts but never answers must
             // not hold the blocking thread forever.
-            let conn = tokio::time::timeout(
-                PG_CONNECT_TIMEOUT,
-                AsyncPgConnection::establish(url.expose()),
-            )
-            .await
-            .map_err(|_| {
-                StorageError::Unavailable(format!(
-                    "no answer within {} s",
-                    PG_CONNECT_TIMEOUT.as_secs()
-                ))
-            })?
-            .map_err(|e| StorageError::Unavailable(e.to_string()))?;
+            let connector = super::postgres::PgConnector::from_url(url.expose())
+                .map_err(StorageError::Unavailable)?;
+            let conn = tokio::time::timeout(PG_CONNECT_TIMEOUT, connector.connect())
+                .await
+                .map_err(|_| {
+                    StorageError::Unavailable(format!(
+                        "no answer within {} s",
+                        PG_CONNECT_TIMEOUT.as_secs()
+                    ))
+                })?
+                .map_err(|e| StorageError::Unavailable(e.to_string()))?;
             let mut conn = PgSyncConn::from(conn);
             tokio::task::spawn_blocking(move || f(SyncConn::Pg(&mut conn)))
         }

@@ -10,6 +10,7 @@
 pub mod jobs;
 pub mod migrations;
 pub mod nodes;
+pub mod postgres;
 pub mod schema;
 
 use std::path::Path;
@@ -110,13 +111,12 @@ impl Db {
         let runtime = tokio::runtime::Handle::current();
         match config.database_target() {
             DatabaseTarget::Postgres(url) => {
+                let connector = postgres::PgConnector::from_url(url.expose())
+                    .map_err(StorageError::Unavailable)?;
                 let mut manager_config = ManagerConfig::<AsyncPgConnection>::default();
-                manager_config.custom_setup = Box::new(move |url| {
-                    let url = url.to_string();
-                    on_runtime(
-                        &runtime,
-                        async move { AsyncPgConnection::establish(&url).await },
-                    )
+                manager_config.custom_setup = Box::new(move |_url| {
+                    let connector = connector.clone();
+                    on_runtime(&runtime, async move { connector.connect().await })
                 });
                 let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(
                     url.expose(),

@@ -154,6 +154,14 @@ fn wrong_values_stop_with_status_2_and_say_what_is_wrong() {
             &["`log.level`", "loud!!"],
         ),
         (
+            &[(
+                "DEVMESH_DATABASE__URL",
+                "postgres://u:pw@h/db?sslmode=sometimes",
+            )],
+            &["config", "show"],
+            &["`database.url`", "sslmode=sometimes", "verify-full"],
+        ),
+        (
             &[("DEVMESH_LOG__FORMAT", "xml")],
             &["config", "show"],
             &["`log.format`", "xml", "json"],

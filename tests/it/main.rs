@@ -8,6 +8,7 @@ mod cli;
 mod http_errors;
 mod job_runner;
 mod migrations;
+mod postgres_tls;
 mod queue_contract;
 mod shutdown;
 mod system;
