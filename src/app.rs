@@ -12,7 +12,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::bus::Bus;
-use crate::config::{Config, DatabaseTarget, Role};
+use crate::config::{Config, DatabaseTarget, ListenAddr, Role};
 use crate::context::Context;
 use crate::health::{Health, SchemaState};
 use crate::http::{self, Routes};
@@ -70,14 +70,33 @@ impl Application {
             );
         }
 
+        let roles = &config.node.roles;
+        let background_roles = roles.has(Role::Worker) || roles.has(Role::Indexer);
+        let wanted = [
+            (
+                roles.has(Role::Mcp),
+                "mcp",
+                Some(config.mcp.listen),
+                no_routes as Routes,
+            ),
+            (
+                roles.has(Role::Api),
+                "api",
+                Some(config.api.listen),
+                no_routes as Routes,
+            ),
+            (
+                background_roles,
+                "worker",
+                config.worker.listen,
+                no_routes as Routes,
+            ),
+        ];
         let mut listeners = Vec::new();
-        for (role, name, addr, routes) in [
-            (Role::Mcp, "mcp", config.mcp.listen.0, no_routes as Routes),
-            (Role::Api, "api", config.api.listen.0, no_routes as Routes),
-        ] {
-            if !config.node.roles.has(role) {
+        for (wanted, name, addr, routes) in wanted {
+            let Some(ListenAddr(addr)) = addr.filter(|_| wanted) else {
                 continue;
-            }
+            };
             let listener = TcpListener::bind(addr)
                 .with_context(|| format!("cannot listen on {addr} ({name}.listen)"))?;
             let addr = listener.local_addr()?;
@@ -100,7 +119,7 @@ impl Application {
         &self.ctx
     }
 
-    /// The bound address of a listener (`"api"` or `"mcp"`), if this node runs that role.
+    /// The bound address of a listener (`"api"`, `"mcp"` or `"worker"`), if this node has it.
     pub fn addr(&self, name: &str) -> Option<SocketAddr> {
         self.listeners
             .iter()
@@ -276,5 +295,36 @@ async fn prepare_database(ctx: Context, shutdown: CancellationToken) {
             _ = tokio::time::sleep(pause) => {}
         }
         pause = (pause * 2).min(Duration::from_secs(30));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn queues(roles: &str) -> Vec<(String, usize)> {
+        let mut config = Config::default();
+        config.node.roles = roles.parse().unwrap();
+        config.jobs.concurrency.insert("webhooks".into(), 6);
+        consumed_queues(&config, &Registry::platform())
+            .into_iter()
+            .map(|q| (q.name, q.concurrency))
+            .collect()
+    }
+
+    #[test]
+    fn roles_decide_the_queues_a_node_consumes() {
+        let owned = |v: &[(&str, usize)]| {
+            v.iter()
+                .map(|(q, n)| (q.to_string(), *n))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            queues("worker"),
+            owned(&[("default", 4), ("system", 1), ("webhooks", 6)])
+        );
+        assert_eq!(queues("indexer"), owned(&[("indexing", 1)]));
+        assert_eq!(queues("all").len(), 4);
+        assert!(queues("api,mcp").is_empty());
     }
 }

@@ -23,6 +23,7 @@ pub struct Config {
     pub node: NodeConfig,
     pub mcp: ListenerConfig,
     pub api: ListenerConfig,
+    pub worker: WorkerConfig,
     pub http: HttpConfig,
     pub database: DatabaseConfig,
     pub redis: RedisConfig,
@@ -49,6 +50,15 @@ pub struct NodeConfig {
 #[serde(deny_unknown_fields)]
 pub struct ListenerConfig {
     pub listen: ListenAddr,
+}
+
+/// The worker and indexer roles have no listener of their own; this one, when set, serves
+/// `/health`, `/ready` and `/metrics` for probes and Prometheus on such nodes.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerConfig {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listen: Option<ListenAddr>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -144,6 +154,7 @@ impl Default for Config {
             api: ListenerConfig {
                 listen: ListenAddr(([127, 0, 0, 1], 8081).into()),
             },
+            worker: WorkerConfig::default(),
             http: HttpConfig {
                 body_limit_bytes: 1024 * 1024,
                 workers: 0,

@@ -27,6 +27,8 @@ enum Behaviour {
     BlockUntilReleased,
     Sleep(u64),
     AlwaysFail,
+    /// Sleeps while counting how many probes run at once, noting each count it sees.
+    CountConcurrent(u64),
 }
 
 static GATE: std::sync::LazyLock<Arc<Notify>> =
@@ -63,6 +65,21 @@ impl Job for Probe {
             Behaviour::BlockUntilReleased => {}
             Behaviour::Sleep(ms) => tokio::time::sleep(Duration::from_millis(ms)).await,
             Behaviour::AlwaysFail => return Err(JobError::Retry(format!("failure number {runs}"))),
+            Behaviour::CountConcurrent(ms) => {
+                let running = cache
+                    .incr("running", 1, Duration::from_secs(600))
+                    .await
+                    .unwrap();
+                cache
+                    .set(&format!("seen:{running}"), "1", Duration::from_secs(600))
+                    .await
+                    .unwrap();
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                cache
+                    .incr("running", -1, Duration::from_secs(600))
+                    .await
+                    .unwrap();
+            }
         }
         cache
             .incr(&format!("done:{}", self.key), 1, Duration::from_secs(600))
@@ -278,5 +295,41 @@ async fn unknown_kind_and_bad_payload_are_dead_lettered() {
             .iter()
             .any(|e| e.contains("no job kind named \"no_such_kind\"")),
         "{errors:?}"
+    );
+}
+
+/// The queue's concurrency is the most jobs that run at once on a node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrency_per_queue_is_respected() {
+    let env = TestEnv::new(Shape::Sqlite).await;
+    let bus = env.bus().await;
+    for i in 0..6 {
+        let job = Probe {
+            behaviour: Behaviour::CountConcurrent(300),
+            key: format!("c{i}"),
+        };
+        enqueue(&bus.queue, &job).await.unwrap();
+    }
+    let stop = CancellationToken::new();
+    // The test runner's queue spec gives the default queue a concurrency of 2.
+    let worker = tokio::spawn(runner(&env, bus.clone(), "node-a").run(stop.clone()));
+    wait_until(Duration::from_secs(15), || async {
+        let mut done = 0;
+        for i in 0..6 {
+            done += counter(&bus, &format!("done:c{i}")).await;
+        }
+        done == 6
+    })
+    .await
+    .unwrap();
+    stop.cancel();
+    worker.await.unwrap();
+    assert!(
+        bus.cache.get("seen:2").await.unwrap().is_some(),
+        "two jobs ran side by side"
+    );
+    assert!(
+        bus.cache.get("seen:3").await.unwrap().is_none(),
+        "never three"
     );
 }

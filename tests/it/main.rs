@@ -9,6 +9,6 @@ mod http_errors;
 mod job_runner;
 mod migrations;
 mod postgres_tls;
+mod process;
 mod queue_contract;
-mod shutdown;
 mod system;

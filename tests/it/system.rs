@@ -269,3 +269,44 @@ async fn node_becomes_ready_when_the_database_comes_up() {
     app.wait_ready().await;
     app.stop().await.unwrap();
 }
+
+/// A worker-only node: no api or mcp listener, its own probe and metrics listener when
+/// asked for one, and it runs jobs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_node_serves_probes_and_metrics_and_runs_jobs() {
+    let env = TestEnv::new(Shape::Sqlite).await;
+    let mut config = env.config.clone();
+    config.node.roles = "worker".parse().unwrap();
+    config.worker.listen = Some(devmesh::config::ListenAddr("127.0.0.1:0".parse().unwrap()));
+    let app = devmesh::app::Application::build(config).await.unwrap();
+    assert!(
+        app.addr("api").is_none() && app.addr("mcp").is_none(),
+        "a worker serves no API"
+    );
+    let addr = app.addr("worker").expect("the probe listener");
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let task = tokio::spawn(app.run(shutdown.clone()));
+    let http = reqwest::Client::new();
+    wait_until(Duration::from_secs(10), || async {
+        matches!(http.get(format!("http://{addr}/ready")).send().await, Ok(r) if r.status() == 200)
+    })
+    .await
+    .unwrap();
+    wait_until(Duration::from_secs(10), || async {
+        let text = http
+            .get(format!("http://{addr}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.contains(
+            r#"devmesh_jobs_processed_total{queue="system",job="node_sweep",outcome="succeeded"}"#,
+        ) && text.contains(r#"listener="worker""#)
+    })
+    .await
+    .expect("the worker ran the node sweep and reports it");
+    shutdown.cancel();
+    task.await.unwrap().unwrap();
+}

@@ -1,4 +1,4 @@
-//! Graceful shutdown of the real binary: SIGTERM with a request in flight.
+//! The real binary as a process: its logs, and graceful shutdown with a request in flight.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -6,8 +6,15 @@ use std::time::{Duration, Instant};
 
 use crate::helpers::black_hole;
 
-/// Starts `devmesh serve` in `dir` and returns it with its api address, read from its JSON log.
-fn start(dir: &std::path::Path, env: &[(&str, String)]) -> (Child, String) {
+/// A running `devmesh serve`, its api address and its JSON log lines as they come.
+struct Node {
+    child: Child,
+    addr: String,
+    log: std::sync::mpsc::Receiver<serde_json::Value>,
+}
+
+/// Starts `devmesh serve` in `dir`; the api address is read from its log.
+fn start(dir: &std::path::Path, env: &[(&str, String)]) -> Node {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_devmesh"));
     cmd.current_dir(dir)
         .env_clear()
@@ -23,21 +30,26 @@ fn start(dir: &std::path::Path, env: &[(&str, String)]) -> (Child, String) {
     }
     let mut child = cmd.spawn().expect("devmesh starts");
     let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
+    let (tx, log) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
-                continue;
-            };
-            if v["message"] == "listening" && v["listener"] == "api" {
-                let _ = tx.send(v["addr"].as_str().unwrap().to_string());
+            let value = serde_json::from_str::<serde_json::Value>(&line)
+                .unwrap_or_else(|_| panic!("every log line is JSON: {line}"));
+            if tx.send(value).is_err() {
+                break;
             }
         }
     });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(20))
-        .expect("the log says where the api listens");
-    (child, addr)
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let addr = loop {
+        let line = log
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("the log says where the api listens");
+        if line["message"] == "listening" && line["listener"] == "api" {
+            break line["addr"].as_str().unwrap().to_string();
+        }
+    };
+    Node { child, addr, log }
 }
 
 fn sigterm(child: &Child) {
@@ -68,7 +80,11 @@ async fn sigterm_lets_the_request_in_flight_finish_and_exits_0() {
     // Redis that accepts connections and never answers: the readiness check waits on it,
     // so a /ready request stays in flight for about three seconds.
     let (_hole, port) = black_hole();
-    let (mut child, addr) = start(
+    let Node {
+        mut child,
+        addr,
+        log: _log,
+    } = start(
         dir.path(),
         &[
             ("DEVMESH_REDIS__URL", format!("redis://127.0.0.1:{port}")),
@@ -125,7 +141,11 @@ async fn sigterm_lets_the_request_in_flight_finish_and_exits_0() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigint_on_an_idle_node_exits_0_promptly() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut child, addr) = start(dir.path(), &[]);
+    let Node {
+        mut child,
+        addr,
+        log: _log,
+    } = start(dir.path(), &[]);
     let client = reqwest::Client::new();
     crate::helpers::wait_until(Duration::from_secs(10), || async {
         matches!(client.get(format!("http://{addr}/ready")).send().await, Ok(r) if r.status() == 200)
@@ -139,6 +159,38 @@ async fn sigint_on_an_idle_node_exits_0_promptly() {
     assert!(status.success());
     let status =
         tokio::task::spawn_blocking(move || wait_exit(&mut child, Duration::from_secs(10)))
+            .await
+            .unwrap();
+    assert_eq!(status.code(), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_ids_appear_in_the_log_lines_of_their_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = start(dir.path(), &[("DEVMESH_LOG__LEVEL", "info".into())]);
+    let res = reqwest::Client::new()
+        .get(format!("http://{}/ready?probe=1", node.addr))
+        .header("X-Request-Id", "deploy-check-42")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["x-request-id"], "deploy-check-42");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let line = loop {
+        let line = node
+            .log
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("a log line for the request");
+        if line["message"] == "request handled" {
+            break line;
+        }
+    };
+    assert_eq!(line["span"]["request_id"], "deploy-check-42", "{line}");
+    assert_eq!(line["span"]["path"], "/ready");
+    assert_eq!(line["status"], res.status().as_u16());
+    sigterm(&node.child);
+    let status =
+        tokio::task::spawn_blocking(move || wait_exit(&mut node.child, Duration::from_secs(10)))
             .await
             .unwrap();
     assert_eq!(status.code(), Some(0));
