@@ -7,7 +7,7 @@ use std::str::FromStr;
 use serde::de::{self, Unexpected, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-/// A span of time written as `250ms`, `30s`, `5m`, `2h` or a plain number of seconds.
+/// A span of time written as `250ms`, `30s`, `5m`, `2h`, `1d` or a plain number of seconds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Duration(pub std::time::Duration);
 
@@ -23,7 +23,7 @@ impl Duration {
     }
 }
 
-const DURATION_EXPECTED: &str = "a duration such as \"250ms\", \"30s\", \"5m\" or \"1h\"";
+const DURATION_EXPECTED: &str = "a duration such as \"250ms\", \"30s\", \"5m\", \"1h\" or \"1d\"";
 
 impl FromStr for Duration {
     type Err = String;
@@ -37,6 +37,7 @@ impl FromStr for Duration {
             "" | "s" => n.checked_mul(1_000),
             "m" => n.checked_mul(60_000),
             "h" => n.checked_mul(3_600_000),
+            "d" => n.checked_mul(86_400_000),
             _ => return Err(DURATION_EXPECTED.to_string()),
         };
         ms.map(Self::from_millis)
@@ -49,6 +50,7 @@ impl fmt::Display for Duration {
         let ms = self.0.as_millis();
         match ms {
             0 => write!(f, "0s"),
+            ms if ms % 86_400_000 == 0 => write!(f, "{}d", ms / 86_400_000),
             ms if ms % 3_600_000 == 0 => write!(f, "{}h", ms / 3_600_000),
             ms if ms % 60_000 == 0 => write!(f, "{}m", ms / 60_000),
             ms if ms % 1_000 == 0 => write!(f, "{}s", ms / 1_000),
@@ -286,9 +288,14 @@ mod tests {
         assert_eq!("30s".parse::<Duration>().unwrap(), Duration::from_secs(30));
         assert_eq!("5m".parse::<Duration>().unwrap(), Duration::from_secs(300));
         assert_eq!("2h".parse::<Duration>().unwrap(), Duration::from_secs(7200));
+        assert_eq!(
+            "1d".parse::<Duration>().unwrap(),
+            Duration::from_secs(86_400)
+        );
+        assert_eq!(Duration::from_secs(2 * 86_400).to_string(), "2d");
         assert_eq!("12".parse::<Duration>().unwrap(), Duration::from_secs(12));
         assert!("ten seconds".parse::<Duration>().is_err());
-        assert!("10d".parse::<Duration>().is_err());
+        assert!("10w".parse::<Duration>().is_err());
         assert!("".parse::<Duration>().is_err());
         assert_eq!(Duration::from_millis(1500).to_string(), "1500ms");
         assert_eq!(Duration::from_secs(120).to_string(), "2m");

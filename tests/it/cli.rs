@@ -368,3 +368,36 @@ async fn dead_letter_commands_on_sqlite() {
 async fn dead_letter_commands_on_redis() {
     dead_letter_commands(Shape::PostgresRedis).await;
 }
+
+/// The example configurations shipped with devmesh load as they are.
+#[test]
+fn shipped_example_configurations_are_valid() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for file in ["devmesh.toml.example", "config/production.toml"] {
+        let path = root.join(file);
+        let out = devmesh(
+            dir.path(),
+            &[],
+            &["--config", path.to_str().unwrap(), "config", "show"],
+        );
+        assert!(out.status.success(), "{file}: {}", stderr(&out));
+    }
+    let out = devmesh(
+        dir.path(),
+        &[],
+        &[
+            "--config",
+            root.join("config/production.toml").to_str().unwrap(),
+            "config",
+            "show",
+        ],
+    );
+    let text = stdout(&out);
+    assert!(
+        text.contains(r#"format = "json""#)
+            && text.contains("postgres://")
+            && text.contains("rediss://"),
+        "{text}"
+    );
+}

@@ -310,3 +310,38 @@ async fn worker_node_serves_probes_and_metrics_and_runs_jobs() {
     shutdown.cancel();
     task.await.unwrap().unwrap();
 }
+
+/// With `database.auto_migrate = false` a node waits, unready, until the migrations are
+/// applied by `devmesh migrate run` (here: the same function), then becomes ready by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_auto_migrate_the_node_waits_for_migrations() {
+    let env = TestEnv::new(Shape::Postgres).await;
+    let mut config = env.config.clone();
+    config.database.auto_migrate = false;
+    let app = TestApp::spawn(config, devmesh::jobs::Registry::platform()).await;
+    wait_until(Duration::from_secs(10), || async {
+        let res = app.http.get(app.api_url("/ready")).send().await.unwrap();
+        let body: Value = res.json().await.unwrap();
+        body["checks"]["database"]["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("devmesh migrate run")
+    })
+    .await
+    .expect("readiness says what to do");
+    let target = env.config.database_target();
+    assert!(
+        devmesh::storage::migrations::pending_count(&target)
+            .await
+            .unwrap()
+            > 0,
+        "the node applied nothing"
+    );
+    devmesh::storage::migrations::run_pending(&target)
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(40), app.wait_ready())
+        .await
+        .expect("ready once migrated");
+    app.stop().await.unwrap();
+}
