@@ -49,9 +49,6 @@ impl ApiError {
             "internal error; see the server log",
         )
     }
-    pub fn code(&self) -> &'static str {
-        self.code
-    }
 }
 
 impl fmt::Display for ApiError {

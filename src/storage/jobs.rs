@@ -278,17 +278,6 @@ pub async fn replay_dead(
     })
 }
 
-pub async fn get(db: &Db, id: &str) -> StorageResult<Option<JobRow>> {
-    with_conn!(db, |conn| {
-        Ok(jobs::table
-            .find(id)
-            .select(JobRow::as_select())
-            .first(conn)
-            .await
-            .optional()?)
-    })
-}
-
 /// Number of jobs per queue and status, with queued jobs split into ready and scheduled.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StatusCounts {

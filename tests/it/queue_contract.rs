@@ -4,10 +4,24 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use devmesh::bus::queue::{FailOutcome, NewJob, QueueDepth, QueueError};
+use devmesh::bus::queue::{Delivery, FailOutcome, JobQueue, NewJob, QueueDepth, QueueError};
 use serde_json::json;
 
 use crate::helpers::{Shape, TestEnv};
+
+/// Leases the next job of `queue`; the test expects there to be one.
+async fn leased(
+    q: &JobQueue,
+    queue: &str,
+    consumer: &str,
+    visibility: Duration,
+    wait: Duration,
+) -> Delivery {
+    q.fetch(queue, consumer, visibility, wait)
+        .await
+        .unwrap()
+        .expect("a job to lease")
+}
 
 const LONG: Duration = Duration::from_secs(30);
 const NO_WAIT: Duration = Duration::from_millis(1);
@@ -110,11 +124,7 @@ async fn dedup_key_keeps_a_second_job_out(shape: Shape) {
         .unwrap();
     assert!(!other.duplicate);
 
-    let a = q
-        .fetch("default", "n", LONG, NO_WAIT)
-        .await
-        .unwrap()
-        .unwrap();
+    let a = leased(&q, "default", "n", LONG, NO_WAIT).await;
     q.ack(&a).await.unwrap();
     // The key still holds after the job finished: a redelivered webhook is not processed twice.
     let again = q
@@ -122,11 +132,7 @@ async fn dedup_key_keeps_a_second_job_out(shape: Shape) {
         .await
         .unwrap();
     assert!(again.duplicate);
-    let b = q
-        .fetch("default", "n", LONG, NO_WAIT)
-        .await
-        .unwrap()
-        .unwrap();
+    let b = leased(&q, "default", "n", LONG, NO_WAIT).await;
     q.ack(&b).await.unwrap();
     let payloads: HashSet<_> = [a.payload, b.payload].into_iter().collect();
     assert_eq!(payloads, HashSet::from([json!(1), json!(3)]));
@@ -166,11 +172,7 @@ async fn job_of_a_dead_worker_goes_to_another(shape: Shape) {
         .unwrap();
 
     // Worker A takes the job and dies: it never acknowledges nor extends the lease.
-    let lost = q
-        .fetch("default", "node-a", visibility, NO_WAIT)
-        .await
-        .unwrap()
-        .unwrap();
+    let lost = leased(&q, "default", "node-a", visibility, NO_WAIT).await;
     assert!(
         q.fetch("default", "node-b", visibility, NO_WAIT)
             .await
@@ -202,11 +204,7 @@ async fn failed_job_retries_then_dead_letters_and_replays(shape: Shape) {
         .await
         .unwrap();
 
-    let d1 = q
-        .fetch("default", "n", LONG, NO_WAIT)
-        .await
-        .unwrap()
-        .unwrap();
+    let d1 = leased(&q, "default", "n", LONG, NO_WAIT).await;
     let outcome = q
         .fail(&d1, "upstream 502", Some(Duration::from_millis(300)))
         .await
@@ -285,11 +283,7 @@ async fn permanent_failure_dead_letters_at_once(shape: Shape) {
     q.enqueue(NewJob::new("default", "parse", json!("garbage")))
         .await
         .unwrap();
-    let d = q
-        .fetch("default", "n", LONG, NO_WAIT)
-        .await
-        .unwrap()
-        .unwrap();
+    let d = leased(&q, "default", "n", LONG, NO_WAIT).await;
     assert_eq!(
         q.fail(&d, "cannot parse", None).await.unwrap(),
         FailOutcome::Dead
@@ -307,11 +301,7 @@ async fn expired_last_attempt_is_dead_lettered(shape: Shape) {
         .await
         .unwrap();
     let visibility = Duration::from_millis(300);
-    let _lost = q
-        .fetch("default", "node-a", visibility, NO_WAIT)
-        .await
-        .unwrap()
-        .unwrap();
+    let _lost = leased(&q, "default", "node-a", visibility, NO_WAIT).await;
     tokio::time::sleep(visibility + Duration::from_millis(200)).await;
     assert!(
         q.fetch("default", "node-b", visibility, Duration::from_millis(300))
@@ -362,11 +352,7 @@ async fn extended_lease_is_kept(shape: Shape) {
         .await
         .unwrap();
     let visibility = Duration::from_millis(600);
-    let d = q
-        .fetch("default", "node-a", visibility, NO_WAIT)
-        .await
-        .unwrap()
-        .unwrap();
+    let d = leased(&q, "default", "node-a", visibility, NO_WAIT).await;
     for _ in 0..3 {
         tokio::time::sleep(Duration::from_millis(300)).await;
         q.extend(&d, "node-a", visibility).await.unwrap();
@@ -455,11 +441,7 @@ async fn queues_are_separate(shape: Shape) {
             .unwrap()
             .is_none()
     );
-    let d = q
-        .fetch("webhooks", "n", LONG, NO_WAIT)
-        .await
-        .unwrap()
-        .unwrap();
+    let d = leased(&q, "webhooks", "n", LONG, NO_WAIT).await;
     assert_eq!(d.queue, "webhooks");
     q.ack(&d).await.unwrap();
 }
