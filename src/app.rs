@@ -11,17 +11,16 @@ use anyhow::Context as _;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::bus::Bus;
 use crate::config::{Config, DatabaseTarget, ListenAddr, Role};
 use crate::context::Context;
-use crate::health::{Health, SchemaState};
+use crate::health::SchemaState;
 use crate::http::{self, Routes};
 use crate::jobs::Registry;
 use crate::jobs::node_sweep::NodeSweep;
 use crate::jobs::recurring::{self, Recurring};
 use crate::jobs::runner::{QueueSpec, Runner};
-use crate::nodes::{self, NodeIdentity};
-use crate::storage::{Db, migrations};
+use crate::nodes;
+use crate::storage::migrations;
 use crate::telemetry;
 
 /// The queue the indexer role consumes; every other queue belongs to the worker role.
@@ -50,16 +49,7 @@ impl Application {
     pub async fn build_with_jobs(config: Config, registry: Registry) -> anyhow::Result<Self> {
         telemetry::metrics::handle();
         let config = Arc::new(config);
-        let db = Db::connect(&config).context("cannot set up the database pool")?;
-        let bus = Bus::connect(&config, db.clone())?;
-        let node = Arc::new(NodeIdentity::load(&config));
-        let ctx = Context {
-            config: config.clone(),
-            db,
-            bus,
-            node,
-            health: Arc::new(Health::default()),
-        };
+        let ctx = Context::connect(config.clone())?;
 
         if matches!(config.database_target(), DatabaseTarget::Postgres(_))
             && !ctx.bus.is_distributed()
@@ -83,7 +73,7 @@ impl Application {
                 roles.has(Role::Api),
                 "api",
                 Some(config.api.listen),
-                no_routes as Routes,
+                crate::api::configure as Routes,
             ),
             (
                 background_roles,

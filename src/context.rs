@@ -8,6 +8,7 @@ use crate::config::Config;
 use crate::health::Health;
 use crate::nodes::NodeIdentity;
 use crate::storage::Db;
+use crate::tenancy::TenancyState;
 
 #[derive(Clone)]
 pub struct Context {
@@ -16,4 +17,23 @@ pub struct Context {
     pub bus: Bus,
     pub node: Arc<NodeIdentity>,
     pub health: Arc<Health>,
+    pub tenancy: Arc<TenancyState>,
+}
+
+impl Context {
+    /// Connects the database and the bus for this configuration (lazily: nothing is
+    /// reached until used) and loads the node's identity.
+    pub fn connect(config: Arc<Config>) -> anyhow::Result<Self> {
+        use anyhow::Context as _;
+        let db = Db::connect(&config).context("cannot set up the database pool")?;
+        let bus = Bus::connect(&config, db.clone())?;
+        Ok(Self {
+            node: Arc::new(NodeIdentity::load(&config)),
+            health: Arc::new(Health::default()),
+            tenancy: TenancyState::new(&config),
+            config,
+            db,
+            bus,
+        })
+    }
 }

@@ -9,19 +9,27 @@
 //! - [`bus`]: job queue, pub/sub, cache and counters, in-process or on Redis.
 //! - [`jobs`]: the job trait, the runner that drains queues, and the platform's own jobs.
 //! - [`nodes`]: this node's identity and heartbeat in the node registry.
+//! - [`service`]: the domain error and pagination every service shares.
+//! - [`tenancy`]: organizations, users, API keys, sessions, scopes and the audit log.
+//! - [`contexts`]: conversation contexts shared by agents, the first tenant resource.
+//! - [`api`]: the REST API (`/api/v1`), its OpenAPI document and reference page.
 //! - [`http`]: the listeners, their shared middleware, errors and system endpoints.
 //! - [`telemetry`]: logs and Prometheus metrics.
 //! - [`app`]: wires the parts into a running node and shuts it down gracefully.
 //! - [`cli`]: the `devmesh` command line.
 
+pub mod api;
 pub mod app;
 pub mod bus;
 pub mod cli;
 pub mod config;
 pub mod context;
+pub mod contexts;
 pub mod health;
 pub mod http;
 pub mod jobs;
 pub mod nodes;
+pub mod service;
 pub mod storage;
 pub mod telemetry;
+pub mod tenancy;

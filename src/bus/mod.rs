@@ -5,6 +5,7 @@
 pub mod cache;
 pub mod pubsub;
 pub mod queue;
+pub mod ratelimit;
 pub mod redis;
 
 use std::time::Duration;
@@ -16,6 +17,7 @@ use pubsub::{LocalPubSub, PubSub, RedisPubSub};
 use queue::JobQueue;
 use queue::database::DbQueue;
 use queue::redis::RedisQueue;
+use ratelimit::RateLimiter;
 use redis::RedisConn;
 
 #[derive(Clone)]
@@ -23,6 +25,7 @@ pub struct Bus {
     pub queue: JobQueue,
     pub pubsub: PubSub,
     pub cache: Cache,
+    pub rate_limiter: RateLimiter,
     redis: Option<RedisConn>,
 }
 
@@ -40,6 +43,7 @@ impl Bus {
                 queue: JobQueue::Database(DbQueue::new(db, dedup, poll)),
                 pubsub: PubSub::Local(LocalPubSub::default()),
                 cache: Cache::Memory(MemoryCache::default()),
+                rate_limiter: RateLimiter::memory(),
                 redis: None,
             }),
             Some(url) => {
@@ -48,6 +52,7 @@ impl Bus {
                     queue: JobQueue::Redis(RedisQueue::new(conn.clone(), dedup, poll)),
                     pubsub: PubSub::Redis(RedisPubSub::start(conn.clone())?),
                     cache: Cache::Redis(RedisCache::new(conn.clone())),
+                    rate_limiter: RateLimiter::Redis(conn.clone()),
                     redis: Some(conn),
                 })
             }

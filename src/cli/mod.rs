@@ -3,6 +3,7 @@
 mod admin;
 mod config_cmd;
 mod migrate;
+mod org;
 mod serve;
 
 use std::path::PathBuf;
@@ -57,6 +58,9 @@ enum Command {
     Jobs(admin::JobsCommand),
     /// List the nodes in the node registry
     Nodes,
+    /// Manage organizations (tenants)
+    #[command(subcommand)]
+    Org(org::OrgCommand),
     /// Print a shell completion script, e.g. `devmesh completions bash > /etc/bash_completion.d/devmesh`
     Completions {
         /// The shell to complete for
@@ -117,6 +121,7 @@ pub fn main() -> ExitCode {
             Command::Migrate(cmd) => migrate::run(config, cmd).await,
             Command::Jobs(cmd) => admin::run_jobs(config, cmd).await,
             Command::Nodes => admin::run_nodes(config).await,
+            Command::Org(cmd) => org::run(config, cmd).await,
             Command::Config(_) | Command::Completions { .. } => {
                 unreachable!("handled before the runtime starts")
             }

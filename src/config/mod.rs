@@ -4,6 +4,7 @@
 
 mod load;
 mod show;
+mod tenancy;
 mod types;
 
 use std::collections::BTreeMap;
@@ -13,7 +14,10 @@ use serde::{Deserialize, Serialize};
 
 pub use load::{ConfigError, LoadedConfig, Overrides, load};
 pub use show::render_with_sources;
-pub use types::{Duration, ListenAddr, Role, Roles, SecretUrl};
+pub use tenancy::{
+    Argon2Config, AuthConfig, ContextsConfig, LockoutConfig, Quota, RateLimitConfig,
+};
+pub use types::{Duration, ListenAddr, Role, Roles, SecretString, SecretUrl};
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -30,6 +34,9 @@ pub struct Config {
     pub jobs: JobsConfig,
     pub log: LogConfig,
     pub shutdown: ShutdownConfig,
+    pub auth: AuthConfig,
+    pub rate_limits: RateLimitConfig,
+    pub contexts: ContextsConfig,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -185,6 +192,9 @@ impl Default for Config {
             shutdown: ShutdownConfig {
                 grace_period: Duration::from_secs(30),
             },
+            auth: AuthConfig::default(),
+            rate_limits: RateLimitConfig::default(),
+            contexts: ContextsConfig::default(),
         }
     }
 }
@@ -289,6 +299,66 @@ impl Config {
                 "a number from 1 to 1024",
             );
         }
+        for (key, d) in [
+            ("auth.access_token_ttl", self.auth.access_token_ttl),
+            ("auth.refresh_token_ttl", self.auth.refresh_token_ttl),
+            ("auth.lockout.window", self.auth.lockout.window),
+            ("auth.lockout.duration", self.auth.lockout.duration),
+        ] {
+            check(
+                !d.get().is_zero(),
+                key,
+                d.to_string(),
+                "a duration greater than zero",
+            );
+        }
+        if let Some(secret) = &self.auth.jwt_secret {
+            check(
+                secret.expose().len() >= 32,
+                "auth.jwt_secret",
+                "***".into(),
+                "a secret of at least 32 bytes",
+            );
+        }
+        check(
+            self.auth.lockout.max_failures >= 1,
+            "auth.lockout.max_failures",
+            self.auth.lockout.max_failures.to_string(),
+            "at least 1",
+        );
+        let a = &self.auth.argon2;
+        check(
+            argon2::Params::new(a.memory_kib, a.iterations, a.parallelism, None).is_ok(),
+            "auth.argon2",
+            format!(
+                "memory_kib = {}, iterations = {}, parallelism = {}",
+                a.memory_kib, a.iterations, a.parallelism
+            ),
+            "argon2 parameters: memory_kib at least 8 x parallelism, iterations and parallelism at least 1",
+        );
+        for (key, q) in [
+            ("rate_limits.key", self.rate_limits.key),
+            ("rate_limits.organization", self.rate_limits.organization),
+        ] {
+            check(
+                q.per_minute >= 1 && q.burst >= 1,
+                key,
+                format!("per_minute = {}, burst = {}", q.per_minute, q.burst),
+                "per_minute and burst of at least 1",
+            );
+        }
+        check(
+            self.contexts.max_items >= 1,
+            "contexts.max_items",
+            self.contexts.max_items.to_string(),
+            "at least 1",
+        );
+        check(
+            self.contexts.max_item_bytes >= 1,
+            "contexts.max_item_bytes",
+            self.contexts.max_item_bytes.to_string(),
+            "at least 1",
+        );
         if let Some(name) = &self.node.name {
             check(
                 !name.is_empty() && name.len() <= 128,

@@ -2,7 +2,9 @@
 //! listener bound beforehand (port 0 works), with the shared middleware, error shapes and
 //! system endpoints; the role's own routes are added by its module.
 
+pub mod auth;
 pub mod errors;
+pub mod json;
 pub mod middleware;
 pub mod system;
 
@@ -20,7 +22,10 @@ pub type Routes = fn(&mut web::ServiceConfig);
 /// Shared settings for every app: body limits and their error answers.
 pub fn configure_extractors(cfg: &mut web::ServiceConfig, body_limit: usize) {
     cfg.app_data(errors::json_config(body_limit))
-        .app_data(errors::payload_config(body_limit));
+        .app_data(errors::payload_config(body_limit))
+        .app_data(errors::query_config())
+        .app_data(errors::path_config())
+        .app_data(json::BodyLimit(body_limit));
 }
 
 /// Builds the server for one listener; it starts when the returned future is polled.
@@ -44,6 +49,7 @@ pub fn serve(
             .app_data(data.clone())
             .app_data(ListenerName(name))
             .configure(|cfg| configure_extractors(cfg, body_limit))
+            .wrap(actix_web::middleware::from_fn(auth::rate_limit_headers))
             .wrap(actix_web::middleware::from_fn(middleware::observe))
             .configure(system::configure)
             .configure(routes)

@@ -27,7 +27,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 /// Liveness: the process answers.
-async fn live(ctx: web::Data<Context>) -> HttpResponse {
+#[utoipa::path(get, path = "/health", tag = "system", responses((status = 200, description = "The process answers, with its version and node")))]
+pub async fn live(ctx: web::Data<Context>) -> HttpResponse {
     HttpResponse::Ok().json(json!({
         "status": "ok",
         "version": ctx.node.version,
@@ -36,7 +37,11 @@ async fn live(ctx: web::Data<Context>) -> HttpResponse {
 }
 
 /// Readiness: 200 when every dependency answers, else 503 naming the one that does not.
-async fn ready(ctx: web::Data<Context>) -> HttpResponse {
+#[utoipa::path(get, path = "/ready", tag = "system", responses(
+    (status = 200, description = "Database (and Redis, when configured) answer"),
+    (status = 503, description = "A dependency does not answer; the body names it"),
+))]
+pub async fn ready(ctx: web::Data<Context>) -> HttpResponse {
     let report = health::readiness(
         &ctx.health,
         &ctx.db,
@@ -52,7 +57,9 @@ async fn ready(ctx: web::Data<Context>) -> HttpResponse {
     HttpResponse::build(status).json(report)
 }
 
-async fn metrics(ctx: web::Data<Context>) -> HttpResponse {
+/// Prometheus metrics, in the text exposition format.
+#[utoipa::path(get, path = "/metrics", tag = "system", responses((status = 200, description = "Metrics", content_type = "text/plain")))]
+pub async fn metrics(ctx: web::Data<Context>) -> HttpResponse {
     record_pool(ctx.db.usage());
     record_queue_depths(&ctx).await;
     HttpResponse::Ok()

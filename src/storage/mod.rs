@@ -7,11 +7,18 @@
 //! SQLite rule: a transaction that writes must start with a write, so that it takes the
 //! write lock at once and waits (busy timeout) instead of failing to upgrade a read lock.
 
+pub mod api_keys;
+pub mod audit;
+pub mod contexts;
 pub mod jobs;
 pub mod migrations;
 pub mod nodes;
+pub mod organizations;
 pub mod postgres;
+pub mod refresh_tokens;
 pub mod schema;
+pub mod settings;
+pub mod users;
 
 use std::path::Path;
 

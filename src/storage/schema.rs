@@ -40,3 +40,120 @@ diesel::table! {
         expires_at -> Timestamp,
     }
 }
+
+diesel::table! {
+    organizations (id) {
+        id -> Text,
+        name -> Text,
+        slug -> Text,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    users (id) {
+        id -> Text,
+        organization_id -> Text,
+        email -> Text,
+        name -> Text,
+        password_hash -> Text,
+        role -> Text,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    api_keys (id) {
+        id -> Text,
+        organization_id -> Text,
+        created_by -> Nullable<Text>,
+        name -> Text,
+        key_type -> Text,
+        prefix -> Text,
+        key_hash -> Text,
+        scopes -> Text,
+        rate_per_minute -> Nullable<Integer>,
+        rate_burst -> Nullable<Integer>,
+        expires_at -> Nullable<Timestamp>,
+        revoked_at -> Nullable<Timestamp>,
+        last_used_at -> Nullable<Timestamp>,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    refresh_tokens (id) {
+        id -> Text,
+        organization_id -> Text,
+        user_id -> Text,
+        family_id -> Text,
+        token_hash -> Text,
+        expires_at -> Timestamp,
+        rotated_at -> Nullable<Timestamp>,
+        revoked_at -> Nullable<Timestamp>,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    audit_log (id) {
+        id -> Text,
+        organization_id -> Text,
+        actor_type -> Text,
+        actor_id -> Nullable<Text>,
+        action -> Text,
+        target_type -> Nullable<Text>,
+        target_id -> Nullable<Text>,
+        outcome -> Text,
+        details -> Text,
+        ip -> Nullable<Text>,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    contexts (id) {
+        id -> Text,
+        organization_id -> Text,
+        name -> Text,
+        context_type -> Text,
+        agent_id -> Nullable<Text>,
+        model_id -> Nullable<Text>,
+        session_id -> Nullable<Text>,
+        metadata -> Text,
+        token_budget -> Nullable<BigInt>,
+        version -> BigInt,
+        item_count -> BigInt,
+        token_total -> BigInt,
+        next_seq -> BigInt,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    context_items (id) {
+        id -> Text,
+        context_id -> Text,
+        organization_id -> Text,
+        seq -> BigInt,
+        role -> Text,
+        content -> Text,
+        token_count -> BigInt,
+        metadata -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    settings (key) {
+        key -> Text,
+        value -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::joinable!(context_items -> contexts (context_id));
+diesel::allow_tables_to_appear_in_same_query!(contexts, context_items);

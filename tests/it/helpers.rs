@@ -121,6 +121,9 @@ impl TestEnv {
         config.jobs.poll_interval = ConfigDuration::from_millis(100);
         config.shutdown.grace_period = ConfigDuration::from_secs(5);
         config.log.level = std::env::var("TEST_LOG").unwrap_or_else(|_| "warn".into());
+        // Cheap password hashes: the same code path, without argon2's cost on every login.
+        config.auth.argon2.memory_kib = 64;
+        config.auth.argon2.iterations = 1;
         let pg = match shape {
             Shape::Sqlite => None,
             Shape::Postgres | Shape::PostgresRedis => Some(PgDatabase::create().await),

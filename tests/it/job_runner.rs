@@ -99,6 +99,7 @@ fn runner(env: &TestEnv, bus: devmesh::bus::Bus, node_id: &str) -> Runner {
         version: "test",
     };
     let ctx = devmesh::context::Context {
+        tenancy: devmesh::tenancy::TenancyState::new(&config),
         config: Arc::new(config),
         db: devmesh::storage::Db::connect(&env.config).unwrap(),
         bus,

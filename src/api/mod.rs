@@ -1,0 +1,107 @@
+//! The REST API, `/api/v1`, served by the api role: thin handlers over the services in
+//! [`crate::tenancy`] and [`crate::contexts`].
+//!
+//! Every route is listed once, in [`api_routes!`] below: that one list registers the
+//! route with actix and puts it in the OpenAPI document, so the two cannot drift. Each
+//! handler's `#[utoipa::path]` names the scope its service checks.
+
+pub mod api_keys;
+pub mod audit;
+pub mod auth;
+pub mod contexts;
+pub mod docs;
+pub mod openapi;
+pub mod organization;
+pub mod pagination;
+pub mod reference;
+pub mod users;
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::ALLOW;
+use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
+
+use crate::http::errors::ApiError;
+
+macro_rules! api_routes {
+    (routes: [$($module:ident :: $handler:ident),* $(,)?], also_documented: [$($extra:path),* $(,)?]) => {
+        /// Registers every API route, then answers 405 on their paths for other methods.
+        pub fn configure(cfg: &mut web::ServiceConfig) {
+            $( cfg.service($module::$handler); )*
+            method_not_allowed_on_api_paths(cfg);
+        }
+
+        /// The OpenAPI document as derived from the handlers, before [`openapi::document`]
+        /// completes it.
+        #[derive(utoipa::OpenApi)]
+        #[openapi(paths($($module::$handler,)* $($extra,)*))]
+        pub struct ApiDoc;
+    };
+}
+
+api_routes! {
+    routes: [
+        auth::register_organization,
+        auth::login,
+        auth::refresh,
+        auth::logout,
+        auth::me,
+        auth::change_password,
+        organization::get_organization,
+        organization::update_organization,
+        users::list_users,
+        users::create_user,
+        users::get_user,
+        users::update_user,
+        users::delete_user,
+        api_keys::list_api_keys,
+        api_keys::create_api_key,
+        api_keys::get_api_key,
+        api_keys::revoke_api_key,
+        audit::list_audit,
+        contexts::list_contexts,
+        contexts::create_context,
+        contexts::get_context,
+        contexts::update_context,
+        contexts::delete_context,
+        contexts::append_items,
+        contexts::context_summary,
+        docs::openapi_json,
+        docs::reference_page,
+    ],
+    // Served by every listener (see `http::system`).
+    also_documented: [
+        crate::http::system::live,
+        crate::http::system::ready,
+        crate::http::system::metrics,
+    ]
+}
+
+/// A path the API serves, asked with a method it does not take: 405 with `Allow`.
+fn method_not_allowed_on_api_paths(cfg: &mut web::ServiceConfig) {
+    let Some(paths) = openapi::document()["paths"].as_object() else {
+        return;
+    };
+    for path in paths.keys().filter(|p| p.starts_with("/api/")) {
+        cfg.service(web::resource(path.as_str()).to(method_not_allowed));
+    }
+}
+
+async fn method_not_allowed(req: HttpRequest) -> HttpResponse {
+    let allowed = openapi::methods_for(req.path()).unwrap_or_default();
+    let allow = allowed
+        .iter()
+        .map(|m| m.to_uppercase())
+        .collect::<Vec<_>>()
+        .join(", ");
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!(
+            "{} does not accept {}; it accepts {allow}",
+            req.path(),
+            req.method()
+        ),
+    )
+    .with_header(ALLOW, allow)
+    .error_response()
+}

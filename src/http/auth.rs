@@ -1,0 +1,130 @@
+//! Authentication and rate limiting at the HTTP edge.
+//!
+//! [`Authenticated`] reads `Authorization: Bearer <API key or access token>` (or
+//! `X-API-Key`), turns it into a [`Principal`] and charges the request to the principal's
+//! and the organization's rate-limit buckets. Scopes are checked by the service each
+//! handler calls. [`rate_limit_headers`] puts the `RateLimit-*` headers on the answer.
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
+use actix_web::http::StatusCode;
+use actix_web::http::header::{AUTHORIZATION, HeaderName, HeaderValue, WWW_AUTHENTICATE};
+use actix_web::middleware::Next;
+use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
+use futures_util::future::LocalBoxFuture;
+
+use super::errors::ApiError;
+use crate::bus::ratelimit::Decision;
+use crate::context::Context;
+use crate::service::ServiceError;
+use crate::tenancy::Principal;
+use crate::tenancy::authenticate::authenticate;
+
+pub const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
+
+/// The caller, authenticated and within its rate limits.
+pub struct Authenticated(pub Principal);
+
+fn missing() -> ApiError {
+    ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "unauthenticated",
+        "this needs credentials: send Authorization: Bearer <API key or access token>, or X-API-Key",
+    )
+    .with_header(WWW_AUTHENTICATE, r#"Bearer realm="devmesh""#)
+}
+
+/// The credential a request carries, if any.
+fn credential(req: &HttpRequest) -> Result<Option<String>, ApiError> {
+    if let Some(value) = req.headers().get(AUTHORIZATION) {
+        let value = value.to_str().map_err(|_| missing())?;
+        let (scheme, token) = value.split_once(' ').ok_or_else(missing)?;
+        if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
+            return Err(missing());
+        }
+        return Ok(Some(token.trim().to_string()));
+    }
+    match req.headers().get(X_API_KEY) {
+        Some(v) => Ok(Some(v.to_str().map_err(|_| missing())?.trim().to_string())),
+        None => Ok(None),
+    }
+}
+
+impl FromRequest for Authenticated {
+    type Error = actix_web::Error;
+    type Future = LocalBoxFuture<'static, Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move {
+            let ctx = req
+                .app_data::<web::Data<Context>>()
+                .ok_or_else(|| ApiError::internal("no context in the app"))?
+                .clone();
+            let token = credential(&req)?.ok_or_else(missing)?;
+            let principal = authenticate(&ctx, &token).await?;
+            let limits = &ctx.config.rate_limits;
+            if limits.enabled {
+                match ctx
+                    .bus
+                    .rate_limiter
+                    .check(&principal.rate_buckets(limits))
+                    .await
+                {
+                    Ok(decision) => {
+                        req.extensions_mut().insert(decision);
+                        if !decision.allowed {
+                            metrics::counter!("devmesh_http_rate_limited_total").increment(1);
+                            return Err(ServiceError::RateLimited(decision).into());
+                        }
+                    }
+                    // Rate limits protect capacity; a bus outage does not stop the API.
+                    Err(e) => {
+                        tracing::warn!(error = %e, "rate limiter unavailable; request let through")
+                    }
+                }
+            }
+            Ok(Authenticated(principal))
+        })
+    }
+}
+
+/// `RateLimit-Limit`, `RateLimit-Remaining`, `RateLimit-Reset` (seconds) and
+/// `RateLimit-Policy` for a decision.
+pub fn rate_limit_header_values(d: &Decision) -> Vec<(HeaderName, String)> {
+    vec![
+        (
+            HeaderName::from_static("ratelimit-limit"),
+            d.quota.burst.to_string(),
+        ),
+        (
+            HeaderName::from_static("ratelimit-remaining"),
+            d.remaining.to_string(),
+        ),
+        (
+            HeaderName::from_static("ratelimit-reset"),
+            (d.reset.as_secs_f64().ceil() as u64).to_string(),
+        ),
+        (
+            HeaderName::from_static("ratelimit-policy"),
+            format!("{};w=60;burst={}", d.quota.per_minute, d.quota.burst),
+        ),
+    ]
+}
+
+/// Adds the rate-limit headers to answers of requests that were charged.
+pub async fn rate_limit_headers(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let mut res = next.call(req).await?;
+    let decision = res.request().extensions().get::<Decision>().copied();
+    if let Some(d) = decision {
+        for (name, value) in rate_limit_header_values(&d) {
+            if let Ok(value) = HeaderValue::from_str(&value) {
+                res.headers_mut().insert(name, value);
+            }
+        }
+    }
+    Ok(res)
+}
