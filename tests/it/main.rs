@@ -3,6 +3,9 @@
 #[macro_use]
 mod helpers;
 
+mod api_keys;
+mod api_surface;
+mod auth_flow;
 mod bus_contract;
 mod cli;
 mod http_errors;
@@ -11,4 +14,5 @@ mod migrations;
 mod postgres_tls;
 mod process;
 mod queue_contract;
+mod rest;
 mod system;
