@@ -220,10 +220,9 @@ pub async fn list(
     })
 }
 
-fn stale(current: &ContextRow) -> ServiceError {
+fn stale(version: i64) -> ServiceError {
     ServiceError::PreconditionFailed(format!(
-        "the context has changed (it is at version {}); fetch it again and retry",
-        current.version
+        "the context has changed (it is at version {version}); fetch it again and retry"
     ))
 }
 
@@ -279,7 +278,7 @@ pub async fn update(
     let version = expected_version(node, principal, id, pre).await?;
     match store::update(&node.db, &principal.organization_id, id, version, &changes).await? {
         Conditional::Done(row) => Ok(row.into()),
-        Conditional::Stale(current) => Err(stale(&current)),
+        Conditional::Stale(version) => Err(stale(version)),
         Conditional::Missing => Err(NOT_FOUND),
     }
 }
@@ -297,7 +296,7 @@ pub async fn delete(
     };
     match store::delete(&node.db, &principal.organization_id, id, version).await? {
         Conditional::Done(()) => Ok(()),
-        Conditional::Stale(current) => Err(stale(&current)),
+        Conditional::Stale(version) => Err(stale(version)),
         Conditional::Missing => Err(NOT_FOUND),
     }
 }

@@ -78,8 +78,8 @@ pub struct ContextFilter {
 #[derive(Debug)]
 pub enum Conditional<T> {
     Done(T),
-    /// The context is at another version than the one the caller named.
-    Stale(ContextRow),
+    /// The context is at another version (this one) than the one the caller named.
+    Stale(i64),
     Missing,
 }
 
@@ -266,7 +266,7 @@ pub async fn update(
     match updated {
         Some(row) => Ok(Conditional::Done(row)),
         None => Ok(match get(db, org, id).await? {
-            Some(current) => Conditional::Stale(current),
+            Some(current) => Conditional::Stale(current.version),
             None => Conditional::Missing,
         }),
     }
@@ -292,7 +292,7 @@ pub async fn delete(
         return Ok(Conditional::Done(()));
     }
     Ok(match get(db, org, id).await? {
-        Some(current) => Conditional::Stale(current),
+        Some(current) => Conditional::Stale(current.version),
         None => Conditional::Missing,
     })
 }

@@ -106,13 +106,13 @@ pub fn build(
     if expires_at.is_some_and(|t| t <= now) {
         return Err(ServiceError::invalid("expires_at", "must be in the future"));
     }
-    if let Some(r) = new.rate_limit {
-        if r.per_minute == 0 || r.burst == Some(0) || r.per_minute > 1_000_000 {
-            return Err(ServiceError::invalid(
-                "rate_limit",
-                "per_minute must be from 1 to 1000000 and burst at least 1",
-            ));
-        }
+    if let Some(r) = new.rate_limit
+        && (r.per_minute == 0 || r.burst == Some(0) || r.per_minute > 1_000_000)
+    {
+        return Err(ServiceError::invalid(
+            "rate_limit",
+            "per_minute must be from 1 to 1000000 and burst at least 1",
+        ));
     }
     let secret = NewApiKey::generate();
     let row = ApiKeyRow {

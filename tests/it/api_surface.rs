@@ -131,7 +131,7 @@ async fn another_tenants_ids_are_not_found_on_any_route(shape: Shape) {
     app.wait_ready().await;
     let (a, ctx_id, user_id, key_id) = populated_tenant(&app).await;
     let b = register(&app, "tenant-b").await;
-    let b_jwt = login(&app, &b, &b.email, PASSWORD).await.body["access_token"]
+    let b_jwt = login(&app, &b.slug, &b.email, PASSWORD).await.body["access_token"]
         .as_str()
         .unwrap()
         .to_string();
@@ -291,7 +291,7 @@ async fn every_route_enforces_the_scope_it_declares(shape: Shape) {
     )
     .await;
     assert_eq!(viewer.status, 201);
-    let jwt = login(&app, &a, "viewer@a.io", PASSWORD).await.body["access_token"]
+    let jwt = login(&app, &a.slug, "viewer@a.io", PASSWORD).await.body["access_token"]
         .as_str()
         .unwrap()
         .to_string();

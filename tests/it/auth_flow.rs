@@ -56,7 +56,7 @@ async fn registration_login_refresh_logout(shape: Shape) {
     }
 
     // Login: an access token that works, a refresh token.
-    let tokens = login(&app, &acme, &acme.email.to_uppercase(), PASSWORD).await;
+    let tokens = login(&app, &acme.slug, &acme.email.to_uppercase(), PASSWORD).await;
     assert_eq!(tokens.status, 200, "{:?}", tokens.body);
     let access = tokens.body["access_token"].as_str().unwrap().to_string();
     let refresh1 = tokens.body["refresh_token"].as_str().unwrap().to_string();
@@ -103,7 +103,7 @@ async fn registration_login_refresh_logout(shape: Shape) {
     assert_eq!(refresh(refresh2).await.status, 401);
 
     // Logout revokes the login's refresh token.
-    let fresh = login(&app, &acme, &acme.email, PASSWORD).await;
+    let fresh = login(&app, &acme.slug, &acme.email, PASSWORD).await;
     let refresh3 = fresh.body["refresh_token"].as_str().unwrap().to_string();
     let r = call(
         &app,
@@ -150,8 +150,8 @@ async fn failed_logins_lock_an_account_without_telling_whether_it_exists(shape: 
     app.wait_ready().await;
     let acme = register(&app, "acme").await;
 
-    let wrong = login(&app, &acme, &acme.email, "wrong password 123").await;
-    let unknown = login(&app, &acme, "nobody@acme.example.com", PASSWORD).await;
+    let wrong = login(&app, &acme.slug, &acme.email, "wrong password 123").await;
+    let unknown = login(&app, &acme.slug, "nobody@acme.example.com", PASSWORD).await;
     assert_eq!((wrong.status, unknown.status), (401, 401));
     assert_eq!(
         wrong.body, unknown.body,
@@ -160,14 +160,14 @@ async fn failed_logins_lock_an_account_without_telling_whether_it_exists(shape: 
 
     for _ in 1..5 {
         assert_eq!(
-            login(&app, &acme, &acme.email, "wrong password 123")
+            login(&app, &acme.slug, &acme.email, "wrong password 123")
                 .await
                 .status,
             401
         );
     }
     // Five failures: the right password is refused too, with the same answer.
-    let locked = login(&app, &acme, &acme.email, PASSWORD).await;
+    let locked = login(&app, &acme.slug, &acme.email, PASSWORD).await;
     assert_eq!(locked.status, 401);
     assert_eq!(locked.body, wrong.body);
     // The lock is per account: nothing tells the attacker it exists, and others log in.
@@ -181,7 +181,7 @@ async fn failed_logins_lock_an_account_without_telling_whether_it_exists(shape: 
     .await;
     assert_eq!(r.status, 201, "{:?}", r.body);
     assert_eq!(
-        login(&app, &acme, "bob@acme.example.com", PASSWORD)
+        login(&app, &acme.slug, "bob@acme.example.com", PASSWORD)
             .await
             .status,
         200

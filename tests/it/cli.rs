@@ -401,3 +401,64 @@ fn shipped_example_configurations_are_valid() {
         "{text}"
     );
 }
+
+/// `devmesh org create` registers an organization against the configured database even
+/// with open registration off, and its key works on a node serving that database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn org_create_prints_a_key_that_works() {
+    let mut env = TestEnv::new(Shape::Sqlite).await;
+    env.config.auth.open_registration = false;
+    let data = env.config.data_dir.to_string_lossy().into_owned();
+    let args = [
+        "--data-dir",
+        &data,
+        "org",
+        "create",
+        "--name",
+        "Acme",
+        "--slug",
+        "acme",
+        "--admin-email",
+        "ops@acme.io",
+        "--admin-name",
+        "Ops",
+        "--json",
+    ];
+    let out = devmesh(
+        env.dir.path(),
+        &[("DEVMESH_ADMIN_PASSWORD", "correct horse battery")],
+        &args,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let created: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let key = created["api_key"]["key"].as_str().unwrap().to_string();
+    assert_eq!(created["organization"]["slug"], "acme");
+    assert_eq!(created["user"]["role"], "owner");
+    assert!(!stderr(&out).contains(&key), "the key goes to stdout only");
+
+    // A taken slug and a weak password say what is wrong; nothing is printed as a key.
+    let out = devmesh(
+        env.dir.path(),
+        &[("DEVMESH_ADMIN_PASSWORD", "correct horse battery")],
+        &args,
+    );
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("taken"), "{}", stderr(&out));
+    let mut weak = args.to_vec();
+    weak[7] = "globex";
+    let out = devmesh(
+        env.dir.path(),
+        &[("DEVMESH_ADMIN_PASSWORD", "short")],
+        &weak,
+    );
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("admin_password"), "{}", stderr(&out));
+
+    let app = env.spawn_app().await;
+    app.wait_ready().await;
+    let r = crate::rest::call(&app, "GET", "/api/v1/organization", Some(&key), None).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body["name"], "Acme");
+    let r = crate::rest::login(&app, "acme", "ops@acme.io", "correct horse battery").await;
+    assert_eq!(r.status, 200);
+}

@@ -127,13 +127,13 @@ pub async fn new_key(app: &TestApp, tenant: &Tenant, body: Value) -> (String, St
 }
 
 /// Logs in; returns the whole answer.
-pub async fn login(app: &TestApp, tenant: &Tenant, email: &str, password: &str) -> Reply {
+pub async fn login(app: &TestApp, slug: &str, email: &str, password: &str) -> Reply {
     call(
         app,
         "POST",
         "/api/v1/auth/login",
         None,
-        Some(&json!({ "email": email, "password": password, "organization_slug": tenant.slug })),
+        Some(&json!({ "email": email, "password": password, "organization_slug": slug })),
     )
     .await
 }

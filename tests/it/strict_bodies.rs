@@ -1,0 +1,123 @@
+//! Request bodies are strict: unknown fields and wrong types are 400s that name the field.
+
+use serde_json::json;
+
+use crate::helpers::{Shape, TestEnv};
+use crate::rest::{call, register};
+
+for_shapes!([bad_bodies_are_named_and_change_nothing] on sqlite => Sqlite, redis => PostgresRedis);
+
+async fn bad_bodies_are_named_and_change_nothing(shape: Shape) {
+    let mut env = TestEnv::new(shape).await;
+    env.config.http.body_limit_bytes = 4096;
+    let app = env.spawn_app().await;
+    app.wait_ready().await;
+    let acme = register(&app, "acme").await;
+
+    // A typo is not silently dropped.
+    let r = call(
+        &app,
+        "POST",
+        "/api/v1/api-keys",
+        Some(&acme.key),
+        Some(&json!({ "name": "k", "key_type": "agent", "auth_type": "x" })),
+    )
+    .await;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.code(), "invalid_body");
+    assert!(
+        r.message().contains("unknown field `auth_type`"),
+        "{}",
+        r.message()
+    );
+    // A wrong type names the field and what it should be.
+    let r = call(
+        &app,
+        "POST",
+        "/api/v1/contexts",
+        Some(&acme.key),
+        Some(&json!({ "name": "c", "token_budget": "lots" })),
+    )
+    .await;
+    assert_eq!(r.status, 400);
+    assert!(
+        r.message().contains("token_budget") && r.message().contains("expected u64"),
+        "{}",
+        r.message()
+    );
+    let r = call(
+        &app,
+        "POST",
+        "/api/v1/contexts",
+        Some(&acme.key),
+        Some(&json!({ "name": "c", "items": [{ "role": "user", "content": 5 }] })),
+    )
+    .await;
+    assert!(r.message().contains("items[0].content"), "{}", r.message());
+    // A missing field is named too.
+    let r = call(
+        &app,
+        "POST",
+        "/api/v1/contexts",
+        Some(&acme.key),
+        Some(&json!({ "type": "task" })),
+    )
+    .await;
+    assert_eq!(r.status, 400);
+    assert!(
+        r.message().contains("missing field `name`"),
+        "{}",
+        r.message()
+    );
+    let r = call(
+        &app,
+        "POST",
+        "/api/v1/api-keys",
+        Some(&acme.key),
+        Some(&json!({ "name": "k", "key_type": "root" })),
+    )
+    .await;
+    assert!(r.message().contains("key_type"), "{}", r.message());
+
+    // Not JSON, not sent as JSON, too large.
+    let url = app.api_url("/api/v1/contexts");
+    let r = app
+        .http
+        .post(&url)
+        .bearer_auth(&acme.key)
+        .header("content-type", "application/json")
+        .body("{\"name\": ")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "malformed_json");
+    let r = app
+        .http
+        .post(&url)
+        .bearer_auth(&acme.key)
+        .header("content-type", "text/plain")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 415);
+    let huge = json!({ "name": "c", "metadata": { "blob": "x".repeat(5000) } });
+    let r = call(
+        &app,
+        "POST",
+        "/api/v1/contexts",
+        Some(&acme.key),
+        Some(&huge),
+    )
+    .await;
+    assert_eq!(r.status, 413);
+    assert_eq!(r.code(), "payload_too_large");
+
+    // None of it stored anything.
+    let list = call(&app, "GET", "/api/v1/contexts", Some(&acme.key), None).await;
+    assert_eq!(list.body["items"], json!([]));
+    let keys = call(&app, "GET", "/api/v1/api-keys", Some(&acme.key), None).await;
+    assert_eq!(keys.body["items"].as_array().unwrap().len(), 1);
+}
