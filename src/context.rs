@@ -18,6 +18,8 @@ pub struct Context {
     pub node: Arc<NodeIdentity>,
     pub health: Arc<Health>,
     pub tenancy: Arc<TenancyState>,
+    /// The node's main runtime, where services run (see `http::detached`).
+    pub runtime: tokio::runtime::Handle,
 }
 
 impl Context {
@@ -31,6 +33,7 @@ impl Context {
             node: Arc::new(NodeIdentity::load(&config)),
             health: Arc::new(Health::default()),
             tenancy: TenancyState::new(&config),
+            runtime: tokio::runtime::Handle::current(),
             config,
             db,
             bus,

@@ -6,6 +6,7 @@ use utoipa::IntoParams;
 
 use crate::context::Context;
 use crate::http::auth::Authenticated;
+use crate::http::detached;
 use crate::http::errors::ApiError;
 use crate::service::{Page, PageRequest};
 use crate::storage::audit::AuditFilter;
@@ -50,5 +51,10 @@ pub async fn list_audit(
         since: q.since.map(|t| t.naive_utc()),
         until: q.until.map(|t| t.naive_utc()),
     };
-    Ok(HttpResponse::Ok().json(audit::list(&ctx, &auth.0, filter, page).await?))
+    Ok(HttpResponse::Ok().json(
+        detached(&ctx, move |ctx| async move {
+            audit::list(&ctx, &auth.0, filter, page).await
+        })
+        .await?,
+    ))
 }

@@ -7,6 +7,7 @@ use utoipa::ToSchema;
 
 use crate::context::Context;
 use crate::http::auth::Authenticated;
+use crate::http::detached;
 use crate::http::errors::ApiError;
 use crate::http::json::StrictJson;
 use crate::tenancy::registration::{self, Channel, Registered, Registration};
@@ -45,17 +46,20 @@ pub async fn register_organization(
     body: StrictJson<RegisterOrganization>,
 ) -> Result<HttpResponse, ApiError> {
     let b = body.into_inner();
-    let registered = registration::register(
-        &ctx,
-        Registration {
-            organization_name: &b.organization_name,
-            organization_slug: &b.organization_slug,
-            admin_email: &b.admin_email,
-            admin_name: &b.admin_name,
-            admin_password: &b.admin_password,
-        },
-        Channel::Api,
-    )
+    let registered = detached(&ctx, move |ctx| async move {
+        registration::register(
+            &ctx,
+            Registration {
+                organization_name: &b.organization_name,
+                organization_slug: &b.organization_slug,
+                admin_email: &b.admin_email,
+                admin_name: &b.admin_name,
+                admin_password: &b.admin_password,
+            },
+            Channel::Api,
+        )
+        .await
+    })
     .await?;
     Ok(HttpResponse::Created().json(registered))
 }
@@ -87,15 +91,18 @@ pub async fn login(
     body: StrictJson<LoginRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let ip = req.peer_addr().map(|a| a.ip().to_string());
-    let tokens = sessions::login(
-        &ctx,
-        Login {
-            email: &body.email,
-            password: &body.password,
-            organization_slug: &body.organization_slug,
-            ip: ip.as_deref(),
-        },
-    )
+    let tokens = detached(&ctx, move |ctx| async move {
+        sessions::login(
+            &ctx,
+            Login {
+                email: &body.email,
+                password: &body.password,
+                organization_slug: &body.organization_slug,
+                ip: ip.as_deref(),
+            },
+        )
+        .await
+    })
     .await?;
     Ok(HttpResponse::Ok().json(tokens))
 }
@@ -123,7 +130,10 @@ pub async fn refresh(
     ctx: web::Data<Context>,
     body: StrictJson<RefreshRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let tokens = sessions::refresh(&ctx, &body.refresh_token).await?;
+    let tokens = detached(&ctx, move |ctx| async move {
+        sessions::refresh(&ctx, &body.refresh_token).await
+    })
+    .await?;
     Ok(HttpResponse::Ok().json(tokens))
 }
 
@@ -138,7 +148,10 @@ pub async fn logout(
     ctx: web::Data<Context>,
     body: StrictJson<RefreshRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    sessions::logout(&ctx, &body.refresh_token).await?;
+    detached(&ctx, move |ctx| async move {
+        sessions::logout(&ctx, &body.refresh_token).await
+    })
+    .await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -203,6 +216,9 @@ pub async fn change_password(
     auth: Authenticated,
     body: StrictJson<ChangePassword>,
 ) -> Result<HttpResponse, ApiError> {
-    users::change_password(&ctx, &auth.0, &body.current_password, &body.new_password).await?;
+    detached(&ctx, move |ctx| async move {
+        users::change_password(&ctx, &auth.0, &body.current_password, &body.new_password).await
+    })
+    .await?;
     Ok(HttpResponse::build(StatusCode::NO_CONTENT).finish())
 }

@@ -10,6 +10,7 @@ use crate::context::Context as Node;
 use crate::contexts::model::{AppendItems, Appended, Context, ContextPatch, NewContext, Summary};
 use crate::contexts::{self, Precondition};
 use crate::http::auth::Authenticated;
+use crate::http::detached;
 use crate::http::errors::{ApiError, ErrorBody};
 use crate::http::json::StrictJson;
 use crate::service::{Page, PageRequest};
@@ -80,7 +81,12 @@ pub async fn list_contexts(
         since: q.since.map(|t| t.naive_utc()),
         until: q.until.map(|t| t.naive_utc()),
     };
-    Ok(HttpResponse::Ok().json(contexts::list(&node, &auth.0, filter, page).await?))
+    Ok(HttpResponse::Ok().json(
+        detached(&node, move |node| async move {
+            contexts::list(&node, &auth.0, filter, page).await
+        })
+        .await?,
+    ))
 }
 
 /// Create a context, optionally with its first items.
@@ -100,7 +106,10 @@ pub async fn create_context(
     auth: Authenticated,
     body: StrictJson<NewContext>,
 ) -> Result<HttpResponse, ApiError> {
-    let context = contexts::create(&node, &auth.0, body.into_inner()).await?;
+    let context = detached(&node, move |node| async move {
+        contexts::create(&node, &auth.0, body.into_inner()).await
+    })
+    .await?;
     Ok(HttpResponse::Created()
         .insert_header((ETAG, etag(context.version)))
         .insert_header((LOCATION, format!("/api/v1/contexts/{}", context.id)))
@@ -132,7 +141,10 @@ pub async fn get_context(
     id: web::Path<String>,
     query: web::Query<GetQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let context = contexts::get(&node, &auth.0, &id, query.last).await?;
+    let context = detached(&node, move |node| async move {
+        contexts::get(&node, &auth.0, &id, query.last).await
+    })
+    .await?;
     Ok(HttpResponse::Ok()
         .insert_header((ETAG, etag(context.version)))
         .json(context))
@@ -162,8 +174,11 @@ pub async fn update_context(
     id: web::Path<String>,
     body: StrictJson<ContextPatch>,
 ) -> Result<HttpResponse, ApiError> {
-    let context =
-        contexts::update(&node, &auth.0, &id, precondition(&req), body.into_inner()).await?;
+    let pre = precondition(&req);
+    let context = detached(&node, move |node| async move {
+        contexts::update(&node, &auth.0, &id, pre, body.into_inner()).await
+    })
+    .await?;
     Ok(HttpResponse::Ok()
         .insert_header((ETAG, etag(context.version)))
         .json(context))
@@ -190,7 +205,11 @@ pub async fn delete_context(
     req: HttpRequest,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    contexts::delete(&node, &auth.0, &id, precondition(&req)).await?;
+    let pre = precondition(&req);
+    detached(&node, move |node| async move {
+        contexts::delete(&node, &auth.0, &id, pre).await
+    })
+    .await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -214,7 +233,10 @@ pub async fn append_items(
     id: web::Path<String>,
     body: StrictJson<AppendItems>,
 ) -> Result<HttpResponse, ApiError> {
-    let appended = contexts::append(&node, &auth.0, &id, body.into_inner()).await?;
+    let appended = detached(&node, move |node| async move {
+        contexts::append(&node, &auth.0, &id, body.into_inner()).await
+    })
+    .await?;
     Ok(HttpResponse::Created()
         .insert_header((ETAG, etag(appended.context.version)))
         .json(appended))
@@ -236,5 +258,10 @@ pub async fn context_summary(
     auth: Authenticated,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(contexts::summary(&node, &auth.0, &id).await?))
+    Ok(HttpResponse::Ok().json(
+        detached(&node, move |node| async move {
+            contexts::summary(&node, &auth.0, &id).await
+        })
+        .await?,
+    ))
 }

@@ -13,6 +13,7 @@ use actix_web::middleware::Next;
 use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
 use futures_util::future::LocalBoxFuture;
 
+use super::detached;
 use super::errors::ApiError;
 use crate::bus::ratelimit::Decision;
 use crate::context::Context;
@@ -62,26 +63,32 @@ impl FromRequest for Authenticated {
                 .ok_or_else(|| ApiError::internal("no context in the app"))?
                 .clone();
             let token = credential(&req)?.ok_or_else(missing)?;
-            let principal = authenticate(&ctx, &token).await?;
-            let limits = &ctx.config.rate_limits;
-            if limits.enabled {
+            let (principal, decision) = detached(&ctx, move |ctx| async move {
+                let principal = authenticate(&ctx, &token).await?;
+                let limits = &ctx.config.rate_limits;
+                if !limits.enabled {
+                    return Ok((principal, None));
+                }
                 match ctx
                     .bus
                     .rate_limiter
                     .check(&principal.rate_buckets(limits))
                     .await
                 {
-                    Ok(decision) => {
-                        req.extensions_mut().insert(decision);
-                        if !decision.allowed {
-                            metrics::counter!("devmesh_http_rate_limited_total").increment(1);
-                            return Err(ServiceError::RateLimited(decision).into());
-                        }
-                    }
+                    Ok(decision) => Ok((principal, Some(decision))),
                     // Rate limits protect capacity; a bus outage does not stop the API.
                     Err(e) => {
-                        tracing::warn!(error = %e, "rate limiter unavailable; request let through")
+                        tracing::warn!(error = %e, "rate limiter unavailable; request let through");
+                        Ok((principal, None))
                     }
+                }
+            })
+            .await?;
+            if let Some(decision) = decision {
+                req.extensions_mut().insert(decision);
+                if !decision.allowed {
+                    metrics::counter!("devmesh_http_rate_limited_total").increment(1);
+                    return Err(ServiceError::RateLimited(decision).into());
                 }
             }
             Ok(Authenticated(principal))

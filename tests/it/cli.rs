@@ -263,13 +263,16 @@ fn migrate_commands_on_sqlite() {
         &["--data-dir", data, "migrate", "revert"],
     ));
     assert!(revert.starts_with("reverted 2026"), "{revert}");
+    let after = stdout(&devmesh(
+        dir.path(),
+        &[],
+        &["--data-dir", data, "migrate", "status"],
+    ));
+    let lines: Vec<&str> = after.lines().collect();
+    assert!(lines[0].starts_with("applied"), "{after}");
     assert!(
-        stdout(&devmesh(
-            dir.path(),
-            &[],
-            &["--data-dir", data, "migrate", "status"]
-        ))
-        .starts_with("pending")
+        lines.last().unwrap().starts_with("pending"),
+        "the last one is pending again: {after}"
     );
 }
 

@@ -31,6 +31,21 @@ async fn tables(env: &TestEnv) -> Vec<String> {
         .collect()
 }
 
+/// Every table the migrations create, in name order.
+const TABLES: [&str; 11] = [
+    "api_keys",
+    "audit_log",
+    "context_items",
+    "contexts",
+    "job_dedup",
+    "jobs",
+    "nodes",
+    "organizations",
+    "refresh_tokens",
+    "settings",
+    "users",
+];
+
 async fn up_and_down(shape: Shape) {
     let env = TestEnv::new(shape).await;
     let target = env.config.database_target();
@@ -40,7 +55,7 @@ async fn up_and_down(shape: Shape) {
 
     let applied = migrations::run_pending(&target).await.unwrap();
     assert_eq!(applied.len(), status.len());
-    assert_eq!(tables(&env).await, vec!["job_dedup", "jobs", "nodes"]);
+    assert_eq!(tables(&env).await, TABLES);
     assert_eq!(migrations::pending_count(&target).await.unwrap(), 0);
     assert!(
         migrations::run_pending(&target).await.unwrap().is_empty(),
@@ -56,11 +71,7 @@ async fn up_and_down(shape: Shape) {
     );
     assert_eq!(migrations::revert_last(&target).await.unwrap(), None);
     migrations::run_pending(&target).await.unwrap();
-    assert_eq!(
-        tables(&env).await,
-        vec!["job_dedup", "jobs", "nodes"],
-        "and up again works"
-    );
+    assert_eq!(tables(&env).await, TABLES, "and up again works");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
