@@ -47,8 +47,10 @@ struct Outcome {
     reset_us: u64,
 }
 
+/// Time between two requests at the quota's rate, in microseconds (at least one: rates
+/// above 60 million a minute count as that).
 fn interval_us(q: Quota) -> u64 {
-    60_000_000 / u64::from(q.per_minute.max(1))
+    (60_000_000 / u64::from(q.per_minute.max(1))).max(1)
 }
 
 /// GCRA for one bucket at time `now`; returns the new arrival time if allowed.

@@ -341,10 +341,10 @@ impl Config {
             ("rate_limits.organization", self.rate_limits.organization),
         ] {
             check(
-                q.per_minute >= 1 && q.burst >= 1,
+                (1..=60_000_000).contains(&q.per_minute) && q.burst >= 1,
                 key,
                 format!("per_minute = {}, burst = {}", q.per_minute, q.burst),
-                "per_minute and burst of at least 1",
+                "per_minute from 1 to 60000000 and burst of at least 1",
             );
         }
         check(

@@ -183,16 +183,14 @@ pub async fn get(
     last: Option<u32>,
 ) -> ServiceResult<Context> {
     principal.require(Scope::ContextsRead)?;
-    let row = store::get(&node.db, &principal.organization_id, id)
-        .await?
-        .ok_or(NOT_FOUND)?;
-    let items = store::items(
+    let (row, items) = store::get_with_items(
         &node.db,
         &principal.organization_id,
         id,
         last.map(i64::from),
     )
-    .await?;
+    .await?
+    .ok_or(NOT_FOUND)?;
     let mut context = Context::from(row);
     context.items = Some(items.into_iter().map(Item::from).collect());
     Ok(context)

@@ -19,7 +19,7 @@ use crate::bus::ratelimit::Decision;
 use crate::context::Context;
 use crate::service::ServiceError;
 use crate::tenancy::Principal;
-use crate::tenancy::authenticate::authenticate;
+use crate::tenancy::authenticate::{authenticate, from_cache};
 
 pub const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
 
@@ -63,27 +63,35 @@ impl FromRequest for Authenticated {
                 .ok_or_else(|| ApiError::internal("no context in the app"))?
                 .clone();
             let token = credential(&req)?.ok_or_else(missing)?;
-            let (principal, decision) = detached(&ctx, move |ctx| async move {
-                let principal = authenticate(&ctx, &token).await?;
-                let limits = &ctx.config.rate_limits;
-                if !limits.enabled {
-                    return Ok((principal, None));
+            // A cached key needs no database; anything else runs on the node's runtime.
+            let principal = match from_cache(&ctx, &token).await {
+                Some(result) => result?,
+                None => {
+                    detached(
+                        &ctx,
+                        move |ctx| async move { authenticate(&ctx, &token).await },
+                    )
+                    .await?
                 }
+            };
+            let limits = &ctx.config.rate_limits;
+            let decision = if limits.enabled {
                 match ctx
                     .bus
                     .rate_limiter
                     .check(&principal.rate_buckets(limits))
                     .await
                 {
-                    Ok(decision) => Ok((principal, Some(decision))),
+                    Ok(decision) => Some(decision),
                     // Rate limits protect capacity; a bus outage does not stop the API.
                     Err(e) => {
                         tracing::warn!(error = %e, "rate limiter unavailable; request let through");
-                        Ok((principal, None))
+                        None
                     }
                 }
-            })
-            .await?;
+            } else {
+                None
+            };
             if let Some(decision) = decision {
                 req.extensions_mut().insert(decision);
                 if !decision.allowed {

@@ -143,36 +143,67 @@ pub async fn get(db: &Db, org: &str, id: &str) -> StorageResult<Option<ContextRo
     })
 }
 
-/// A context's items in order; with `last`, only the newest `last` of them.
-pub async fn items(db: &Db, org: &str, id: &str, last: Option<i64>) -> StorageResult<Vec<ItemRow>> {
-    with_conn!(db, |conn| {
-        let scoped = context_items::table.filter(
-            context_items::organization_id
-                .eq(org)
-                .and(context_items::context_id.eq(id)),
-        );
-        let mut rows: Vec<ItemRow> = match last {
-            Some(n) => {
-                scoped
-                    .select(ItemRow::as_select())
-                    .order(context_items::seq.desc())
-                    .limit(n)
-                    .load(conn)
-                    .await?
-            }
-            None => {
-                scoped
-                    .select(ItemRow::as_select())
-                    .order(context_items::seq.asc())
-                    .load(conn)
-                    .await?
-            }
-        };
-        if last.is_some() {
-            rows.reverse();
+/// A context and its items (with `last`, only the newest `last`), read together.
+///
+/// The hottest read of the API. On SQLite both queries run on a reader connection in one
+/// trip to the blocking pool ([`super::sqlite_readers`]), with diesel's synchronous API
+/// and its cached prepared statements. It finishes even if the caller is dropped, so it
+/// may run on an HTTP worker.
+pub async fn get_with_items(
+    db: &Db,
+    org: &str,
+    id: &str,
+    last: Option<i64>,
+) -> StorageResult<Option<(ContextRow, Vec<ItemRow>)>> {
+    let (org, id) = (org.to_string(), id.to_string());
+    // One body for both: `$first`/`$load` are the sync or the async diesel methods.
+    macro_rules! read {
+        ($conn:expr, $first:path, $load:path $(, $wait:ident)?) => {{
+            let query = contexts::table
+                .filter(contexts::organization_id.eq(&org).and(contexts::id.eq(&id)))
+                .select(ContextRow::as_select());
+            let Some(context) = $first(query, $conn)$(.$wait)?.optional()? else {
+                return Ok(None);
+            };
+            let scoped = context_items::table
+                .filter(context_items::context_id.eq(&id))
+                .select(ItemRow::as_select());
+            let items: Vec<ItemRow> = match last {
+                Some(n) => {
+                    let newest = scoped.order(context_items::seq.desc()).limit(n);
+                    let mut newest: Vec<ItemRow> = $load(newest, $conn)$(.$wait)??;
+                    newest.reverse();
+                    newest
+                }
+                None => $load(scoped.order(context_items::seq.asc()), $conn)$(.$wait)??,
+            };
+            Ok(Some((context, items)))
+        }};
+    }
+    match db {
+        Db::Sqlite(sqlite) => {
+            sqlite
+                .readers
+                .read(move |conn| {
+                    read!(conn, diesel::RunQueryDsl::first, diesel::RunQueryDsl::load)
+                })
+                .await
         }
-        Ok(rows)
-    })
+        Db::Postgres(pool) => {
+            let mut pooled = pool.get().await.map_err(StorageError::from)?;
+            let conn = &mut *pooled;
+            let result: Result<_, diesel::result::Error> = async {
+                read!(
+                    conn,
+                    diesel_async::RunQueryDsl::first,
+                    diesel_async::RunQueryDsl::load,
+                    await
+                )
+            }
+            .await;
+            result.map_err(StorageError::from)
+        }
+    }
 }
 
 /// Role, token count and time of every item: what a summary adds up.

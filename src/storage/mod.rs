@@ -18,6 +18,7 @@ pub mod postgres;
 pub mod refresh_tokens;
 pub mod schema;
 pub mod settings;
+pub mod sqlite_readers;
 pub mod users;
 
 use std::path::Path;
@@ -39,7 +40,21 @@ pub type SqlitePool = Pool<SqliteConn>;
 #[derive(Clone)]
 pub enum Db {
     Postgres(PgPool),
-    Sqlite(SqlitePool),
+    Sqlite(SqliteDb),
+}
+
+/// The SQLite pool (dereferences to it), and the read-only connections of the hot reads.
+#[derive(Clone)]
+pub struct SqliteDb {
+    pool: SqlitePool,
+    pub readers: std::sync::Arc<sqlite_readers::SqliteReaders>,
+}
+
+impl std::ops::Deref for SqliteDb {
+    type Target = SqlitePool;
+    fn deref(&self) -> &SqlitePool {
+        &self.pool
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -164,7 +179,15 @@ impl Db {
                     .runtime(deadpool::Runtime::Tokio1)
                     .build()
                     .map_err(|e| StorageError::Unavailable(e.to_string()))?;
-                Ok(Db::Sqlite(pool))
+                let readers = sqlite_readers::SqliteReaders::new(
+                    path.to_string_lossy().into_owned(),
+                    db.sqlite_busy_timeout.get(),
+                    db.max_connections,
+                );
+                Ok(Db::Sqlite(SqliteDb {
+                    pool,
+                    readers: std::sync::Arc::new(readers),
+                }))
             }
         }
     }
@@ -200,7 +223,10 @@ impl Db {
     pub fn close(&self) {
         match self {
             Db::Postgres(pool) => pool.close(),
-            Db::Sqlite(pool) => pool.close(),
+            Db::Sqlite(db) => {
+                db.close();
+                db.readers.close();
+            }
         }
     }
 }
@@ -219,10 +245,11 @@ fn on_runtime<C: Send + 'static>(
     .boxed()
 }
 
-/// Settings applied to every SQLite connection.
+/// Settings applied to every SQLite connection. The busy timeout comes first: switching to
+/// WAL needs a lock, and without the timeout a busy database fails the connection at once.
 pub(crate) fn sqlite_pragmas(busy_timeout_ms: u128) -> String {
     format!(
-        "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = {busy_timeout_ms}; \
+        "PRAGMA busy_timeout = {busy_timeout_ms}; PRAGMA journal_mode = WAL; \
          PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;"
     )
 }
