@@ -24,6 +24,9 @@ use crate::http::errors::ApiError;
 
 macro_rules! api_routes {
     (routes: [$($module:ident :: $handler:ident),* $(,)?], also_documented: [$($extra:path),* $(,)?]) => {
+        /// How many routes [`configure`] registers.
+        pub const ROUTE_COUNT: usize = [$(stringify!($handler)),*].len();
+
         /// Registers every API route, then answers 405 on their paths for other methods.
         pub fn configure(cfg: &mut web::ServiceConfig) {
             $( cfg.service($module::$handler); )*

@@ -240,4 +240,18 @@ mod tests {
         );
         assert_eq!(methods_for("/nope"), None);
     }
+
+    #[test]
+    fn every_registered_route_has_its_own_operation() {
+        // One operation per registered handler: two handlers claiming the same method and
+        // path, or a handler without an operation, would make these differ.
+        let api_operations: usize = document()["paths"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .filter(|(path, _)| path.starts_with("/api/"))
+            .map(|(_, item)| METHODS.iter().filter(|m| item.get(**m).is_some()).count())
+            .sum();
+        assert_eq!(api_operations, super::super::ROUTE_COUNT);
+    }
 }

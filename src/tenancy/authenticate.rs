@@ -140,6 +140,9 @@ pub async fn authenticate(ctx: &Context, credential: &str) -> ServiceResult<Prin
     match secrets::api_key_lookup(credential) {
         Some(lookup) => authenticate_key(ctx, credential, lookup).await,
         None if credential.starts_with(secrets::API_KEY_PREFIX) => Err(invalid_key()),
+        None if credential.split('.').count() != 3 => Err(ServiceError::Unauthenticated(
+            "the credentials are neither an API key (dmk_...) nor an access token".into(),
+        )),
         None => authenticate_token(ctx, credential).await,
     }
 }
