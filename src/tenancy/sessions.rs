@@ -45,6 +45,13 @@ fn refused() -> ServiceError {
     )
 }
 
+/// The lockout counters live on the bus; without it no login can be judged.
+fn bus_down(e: impl std::fmt::Display) -> ServiceError {
+    ServiceError::Storage(crate::storage::StorageError::Unavailable(format!(
+        "the bus (login counters): {e}"
+    )))
+}
+
 fn invalid_refresh() -> ServiceError {
     ServiceError::Unauthenticated("the refresh token is not valid; log in again".into())
 }
@@ -58,11 +65,7 @@ pub async fn login(ctx: &Context, login: Login<'_>) -> ServiceResult<Tokens> {
     let cache = &ctx.bus.cache;
     let lockout = &ctx.config.auth.lockout;
 
-    let locked = cache
-        .get(&lock_key)
-        .await
-        .map_err(|e| ServiceError::Internal(e.to_string()))?
-        .is_some();
+    let locked = cache.get(&lock_key).await.map_err(bus_down)?.is_some();
     let org = organizations::by_slug(&ctx.db, slug).await?;
     let user = match &org {
         Some(org) => user_store::by_email(&ctx.db, &org.id, &email).await?,
@@ -77,17 +80,6 @@ pub async fn login(ctx: &Context, login: Login<'_>) -> ServiceResult<Tokens> {
             user.as_ref().map(|u| u.password_hash.as_str()),
         )
         .await;
-    let failure = |action: &'static str, reason: &'static str| Event {
-        organization_id: "",
-        actor_type: "anonymous",
-        actor_id: None,
-        action,
-        target: None,
-        success: false,
-        details: json!({ "email": email, "reason": reason }),
-        ip: login.ip,
-    };
-
     match (verified && !locked, &org, user) {
         (true, Some(org), Some(user)) => {
             let _ = cache.delete(&failures_key).await;
@@ -116,31 +108,50 @@ pub async fn login(ctx: &Context, login: Login<'_>) -> ServiceResult<Tokens> {
                 cache
                     .incr(&failures_key, 1, lockout.window.get())
                     .await
-                    .map_err(|e| ServiceError::Internal(e.to_string()))?
+                    .map_err(bus_down)?
             };
             let now_locked = failures >= i64::from(lockout.max_failures);
             if now_locked {
                 cache
                     .set(&lock_key, "1", lockout.duration.get())
                     .await
-                    .map_err(|e| ServiceError::Internal(e.to_string()))?;
+                    .map_err(bus_down)?;
                 let _ = cache.delete(&failures_key).await;
             }
             if let Some(org) = org {
                 let target = user.as_ref().map(|u| ("user", u.id.as_str()));
-                let mut event = failure("auth.login_failed", reason);
-                event.organization_id = &org.id;
-                event.target = target;
-                audit::record(ctx, event).await;
+                let failed = |action, reason| {
+                    failed_login(&org.id, target, action, reason, &email, login.ip)
+                };
+                audit::record(ctx, failed("auth.login_failed", reason)).await;
                 if now_locked {
-                    let mut event = failure("auth.locked", "too many failed logins");
-                    event.organization_id = &org.id;
-                    event.target = target;
-                    audit::record(ctx, event).await;
+                    audit::record(ctx, failed("auth.locked", "too many failed logins")).await;
                 }
             }
             Err(refused())
         }
+    }
+}
+
+/// The audit entry of a refused login: nobody is authenticated, so the actor is anonymous
+/// and the account tried is the target.
+fn failed_login<'e>(
+    org: &'e str,
+    target: Option<(&'static str, &'e str)>,
+    action: &'static str,
+    reason: &str,
+    email: &str,
+    ip: Option<&'e str>,
+) -> Event<'e> {
+    Event {
+        organization_id: org,
+        actor_type: "anonymous",
+        actor_id: None,
+        action,
+        target,
+        success: false,
+        details: json!({ "email": email, "reason": reason }),
+        ip,
     }
 }
 
