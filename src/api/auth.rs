@@ -13,7 +13,7 @@ use crate::http::json::StrictJson;
 use crate::tenancy::registration::{self, Channel, Registered, Registration};
 use crate::tenancy::scopes::{KeyType, Role, Scope};
 use crate::tenancy::sessions::{self, Login, Tokens};
-use crate::tenancy::{Actor, users};
+use crate::tenancy::{Actor, invitations, users};
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -221,4 +221,39 @@ pub async fn change_password(
     })
     .await?;
     Ok(HttpResponse::build(StatusCode::NO_CONTENT).finish())
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AcceptInvitation {
+    /// The invitation token (`dmi_...`).
+    pub token: String,
+    /// Your name.
+    pub name: String,
+    /// 12 to 256 characters.
+    pub password: String,
+}
+
+/// Accept an invitation: creates your account with the invited email and role, and logs
+/// you in.
+#[utoipa::path(
+    tag = "auth",
+    request_body = AcceptInvitation,
+    responses(
+        (status = 201, description = "Account created; logged in", body = Tokens),
+        (status = 401, description = "The invitation is unknown, used, revoked or expired", body = crate::http::errors::ErrorBody),
+        (status = 422, description = "A weak password or an empty name", body = crate::http::errors::ErrorBody),
+    )
+)]
+#[post("/api/v1/auth/accept-invitation")]
+pub async fn accept_invitation(
+    ctx: web::Data<Context>,
+    body: StrictJson<AcceptInvitation>,
+) -> Result<HttpResponse, ApiError> {
+    let b = body.into_inner();
+    let tokens = detached(&ctx, move |ctx| async move {
+        invitations::accept(&ctx, &b.token, &b.name, &b.password).await
+    })
+    .await?;
+    Ok(HttpResponse::Created().json(tokens))
 }

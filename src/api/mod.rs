@@ -10,6 +10,7 @@ pub mod audit;
 pub mod auth;
 pub mod contexts;
 pub mod docs;
+pub mod invitations;
 pub mod openapi;
 pub mod organization;
 pub mod pagination;
@@ -49,6 +50,7 @@ api_routes! {
         auth::logout,
         auth::me,
         auth::change_password,
+        auth::accept_invitation,
         organization::get_organization,
         organization::update_organization,
         users::list_users,
@@ -56,6 +58,9 @@ api_routes! {
         users::get_user,
         users::update_user,
         users::delete_user,
+        invitations::list_invitations,
+        invitations::create_invitation,
+        invitations::revoke_invitation,
         api_keys::list_api_keys,
         api_keys::create_api_key,
         api_keys::get_api_key,

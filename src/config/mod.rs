@@ -302,6 +302,7 @@ impl Config {
         for (key, d) in [
             ("auth.access_token_ttl", self.auth.access_token_ttl),
             ("auth.refresh_token_ttl", self.auth.refresh_token_ttl),
+            ("auth.invitation_ttl", self.auth.invitation_ttl),
             ("auth.lockout.window", self.auth.lockout.window),
             ("auth.lockout.duration", self.auth.lockout.duration),
         ] {

@@ -21,6 +21,8 @@ pub struct AuthConfig {
     /// How long a node trusts an API key it has looked up before asking the database
     /// again. Revocations are broadcast to every node at once; this is the backstop.
     pub key_cache_ttl: Duration,
+    /// How long an invitation can be accepted.
+    pub invitation_ttl: Duration,
     pub lockout: LockoutConfig,
     pub argon2: Argon2Config,
 }
@@ -81,6 +83,7 @@ impl Default for AuthConfig {
             access_token_ttl: Duration::from_secs(15 * 60),
             refresh_token_ttl: Duration::from_secs(30 * 24 * 3600),
             key_cache_ttl: Duration::from_secs(30),
+            invitation_ttl: Duration::from_secs(7 * 24 * 3600),
             lockout: LockoutConfig {
                 max_failures: 5,
                 window: Duration::from_secs(15 * 60),

@@ -10,6 +10,7 @@
 pub mod api_keys;
 pub mod audit;
 pub mod contexts;
+pub mod invitations;
 pub mod jobs;
 pub mod migrations;
 pub mod nodes;

@@ -157,3 +157,18 @@ diesel::table! {
 
 diesel::joinable!(context_items -> contexts (context_id));
 diesel::allow_tables_to_appear_in_same_query!(contexts, context_items);
+
+diesel::table! {
+    invitations (id) {
+        id -> Text,
+        organization_id -> Text,
+        email -> Text,
+        role -> Text,
+        token_hash -> Text,
+        invited_by -> Text,
+        expires_at -> Timestamp,
+        accepted_at -> Nullable<Timestamp>,
+        revoked_at -> Nullable<Timestamp>,
+        created_at -> Timestamp,
+    }
+}

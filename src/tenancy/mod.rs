@@ -7,6 +7,7 @@
 pub mod api_keys;
 pub mod audit;
 pub mod authenticate;
+pub mod invitations;
 pub mod names;
 pub mod organization;
 pub mod passwords;

@@ -62,6 +62,11 @@ pub fn generate_refresh_token() -> String {
     format!("{REFRESH_TOKEN_PREFIX}{}", random_text(48))
 }
 
+/// A new invitation token.
+pub fn generate_invitation_token() -> String {
+    format!("dmi_{}", random_text(48))
+}
+
 /// A random secret for signing tokens when none is configured.
 pub fn generate_signing_secret() -> String {
     random_text(64)

@@ -156,7 +156,7 @@ fn failed_login<'e>(
 }
 
 /// Issues an access token and a refresh token of `family` (a new family when `None`).
-async fn start_session(
+pub(crate) async fn start_session(
     ctx: &Context,
     user: UserRow,
     family: Option<String>,

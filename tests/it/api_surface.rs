@@ -43,6 +43,12 @@ fn sample_body(method: &str, path: &str) -> Option<Value> {
         ("POST", "/api/v1/auth/refresh") | ("POST", "/api/v1/auth/logout") => {
             json!({ "refresh_token": "dmr_none" })
         }
+        ("POST", "/api/v1/auth/accept-invitation") => {
+            json!({ "token": "dmi_none", "name": "N", "password": PASSWORD })
+        }
+        ("POST", "/api/v1/invitations") => {
+            json!({ "email": format!("{unique}@invited.example.com") })
+        }
         ("POST", "/api/v1/auth/password") => {
             json!({ "current_password": "wrong one", "new_password": "another good password" })
         }
@@ -100,36 +106,69 @@ async fn document(app: &TestApp) -> Value {
     r.json().await.unwrap()
 }
 
-/// Tenant A with one object of each kind: (tenant, context id, user id, key id).
-async fn populated_tenant(app: &TestApp) -> (Tenant, String, String, String) {
+/// Tenant A with one object of each kind.
+struct Populated {
+    tenant: Tenant,
+    context: String,
+    user: String,
+    key: String,
+    invitation: String,
+}
+
+impl Populated {
+    /// The id of tenant A's object of the kind a route template takes.
+    fn id_for(&self, template: &str) -> &str {
+        let kinds = [
+            ("/api/v1/contexts/", &self.context),
+            ("/api/v1/users/", &self.user),
+            ("/api/v1/api-keys/", &self.key),
+            ("/api/v1/invitations/", &self.invitation),
+        ];
+        kinds
+            .iter()
+            .find(|(prefix, _)| template.starts_with(prefix))
+            .map(|(_, id)| id.as_str())
+            .unwrap_or_else(|| panic!("the walk does not know what kind of id {template} takes"))
+    }
+}
+
+async fn populated_tenant(app: &TestApp) -> Populated {
     let a = register(app, "tenant-a").await;
-    let ctx = call_with(app, "POST", "/api/v1/contexts", Some(&a.key),
-        Some(&json!({ "name": "secret plans", "items": [{ "role": "user", "content": "A's words" }] })), &[]).await;
-    assert_eq!(ctx.status, 201);
-    let user = call_with(
-        app,
-        "POST",
-        "/api/v1/users",
-        Some(&a.key),
-        Some(&json!({ "email": "member@a.io", "name": "M", "password": PASSWORD })),
-        &[],
+    let post = |path: &'static str, body: Value| {
+        let key = a.key.clone();
+        async move {
+            let r = call_with(app, "POST", path, Some(&key), Some(&body), &[]).await;
+            assert_eq!(r.status, 201, "{path}: {:?}", r.body);
+            r.body
+        }
+    };
+    let context = post(
+        "/api/v1/contexts",
+        json!({ "name": "secret plans", "items": [{ "role": "user", "content": "A's words" }] }),
     )
     .await;
-    assert_eq!(user.status, 201);
-    let (key_id, _) = new_key(app, &a, json!({ "name": "a's agent", "key_type": "agent" })).await;
-    (
-        a,
-        ctx.body["id"].as_str().unwrap().into(),
-        user.body["id"].as_str().unwrap().into(),
-        key_id,
+    let user = post(
+        "/api/v1/users",
+        json!({ "email": "member@a.io", "name": "M", "password": PASSWORD }),
     )
+    .await;
+    let invitation = post("/api/v1/invitations", json!({ "email": "invited@a.io" })).await;
+    let (key, _) = new_key(app, &a, json!({ "name": "a's agent", "key_type": "agent" })).await;
+    Populated {
+        context: context["id"].as_str().unwrap().into(),
+        user: user["id"].as_str().unwrap().into(),
+        invitation: invitation["invitation"]["id"].as_str().unwrap().into(),
+        key,
+        tenant: a,
+    }
 }
 
 async fn another_tenants_ids_are_not_found_on_any_route(shape: Shape) {
     let env = TestEnv::new(shape).await;
     let app = env.spawn_app().await;
     app.wait_ready().await;
-    let (a, ctx_id, user_id, key_id) = populated_tenant(&app).await;
+    let pop = populated_tenant(&app).await;
+    let (a, ctx_id, user_id, key_id) = (&pop.tenant, &pop.context, &pop.user, &pop.key);
     let b = register(&app, "tenant-b").await;
     let b_jwt = login(&app, &b.slug, &b.email, PASSWORD).await.body["access_token"]
         .as_str()
@@ -143,16 +182,7 @@ async fn another_tenants_ids_are_not_found_on_any_route(shape: Shape) {
             if !template.contains("{id}") {
                 continue;
             }
-            let id = if template.starts_with("/api/v1/contexts/") {
-                &ctx_id
-            } else if template.starts_with("/api/v1/users/") {
-                &user_id
-            } else if template.starts_with("/api/v1/api-keys/") {
-                &key_id
-            } else {
-                panic!("the isolation walk does not know what kind of id {template} takes");
-            };
-            let path = template.replace("{id}", id);
+            let path = template.replace("{id}", pop.id_for(&template));
             let r = send(&app, &method, &path, &template, &op, Some(credential)).await;
             assert_eq!(
                 r.status, 404,
@@ -169,7 +199,7 @@ async fn another_tenants_ids_are_not_found_on_any_route(shape: Shape) {
             }
             let r = send(&app, &method, &template, &template, &op, Some(credential)).await;
             let text = r.body.to_string();
-            for id in [&ctx_id, &user_id, &key_id, &a.org_id] {
+            for id in [ctx_id, user_id, key_id, &pop.invitation, &a.org_id] {
                 assert!(
                     !text.contains(id.as_str()),
                     "{template} shows tenant A's {id}"
@@ -219,7 +249,8 @@ async fn every_route_enforces_the_scope_it_declares(shape: Shape) {
     let env = TestEnv::new(shape).await;
     let app = env.spawn_app().await;
     app.wait_ready().await;
-    let (a, ctx_id, user_id, key_id) = populated_tenant(&app).await;
+    let pop = populated_tenant(&app).await;
+    let (a, ctx_id) = (&pop.tenant, &pop.context);
     let doc = document(&app).await;
     let all: Vec<String> = doc["components"]["schemas"]["Scope"]["enum"]
         .as_array()
@@ -236,15 +267,16 @@ async fn every_route_enforces_the_scope_it_declares(shape: Shape) {
             all.contains(&scope),
             "{template} names an unknown scope {scope}"
         );
-        let real = template
-            .replace("/contexts/{id}", &format!("/contexts/{ctx_id}"))
-            .replace("/users/{id}", &format!("/users/{user_id}"))
-            .replace("/api-keys/{id}", &format!("/api-keys/{key_id}"));
+        let real = if template.contains("{id}") {
+            template.replace("{id}", pop.id_for(&template))
+        } else {
+            template.clone()
+        };
         // Every scope but this one: refused, naming the scope, before anything happens.
         let others: Vec<&String> = all.iter().filter(|s| **s != scope).collect();
         let (_, without) = new_key(
             &app,
-            &a,
+            a,
             json!({ "name": "without", "key_type": "admin", "scopes": others }),
         )
         .await;
@@ -261,7 +293,7 @@ async fn every_route_enforces_the_scope_it_declares(shape: Shape) {
         // that take one, so that nothing real is changed).
         let (_, only) = new_key(
             &app,
-            &a,
+            a,
             json!({ "name": "only", "key_type": "admin", "scopes": [scope] }),
         )
         .await;

@@ -32,11 +32,12 @@ async fn tables(env: &TestEnv) -> Vec<String> {
 }
 
 /// Every table the migrations create, in name order.
-const TABLES: [&str; 11] = [
+const TABLES: [&str; 12] = [
     "api_keys",
     "audit_log",
     "context_items",
     "contexts",
+    "invitations",
     "job_dedup",
     "jobs",
     "nodes",

@@ -6,7 +6,7 @@ use serde_json::json;
 use crate::helpers::{Shape, TestEnv};
 use crate::rest::{PASSWORD, call, login, register};
 
-for_shapes!([users_roles_and_passwords] on sqlite => Sqlite, redis => PostgresRedis);
+for_shapes!([users_roles_and_passwords, invitations_are_accepted_once] on sqlite => Sqlite, redis => PostgresRedis);
 
 async fn users_roles_and_passwords(shape: Shape) {
     let env = TestEnv::new(shape).await;
@@ -216,4 +216,104 @@ async fn users_roles_and_passwords(shape: Shape) {
         assert!(actions.contains(&action), "{action} in {actions:?}");
     }
     assert!(!audit.body.to_string().contains("brand new passphrase"));
+}
+
+async fn invitations_are_accepted_once(shape: Shape) {
+    let mut env = TestEnv::new(shape).await;
+    env.config.auth.invitation_ttl = devmesh::config::Duration::from_secs(2);
+    let app = env.spawn_app().await;
+    app.wait_ready().await;
+    let acme = register(&app, "acme").await;
+    let invite = |email: &str, role: &str| {
+        let body = json!({ "email": email, "role": role });
+        let (app, key) = (&app, acme.key.clone());
+        async move { call(app, "POST", "/api/v1/invitations", Some(&key), Some(&body)).await }
+    };
+    let accept = |token: &str| {
+        let body = json!({ "token": token, "name": "Dana", "password": PASSWORD });
+        let app = &app;
+        async move {
+            call(
+                app,
+                "POST",
+                "/api/v1/auth/accept-invitation",
+                None,
+                Some(&body),
+            )
+            .await
+        }
+    };
+
+    let r = invite("Dana@Acme.io", "viewer").await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let token = r.body["token"].as_str().unwrap().to_string();
+    assert!(token.starts_with("dmi_"));
+    let list = call(&app, "GET", "/api/v1/invitations", Some(&acme.key), None).await;
+    assert_eq!(list.body["items"][0]["email"], "dana@acme.io");
+    assert!(
+        !list.body.to_string().contains(&token),
+        "tokens are shown once"
+    );
+
+    // Accepting creates the account with the invited role and logs in.
+    let r = accept(&token).await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    assert_eq!(r.body["user"]["role"], "viewer");
+    assert_eq!(r.body["user"]["email"], "dana@acme.io");
+    let jwt = r.body["access_token"].as_str().unwrap().to_string();
+    let me = call(&app, "GET", "/api/v1/auth/me", Some(&jwt), None).await;
+    assert_eq!(me.body["role"], "viewer");
+    assert_eq!(
+        login(&app, "acme", "dana@acme.io", PASSWORD).await.status,
+        200
+    );
+    // Once only; and the email is now taken.
+    assert_eq!(accept(&token).await.status, 401);
+    assert_eq!(invite("dana@acme.io", "member").await.status, 409);
+
+    // Revoked or expired invitations are refused; nothing is created.
+    let revoked = invite("eve@acme.io", "member").await;
+    let id = revoked.body["invitation"]["id"].as_str().unwrap();
+    let r = call(
+        &app,
+        "DELETE",
+        &format!("/api/v1/invitations/{id}"),
+        Some(&acme.key),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert!(r.body["revoked_at"].is_string());
+    assert_eq!(
+        accept(revoked.body["token"].as_str().unwrap()).await.status,
+        401
+    );
+    let late = invite("finn@acme.io", "member").await;
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    assert_eq!(
+        accept(late.body["token"].as_str().unwrap()).await.status,
+        401
+    );
+    assert_eq!(
+        login(&app, "acme", "eve@acme.io", PASSWORD).await.status,
+        401
+    );
+    // Only an owner invites an owner; admin keys cannot.
+    let r = invite("gus@acme.io", "owner").await;
+    assert_eq!(r.status, 403);
+
+    let audit = call(&app, "GET", "/api/v1/audit", Some(&acme.key), None).await;
+    let actions: Vec<&str> = audit.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    for action in [
+        "user.invited",
+        "user.invitation_accepted",
+        "user.invitation_revoked",
+    ] {
+        assert!(actions.contains(&action), "{action} in {actions:?}");
+    }
 }

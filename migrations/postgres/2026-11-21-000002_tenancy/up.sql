@@ -20,6 +20,22 @@ CREATE TABLE users (
     UNIQUE (organization_id, email)
 );
 
+-- Invitations to join an organization: a one-time token (kept as a SHA-256 hash) that
+-- the invited person exchanges for an account.
+CREATE TABLE invitations (
+    id               TEXT PRIMARY KEY,
+    organization_id  TEXT NOT NULL REFERENCES organizations (id) ON DELETE CASCADE,
+    email            TEXT NOT NULL,
+    role             TEXT NOT NULL,
+    token_hash       TEXT NOT NULL UNIQUE,
+    invited_by       TEXT NOT NULL,
+    expires_at       TIMESTAMP NOT NULL,
+    accepted_at      TIMESTAMP,
+    revoked_at       TIMESTAMP,
+    created_at       TIMESTAMP NOT NULL
+);
+CREATE INDEX invitations_organization ON invitations (organization_id, id);
+
 -- API keys: only a SHA-256 hash of the secret is kept, found by a short public prefix.
 CREATE TABLE api_keys (
     id                 TEXT PRIMARY KEY,

@@ -4,5 +4,6 @@ DROP TABLE contexts;
 DROP TABLE audit_log;
 DROP TABLE refresh_tokens;
 DROP TABLE api_keys;
+DROP TABLE invitations;
 DROP TABLE users;
 DROP TABLE organizations;
