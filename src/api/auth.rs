@@ -1,12 +1,12 @@
 //! `/api/v1/auth/*`: registration, login, refresh, logout, and who am I.
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpRequest, HttpResponse, get, post, web};
+use actix_web::{HttpResponse, get, post, web};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::context::Context;
-use crate::http::auth::Authenticated;
+use crate::http::auth::{Anonymous, Authenticated};
 use crate::http::detached;
 use crate::http::errors::ApiError;
 use crate::http::json::StrictJson;
@@ -34,6 +34,7 @@ pub struct RegisterOrganization {
     tag = "auth",
     request_body = RegisterOrganization,
     responses(
+        (status = 429, description = "Too many requests from this address", body = crate::http::errors::ErrorBody),
         (status = 201, description = "Registered", body = Registered),
         (status = 403, description = "Open registration is off", body = crate::http::errors::ErrorBody),
         (status = 409, description = "The slug is taken", body = crate::http::errors::ErrorBody),
@@ -43,6 +44,7 @@ pub struct RegisterOrganization {
 #[post("/api/v1/auth/register/organization")]
 pub async fn register_organization(
     ctx: web::Data<Context>,
+    _caller: Anonymous,
     body: StrictJson<RegisterOrganization>,
 ) -> Result<HttpResponse, ApiError> {
     let b = body.into_inner();
@@ -80,6 +82,7 @@ pub struct LoginRequest {
     tag = "auth",
     request_body = LoginRequest,
     responses(
+        (status = 429, description = "Too many requests from this address", body = crate::http::errors::ErrorBody),
         (status = 200, description = "Logged in", body = Tokens),
         (status = 401, description = "Refused", body = crate::http::errors::ErrorBody),
     )
@@ -87,10 +90,10 @@ pub struct LoginRequest {
 #[post("/api/v1/auth/login")]
 pub async fn login(
     ctx: web::Data<Context>,
-    req: HttpRequest,
+    caller: Anonymous,
     body: StrictJson<LoginRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let ip = req.peer_addr().map(|a| a.ip().to_string());
+    let ip = caller.ip;
     let tokens = detached(&ctx, move |ctx| async move {
         sessions::login(
             &ctx,
@@ -121,6 +124,7 @@ pub struct RefreshRequest {
     tag = "auth",
     request_body = RefreshRequest,
     responses(
+        (status = 429, description = "Too many requests from this address", body = crate::http::errors::ErrorBody),
         (status = 200, description = "New tokens", body = Tokens),
         (status = 401, description = "The refresh token is not valid", body = crate::http::errors::ErrorBody),
     )
@@ -128,6 +132,7 @@ pub struct RefreshRequest {
 #[post("/api/v1/auth/refresh")]
 pub async fn refresh(
     ctx: web::Data<Context>,
+    _caller: Anonymous,
     body: StrictJson<RefreshRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let tokens = detached(&ctx, move |ctx| async move {
@@ -141,11 +146,15 @@ pub async fn refresh(
 #[utoipa::path(
     tag = "auth",
     request_body = RefreshRequest,
-    responses((status = 204, description = "Logged out"))
+    responses(
+        (status = 204, description = "Logged out"),
+        (status = 429, description = "Too many requests from this address", body = crate::http::errors::ErrorBody),
+    )
 )]
 #[post("/api/v1/auth/logout")]
 pub async fn logout(
     ctx: web::Data<Context>,
+    _caller: Anonymous,
     body: StrictJson<RefreshRequest>,
 ) -> Result<HttpResponse, ApiError> {
     detached(&ctx, move |ctx| async move {
@@ -240,6 +249,7 @@ pub struct AcceptInvitation {
     tag = "auth",
     request_body = AcceptInvitation,
     responses(
+        (status = 429, description = "Too many requests from this address", body = crate::http::errors::ErrorBody),
         (status = 201, description = "Account created; logged in", body = Tokens),
         (status = 401, description = "The invitation is unknown, used, revoked or expired", body = crate::http::errors::ErrorBody),
         (status = 422, description = "A weak password or an empty name", body = crate::http::errors::ErrorBody),
@@ -248,6 +258,7 @@ pub struct AcceptInvitation {
 #[post("/api/v1/auth/accept-invitation")]
 pub async fn accept_invitation(
     ctx: web::Data<Context>,
+    _caller: Anonymous,
     body: StrictJson<AcceptInvitation>,
 ) -> Result<HttpResponse, ApiError> {
     let b = body.into_inner();

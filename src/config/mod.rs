@@ -340,6 +340,7 @@ impl Config {
         for (key, q) in [
             ("rate_limits.key", self.rate_limits.key),
             ("rate_limits.organization", self.rate_limits.organization),
+            ("rate_limits.anonymous", self.rate_limits.anonymous),
         ] {
             check(
                 (1..=60_000_000).contains(&q.per_minute) && q.burst >= 1,

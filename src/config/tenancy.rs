@@ -62,6 +62,9 @@ pub struct RateLimitConfig {
     pub key: Quota,
     /// Each organization, all of its principals together.
     pub organization: Quota,
+    /// Each client address, on the routes that take no credentials (registration, login,
+    /// refresh, logout, accepting an invitation).
+    pub anonymous: Quota,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -109,6 +112,10 @@ impl Default for RateLimitConfig {
             organization: Quota {
                 per_minute: 10_000,
                 burst: 30_000,
+            },
+            anonymous: Quota {
+                per_minute: 60,
+                burst: 30,
             },
         }
     }

@@ -75,33 +75,59 @@ impl FromRequest for Authenticated {
                 }
             };
             let limits = &ctx.config.rate_limits;
-            let decision = if limits.enabled {
-                match ctx
-                    .bus
-                    .rate_limiter
-                    .check(&principal.rate_buckets(limits))
-                    .await
-                {
-                    Ok(decision) => Some(decision),
-                    // Rate limits protect capacity; a bus outage does not stop the API.
-                    Err(e) => {
-                        tracing::warn!(error = %e, "rate limiter unavailable; request let through");
-                        None
-                    }
-                }
-            } else {
-                None
-            };
-            if let Some(decision) = decision {
-                req.extensions_mut().insert(decision);
-                if !decision.allowed {
-                    metrics::counter!("devmesh_http_rate_limited_total").increment(1);
-                    return Err(ServiceError::RateLimited(decision).into());
-                }
+            if limits.enabled {
+                let buckets = principal.rate_buckets(limits);
+                charge(&req, ctx.bus.rate_limiter.check(&buckets).await)?;
             }
             Ok(Authenticated(principal))
         })
     }
+}
+
+/// A caller without credentials, within the rate limit of its address
+/// (`rate_limits.anonymous`): the routes that sign people in take it.
+pub struct Anonymous {
+    /// The client's address, for the audit log.
+    pub ip: Option<String>,
+}
+
+impl FromRequest for Anonymous {
+    type Error = actix_web::Error;
+    type Future = LocalBoxFuture<'static, Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move {
+            let ctx = req
+                .app_data::<web::Data<Context>>()
+                .ok_or_else(|| ApiError::internal("no context in the app"))?
+                .clone();
+            let ip = req.peer_addr().map(|a| a.ip().to_string());
+            let limits = &ctx.config.rate_limits;
+            if let (true, Some(ip)) = (limits.enabled, &ip) {
+                let bucket = [(format!("ip:{ip}"), limits.anonymous)];
+                charge(&req, ctx.bus.rate_limiter.check(&bucket).await)?;
+            }
+            Ok(Anonymous { ip })
+        })
+    }
+}
+
+/// Records a rate-limit decision for the answer's headers; over the limit is a 429.
+/// A limiter that cannot be asked lets the request through: limits protect capacity, and
+/// a bus outage should not stop the API.
+fn charge(req: &HttpRequest, decision: Result<Decision, String>) -> Result<(), ApiError> {
+    match decision {
+        Ok(decision) => {
+            req.extensions_mut().insert(decision);
+            if !decision.allowed {
+                metrics::counter!("devmesh_http_rate_limited_total").increment(1);
+                return Err(ServiceError::RateLimited(decision).into());
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "rate limiter unavailable; request let through"),
+    }
+    Ok(())
 }
 
 /// `RateLimit-Limit`, `RateLimit-Remaining`, `RateLimit-Reset` (seconds) and

@@ -96,3 +96,28 @@ async fn the_organizations_bucket_holds_all_its_keys() {
         200
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routes_without_credentials_are_limited_per_address() {
+    let mut env = TestEnv::new(Shape::Sqlite).await;
+    env.config.rate_limits.anonymous.per_minute = 1;
+    env.config.rate_limits.anonymous.burst = 3;
+    let app = env.spawn_app().await;
+    app.wait_ready().await;
+    let acme = register(&app, "acme").await;
+    let attempt = || crate::rest::login(&app, "acme", &acme.email, "not the password");
+    assert_eq!(attempt().await.status, 401);
+    let r = attempt().await;
+    assert_eq!(r.status, 401);
+    assert_eq!(remaining(&r), 0);
+    let r = attempt().await;
+    assert_eq!(r.status, 429, "{:?}", r.body);
+    assert!(r.header("retry-after").is_some());
+    // Authenticated requests are counted per key, not per address.
+    assert_eq!(
+        call(&app, "GET", "/api/v1/contexts", Some(&acme.key), None)
+            .await
+            .status,
+        200
+    );
+}
