@@ -77,6 +77,11 @@ pub struct HttpConfig {
     pub workers: usize,
     /// How long a readiness check waits for each dependency.
     pub ready_timeout: Duration,
+    /// Behind a load balancer or proxy: the header it sets to the client's address
+    /// (`X-Forwarded-For`, `X-Real-IP`); its last entry is taken as the client. Unset:
+    /// the connection's peer address. Set it only when every request comes through a
+    /// proxy that sets this header, or clients can claim any address.
+    pub client_ip_header: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -166,6 +171,7 @@ impl Default for Config {
                 body_limit_bytes: 1024 * 1024,
                 workers: 0,
                 ready_timeout: Duration::from_secs(2),
+                client_ip_header: None,
             },
             database: DatabaseConfig {
                 url: None,
@@ -361,6 +367,14 @@ impl Config {
             self.contexts.max_item_bytes.to_string(),
             "at least 1",
         );
+        if let Some(header) = &self.http.client_ip_header {
+            check(
+                actix_web::http::header::HeaderName::from_bytes(header.as_bytes()).is_ok(),
+                "http.client_ip_header",
+                format!("{header:?}"),
+                "an HTTP header name such as \"X-Forwarded-For\"",
+            );
+        }
         if let Some(name) = &self.node.name {
             check(
                 !name.is_empty() && name.len() <= 128,

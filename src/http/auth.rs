@@ -102,7 +102,7 @@ impl FromRequest for Anonymous {
                 .app_data::<web::Data<Context>>()
                 .ok_or_else(|| ApiError::internal("no context in the app"))?
                 .clone();
-            let ip = req.peer_addr().map(|a| a.ip().to_string());
+            let ip = client_ip(&req, ctx.config.http.client_ip_header.as_deref());
             let limits = &ctx.config.rate_limits;
             if let (true, Some(ip)) = (limits.enabled, &ip) {
                 let bucket = [(format!("ip:{ip}"), limits.anonymous)];
@@ -111,6 +111,18 @@ impl FromRequest for Anonymous {
             Ok(Anonymous { ip })
         })
     }
+}
+
+/// The client's address: the last entry of the configured proxy header, else the peer.
+fn client_ip(req: &HttpRequest, header: Option<&str>) -> Option<String> {
+    let forwarded = header
+        .and_then(|h| req.headers().get(h))
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.rsplit(',').next())
+        .and_then(|last| last.trim().parse::<std::net::IpAddr>().ok());
+    forwarded
+        .or_else(|| req.peer_addr().map(|a| a.ip()))
+        .map(|ip| ip.to_string())
 }
 
 /// Records a rate-limit decision for the answer's headers; over the limit is a 429.

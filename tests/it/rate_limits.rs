@@ -121,3 +121,33 @@ async fn routes_without_credentials_are_limited_per_address() {
         200
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_a_proxy_the_client_address_comes_from_its_header() {
+    let mut env = TestEnv::new(Shape::Sqlite).await;
+    env.config.rate_limits.anonymous.per_minute = 1;
+    env.config.rate_limits.anonymous.burst = 1;
+    env.config.http.client_ip_header = Some("X-Forwarded-For".into());
+    let app = env.spawn_app().await;
+    app.wait_ready().await;
+    let body = json!({ "email": "a@b.io", "password": "x", "organization_slug": "none" });
+    let attempt = |forwarded: &'static str| {
+        let (app, body) = (&app, body.clone());
+        async move {
+            crate::rest::call_with(
+                app,
+                "POST",
+                "/api/v1/auth/login",
+                None,
+                Some(&body),
+                &[("X-Forwarded-For", forwarded)],
+            )
+            .await
+            .status
+        }
+    };
+    // Two clients behind one proxy have their own buckets; the proxy's entry (the last) counts.
+    assert_eq!(attempt("198.51.100.1, 203.0.113.7").await, 401);
+    assert_eq!(attempt("203.0.113.7").await, 429);
+    assert_eq!(attempt("203.0.113.8").await, 401);
+}
