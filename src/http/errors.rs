@@ -1,9 +1,9 @@
-//! The HTTP error shape, `{"error": {"code": "...", "message": "..."}}`, and the
-//! extractor settings that turn bad bodies into clear 4xx answers.
+//! The HTTP error shape, `{"error": {"code": "...", "message": "..."}}`, the extractor
+//! settings that turn bad queries and paths into clear 4xx answers, and the one mapping of
+//! domain errors to HTTP.
 
 use std::fmt;
 
-use actix_web::error::JsonPayloadError;
 use actix_web::http::StatusCode;
 use actix_web::http::header::{HeaderName, RETRY_AFTER, WWW_AUTHENTICATE};
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
@@ -89,14 +89,6 @@ impl ResponseError for ApiError {
     }
 }
 
-/// JSON bodies: size limit (413), content type (415), syntax and shape (400), each with
-/// a message that says what is wrong and where.
-pub fn json_config(limit: usize) -> web::JsonConfig {
-    web::JsonConfig::default()
-        .limit(limit)
-        .error_handler(|err, _req| json_error(err).into())
-}
-
 /// Query strings: unknown or malformed parameters are a 400 that names them.
 pub fn query_config() -> web::QueryConfig {
     web::QueryConfig::default().error_handler(|err, _req| {
@@ -117,39 +109,6 @@ pub fn path_config() -> web::PathConfig {
 /// Bodies read whole as bytes or text.
 pub fn payload_config(limit: usize) -> web::PayloadConfig {
     web::PayloadConfig::new(limit)
-}
-
-fn json_error(err: JsonPayloadError) -> ApiError {
-    match err {
-        JsonPayloadError::OverflowKnownLength { length, limit } => ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            format!("the body is {length} bytes; the limit is {limit} bytes"),
-        ),
-        JsonPayloadError::Overflow { limit } => ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            format!("the body is larger than the limit of {limit} bytes"),
-        ),
-        JsonPayloadError::ContentType => ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            "the body must be JSON, sent with Content-Type: application/json",
-        ),
-        JsonPayloadError::Deserialize(e) => match e.classify() {
-            serde_json::error::Category::Data => ApiError::bad_request(
-                "invalid_body",
-                format!("the body does not match what this route takes: {e}"),
-            ),
-            _ => {
-                ApiError::bad_request("malformed_json", format!("the body is not valid JSON: {e}"))
-            }
-        },
-        JsonPayloadError::Payload(e) => {
-            ApiError::bad_request("invalid_body", format!("cannot read the body: {e}"))
-        }
-        other => ApiError::bad_request("invalid_body", other.to_string()),
-    }
 }
 
 /// Any path no route matches.

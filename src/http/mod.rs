@@ -41,8 +41,7 @@ pub type Routes = fn(&mut web::ServiceConfig);
 
 /// Shared settings for every app: body limits and their error answers.
 pub fn configure_extractors(cfg: &mut web::ServiceConfig, body_limit: usize) {
-    cfg.app_data(errors::json_config(body_limit))
-        .app_data(errors::payload_config(body_limit))
+    cfg.app_data(errors::payload_config(body_limit))
         .app_data(errors::query_config())
         .app_data(errors::path_config())
         .app_data(json::BodyLimit(body_limit));

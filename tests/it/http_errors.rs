@@ -1,7 +1,8 @@
-//! Bad bodies get clear 4xx answers: the extractor settings every listener uses, on a JSON
-//! route served over real HTTP.
+//! Bad bodies get clear 4xx answers: the JSON extractor and settings every listener uses,
+//! on a route of its own served over real HTTP.
 
 use actix_web::{App, HttpResponse, HttpServer, web};
+use devmesh::http::json::StrictJson;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -13,7 +14,7 @@ struct Registration {
     replicas: u32,
 }
 
-async fn register(body: web::Json<Registration>) -> HttpResponse {
+async fn register(body: StrictJson<Registration>) -> HttpResponse {
     HttpResponse::Ok().json(json!({"name": body.name}))
 }
 
