@@ -43,7 +43,15 @@ macro_rules! api_routes {
 }
 
 api_routes! {
+    // The router tries routes in this order: the busiest come first.
     routes: [
+        contexts::list_contexts,
+        contexts::create_context,
+        contexts::get_context,
+        contexts::update_context,
+        contexts::delete_context,
+        contexts::append_items,
+        contexts::context_summary,
         auth::register_organization,
         auth::login,
         auth::refresh,
@@ -66,13 +74,6 @@ api_routes! {
         api_keys::get_api_key,
         api_keys::revoke_api_key,
         audit::list_audit,
-        contexts::list_contexts,
-        contexts::create_context,
-        contexts::get_context,
-        contexts::update_context,
-        contexts::delete_context,
-        contexts::append_items,
-        contexts::context_summary,
         docs::openapi_json,
         docs::reference_page,
     ],
