@@ -1,5 +1,6 @@
 //! The API reference page, rendered on the server from the OpenAPI document: operations
-//! by tag with their scopes, parameters, bodies and answers, then every schema.
+//! by tag with their descriptions (which name their scopes), parameters, bodies and
+//! answers, then every schema.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -7,7 +8,7 @@ use std::sync::OnceLock;
 
 use serde_json::Value;
 
-use super::openapi::{document, required_scope};
+use super::openapi::document;
 
 const METHODS: [&str; 5] = ["get", "post", "put", "patch", "delete"];
 
@@ -15,7 +16,7 @@ const STYLE: &str = "body{font:15px/1.5 system-ui,sans-serif;max-width:1100px;ma
 code{background:#f3f3f3;padding:0 .25em;border-radius:3px}table{border-collapse:collapse;margin:.5em 0 1em}\
 td,th{border:1px solid #ddd;padding:.25em .6em;text-align:left;vertical-align:top}\
 section.op{border-top:1px solid #ddd;padding-top:.5em}.m{display:inline-block;min-width:4.5em;font-weight:bold}\
-.get{color:#1a7f37}.post{color:#0969da}.patch{color:#9a6700}.delete{color:#cf222e}.scope{color:#8250df}";
+.get{color:#1a7f37}.post{color:#0969da}.patch{color:#9a6700}.delete{color:#cf222e}";
 
 pub fn page() -> &'static str {
     static PAGE: OnceLock<String> = OnceLock::new();
@@ -138,12 +139,6 @@ fn render_operation(out: &mut String, doc: &Value, path: &str, method: &str, op:
     }
     if let Some(description) = op["description"].as_str() {
         out.push_str(&markdown(description));
-    }
-    if op.get("security").is_some() {
-        let scope = required_scope(op).map_or("any valid credentials".to_string(), |s| {
-            format!("<code>{s}</code>")
-        });
-        let _ = write!(out, "<p class=scope>Requires: {scope}</p>");
     }
     if let Some(params) = op["parameters"].as_array().filter(|p| !p.is_empty()) {
         out.push_str("<table><tr><th>parameter</th><th>in</th><th>type</th><th>required</th><th>description</th></tr>");
