@@ -113,15 +113,25 @@ impl PageRequest {
         Ok(Self { limit, after })
     }
 
-    /// Cuts a result fetched with `limit + 1` rows into a page.
-    pub fn page<T>(&self, mut rows: Vec<T>, id: impl Fn(&T) -> &str) -> Page<T> {
+    /// How many rows to fetch: one more than the page, to know whether another follows.
+    pub fn fetch(&self) -> i64 {
+        self.limit + 1
+    }
+
+    /// Cuts rows fetched with [`Self::fetch`] into a page of `T`.
+    pub fn page<R, T>(
+        &self,
+        mut rows: Vec<R>,
+        id: impl Fn(&R) -> &str,
+        into: impl FnMut(R) -> T,
+    ) -> Page<T> {
         let more = rows.len() as i64 > self.limit;
         rows.truncate(self.limit as usize);
         let next_cursor = more
             .then(|| rows.last().map(|r| id(r).to_string()))
             .flatten();
         Page {
-            items: rows,
+            items: rows.into_iter().map(into).collect(),
             next_cursor,
         }
     }

@@ -17,11 +17,9 @@ pub mod pagination;
 pub mod reference;
 pub mod users;
 
-use actix_web::http::StatusCode;
-use actix_web::http::header::ALLOW;
-use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 
-use crate::http::errors::ApiError;
+use crate::http::errors::method_not_allowed_for;
 
 macro_rules! api_routes {
     (routes: [$($module:ident :: $handler:ident),* $(,)?], also_documented: [$($extra:path),* $(,)?]) => {
@@ -96,21 +94,11 @@ fn method_not_allowed_on_api_paths(cfg: &mut web::ServiceConfig) {
 }
 
 async fn method_not_allowed(req: HttpRequest) -> HttpResponse {
-    let allowed = openapi::methods_for(req.path()).unwrap_or_default();
-    let allow = allowed
+    let allowed: Vec<String> = openapi::methods_for(req.path())
+        .unwrap_or_default()
         .iter()
         .map(|m| m.to_uppercase())
-        .collect::<Vec<_>>()
-        .join(", ");
-    ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
-        format!(
-            "{} does not accept {}; it accepts {allow}",
-            req.path(),
-            req.method()
-        ),
-    )
-    .with_header(ALLOW, allow)
-    .error_response()
+        .collect();
+    let allowed: Vec<&str> = allowed.iter().map(String::as_str).collect();
+    method_not_allowed_for(&req, &allowed)
 }

@@ -208,14 +208,10 @@ pub async fn list(
         &principal.organization_id,
         &filter,
         page.after.as_deref(),
-        page.limit + 1,
+        page.fetch(),
     )
     .await?;
-    let page = page.page(rows, |r| &r.id);
-    Ok(Page {
-        items: page.items.into_iter().map(Context::from).collect(),
-        next_cursor: page.next_cursor,
-    })
+    Ok(page.page(rows, |r| &r.id, Context::from))
 }
 
 fn stale(version: i64) -> ServiceError {

@@ -5,7 +5,7 @@
 use std::fmt;
 
 use actix_web::http::StatusCode;
-use actix_web::http::header::{HeaderName, RETRY_AFTER, WWW_AUTHENTICATE};
+use actix_web::http::header::{ALLOW, HeaderName, RETRY_AFTER, WWW_AUTHENTICATE};
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -117,12 +117,24 @@ pub async fn not_found(req: HttpRequest) -> HttpResponse {
 }
 
 /// A known path asked with a method it does not take.
+/// The system endpoints take GET only.
 pub async fn method_not_allowed(req: HttpRequest) -> HttpResponse {
+    method_not_allowed_for(&req, &["GET"])
+}
+
+/// 405 with `Allow`, for a path that takes only `allowed`.
+pub fn method_not_allowed_for(req: &HttpRequest, allowed: &[&str]) -> HttpResponse {
+    let allow = allowed.join(", ");
     ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
         "method_not_allowed",
-        format!("{} does not accept {}", req.path(), req.method()),
+        format!(
+            "{} does not accept {}; it accepts {allow}",
+            req.path(),
+            req.method()
+        ),
     )
+    .with_header(ALLOW, allow)
     .error_response()
 }
 

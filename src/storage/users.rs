@@ -73,15 +73,17 @@ pub async fn list(
     })
 }
 
-pub async fn set_role(db: &Db, org: &str, id: &str, role: &str) -> StorageResult<bool> {
+/// Changes a user's role; the user as it now is, or `None` if there is none.
+pub async fn set_role(db: &Db, org: &str, id: &str, role: &str) -> StorageResult<Option<UserRow>> {
     with_conn!(db, |conn| {
-        let n = diesel::update(
+        Ok(diesel::update(
             users::table.filter(users::organization_id.eq(org).and(users::id.eq(id))),
         )
         .set((users::role.eq(role), users::updated_at.eq(super::now())))
-        .execute(conn)
-        .await?;
-        Ok(n == 1)
+        .returning(UserRow::as_returning())
+        .get_result(conn)
+        .await
+        .optional()?)
     })
 }
 

@@ -177,14 +177,10 @@ pub async fn list(
         &ctx.db,
         &principal.organization_id,
         page.after.as_deref(),
-        page.limit + 1,
+        page.fetch(),
     )
     .await?;
-    let page = page.page(rows, |r| &r.id);
-    Ok(Page {
-        items: page.items.into_iter().map(ApiKeyInfo::from).collect(),
-        next_cursor: page.next_cursor,
-    })
+    Ok(page.page(rows, |r| &r.id, ApiKeyInfo::from))
 }
 
 pub async fn get(ctx: &Context, principal: &Principal, id: &str) -> ServiceResult<ApiKeyInfo> {

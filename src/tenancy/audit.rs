@@ -114,12 +114,8 @@ pub async fn list(
         &principal.organization_id,
         &filter,
         page.after.as_deref(),
-        page.limit + 1,
+        page.fetch(),
     )
     .await?;
-    let page = page.page(rows, |r| &r.id);
-    Ok(Page {
-        items: page.items.into_iter().map(AuditEntry::from).collect(),
-        next_cursor: page.next_cursor,
-    })
+    Ok(page.page(rows, |r| &r.id, AuditEntry::from))
 }

@@ -13,7 +13,7 @@ use crate::storage::users as user_store;
 use crate::tenancy::audit::{self, Event};
 use crate::tenancy::names::{DisplayName, Email, Password};
 use crate::tenancy::scopes::{Role, Scope};
-use crate::tenancy::secrets::{generate_invitation_token, hash_token};
+use crate::tenancy::secrets::{INVITATION_TOKEN_PREFIX, generate_token, hash_token};
 use crate::tenancy::sessions::{self, Tokens};
 use crate::tenancy::{Actor, Principal, new_id, users, utc};
 
@@ -83,7 +83,7 @@ pub async fn invite(
             email.as_str()
         )));
     }
-    let token = generate_invitation_token();
+    let token = generate_token(INVITATION_TOKEN_PREFIX);
     let now = crate::storage::now();
     let ttl = chrono::Duration::from_std(ctx.config.auth.invitation_ttl.get())
         .unwrap_or(chrono::Duration::days(7));
@@ -123,14 +123,10 @@ pub async fn list(
         &ctx.db,
         &principal.organization_id,
         page.after.as_deref(),
-        page.limit + 1,
+        page.fetch(),
     )
     .await?;
-    let page = page.page(rows, |r| &r.id);
-    Ok(Page {
-        items: page.items.into_iter().map(Invitation::from).collect(),
-        next_cursor: page.next_cursor,
-    })
+    Ok(page.page(rows, |r| &r.id, Invitation::from))
 }
 
 pub async fn revoke(ctx: &Context, principal: &Principal, id: &str) -> ServiceResult<Invitation> {

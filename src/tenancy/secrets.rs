@@ -11,6 +11,8 @@ use subtle::ConstantTimeEq;
 pub const API_KEY_PREFIX: &str = "dmk_";
 /// The start of every refresh token.
 pub const REFRESH_TOKEN_PREFIX: &str = "dmr_";
+/// The start of every invitation token.
+pub const INVITATION_TOKEN_PREFIX: &str = "dmi_";
 /// Length of the public lookup part of an API key.
 const LOOKUP_LEN: usize = 12;
 /// Length of the secret part (62^40 is about 2^238).
@@ -57,14 +59,9 @@ pub fn api_key_lookup(token: &str) -> Option<&str> {
     (lookup.len() == LOOKUP_LEN && secret.len() == SECRET_LEN).then_some(lookup)
 }
 
-/// A new refresh token.
-pub fn generate_refresh_token() -> String {
-    format!("{REFRESH_TOKEN_PREFIX}{}", random_text(48))
-}
-
-/// A new invitation token.
-pub fn generate_invitation_token() -> String {
-    format!("dmi_{}", random_text(48))
+/// A new one-time token (a refresh token, an invitation) that starts with `prefix`.
+pub fn generate_token(prefix: &str) -> String {
+    format!("{prefix}{}", random_text(48))
 }
 
 /// A random secret for signing tokens when none is configured.

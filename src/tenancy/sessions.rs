@@ -12,7 +12,7 @@ use crate::storage::refresh_tokens::{self as store, RefreshTokenRow};
 use crate::storage::users::UserRow;
 use crate::storage::{organizations, users as user_store};
 use crate::tenancy::audit::{self, Event};
-use crate::tenancy::secrets::{generate_refresh_token, hash_token};
+use crate::tenancy::secrets::{REFRESH_TOKEN_PREFIX, generate_token, hash_token};
 use crate::tenancy::users::User;
 use crate::tenancy::{new_id, utc};
 
@@ -172,7 +172,7 @@ pub(crate) async fn start_session(
             auth.access_token_ttl.get(),
         )
         .await?;
-    let refresh_token = generate_refresh_token();
+    let refresh_token = generate_token(REFRESH_TOKEN_PREFIX);
     let now = crate::storage::now();
     let refresh_ttl = chrono::Duration::from_std(auth.refresh_token_ttl.get())
         .unwrap_or(chrono::Duration::days(30));

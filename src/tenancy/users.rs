@@ -127,14 +127,10 @@ pub async fn list(
         &ctx.db,
         &principal.organization_id,
         page.after.as_deref(),
-        page.limit + 1,
+        page.fetch(),
     )
     .await?;
-    let page = page.page(rows, |r| &r.id);
-    Ok(Page {
-        items: page.items.into_iter().map(User::from).collect(),
-        next_cursor: page.next_cursor,
-    })
+    Ok(page.page(rows, |r| &r.id, User::from))
 }
 
 async fn find(ctx: &Context, principal: &Principal, id: &str) -> ServiceResult<UserRow> {
@@ -180,9 +176,9 @@ pub async fn change_role(
     if role != Role::Owner {
         keep_an_owner(ctx, principal, &target).await?;
     }
-    if !store::set_role(&ctx.db, &principal.organization_id, id, role.as_str()).await? {
-        return Err(ServiceError::NotFound("user"));
-    }
+    let updated = store::set_role(&ctx.db, &principal.organization_id, id, role.as_str())
+        .await?
+        .ok_or(ServiceError::NotFound("user"))?;
     audit::record(
         ctx,
         Event::by(principal, "user.role_changed")
@@ -190,7 +186,7 @@ pub async fn change_role(
             .details(json!({ "from": from, "to": role.as_str() })),
     )
     .await;
-    find(ctx, principal, id).await.map(User::from)
+    Ok(updated.into())
 }
 
 pub async fn remove(ctx: &Context, principal: &Principal, id: &str) -> ServiceResult<()> {
