@@ -67,7 +67,7 @@ impl Application {
                 roles.has(Role::Mcp),
                 "mcp",
                 Some(config.mcp.listen),
-                no_routes as Routes,
+                crate::mcp::configure as Routes,
             ),
             (
                 roles.has(Role::Api),

@@ -18,6 +18,7 @@ pub struct Context {
     pub node: Arc<NodeIdentity>,
     pub health: Arc<Health>,
     pub tenancy: Arc<TenancyState>,
+    pub mcp: Arc<crate::mcp::Mcp>,
     /// The node's main runtime, where services run (see `http::detached`).
     pub runtime: tokio::runtime::Handle,
 }
@@ -33,6 +34,7 @@ impl Context {
             node: Arc::new(NodeIdentity::load(&config)),
             health: Arc::new(Health::default()),
             tenancy: TenancyState::new(&config),
+            mcp: crate::mcp::Mcp::new(&config),
             runtime: tokio::runtime::Handle::current(),
             config,
             db,

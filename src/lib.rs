@@ -12,6 +12,8 @@
 //! - [`service`]: the domain error and pagination every service shares.
 //! - [`tenancy`]: organizations, users, API keys, sessions, scopes and the audit log.
 //! - [`contexts`]: conversation contexts shared by agents, the first tenant resource.
+//! - [`events`]: changes within a tenant, told to every node over the bus.
+//! - [`mcp`]: the MCP endpoint, its catalog and providers.
 //! - [`api`]: the REST API (`/api/v1`), its OpenAPI document and reference page.
 //! - [`http`]: the listeners, their shared middleware, errors and system endpoints.
 //! - [`telemetry`]: logs and Prometheus metrics.
@@ -25,9 +27,11 @@ pub mod cli;
 pub mod config;
 pub mod context;
 pub mod contexts;
+pub mod events;
 pub mod health;
 pub mod http;
 pub mod jobs;
+pub mod mcp;
 pub mod nodes;
 pub mod service;
 pub mod storage;

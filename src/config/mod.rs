@@ -3,6 +3,7 @@
 //! validated before anything starts, then passed explicitly.
 
 mod load;
+mod mcp;
 mod show;
 mod tenancy;
 mod types;
@@ -13,6 +14,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 pub use load::{ConfigError, LoadedConfig, Overrides, load};
+pub use mcp::McpConfig;
 pub use show::render_with_sources;
 pub use tenancy::{
     Argon2Config, AuthConfig, ContextsConfig, LockoutConfig, Quota, RateLimitConfig,
@@ -25,7 +27,7 @@ pub struct Config {
     /// Directory for the embedded database and the node's identity file.
     pub data_dir: PathBuf,
     pub node: NodeConfig,
-    pub mcp: ListenerConfig,
+    pub mcp: McpConfig,
     pub api: ListenerConfig,
     pub worker: WorkerConfig,
     pub http: HttpConfig,
@@ -160,9 +162,7 @@ impl Default for Config {
                 heartbeat_interval: Duration::from_secs(10),
                 gone_after: Duration::from_secs(60),
             },
-            mcp: ListenerConfig {
-                listen: ListenAddr(([127, 0, 0, 1], 8080).into()),
-            },
+            mcp: McpConfig::default(),
             api: ListenerConfig {
                 listen: ListenAddr(([127, 0, 0, 1], 8081).into()),
             },
@@ -257,6 +257,26 @@ impl Config {
             "at least 1024 bytes",
         );
         check(
+            self.mcp.max_message_bytes >= 1024,
+            "mcp.max_message_bytes",
+            self.mcp.max_message_bytes.to_string(),
+            "at least 1024 bytes",
+        );
+        check(
+            (1..=1000).contains(&self.mcp.page_size),
+            "mcp.page_size",
+            self.mcp.page_size.to_string(),
+            "a number from 1 to 1000",
+        );
+        for origin in &self.mcp.allowed_origins {
+            check(
+                origin.starts_with("http://") || origin.starts_with("https://"),
+                "mcp.allowed_origins",
+                format!("{origin:?}"),
+                "origins such as \"https://app.example.com\" (scheme, host and optional port)",
+            );
+        }
+        check(
             self.http.workers <= 256,
             "http.workers",
             self.http.workers.to_string(),
@@ -283,6 +303,8 @@ impl Config {
             ("http.ready_timeout", self.http.ready_timeout),
             ("database.connect_timeout", self.database.connect_timeout),
             ("redis.command_timeout", self.redis.command_timeout),
+            ("mcp.session_idle_timeout", self.mcp.session_idle_timeout),
+            ("mcp.sse_keepalive", self.mcp.sse_keepalive),
         ] {
             check(
                 !d.get().is_zero(),

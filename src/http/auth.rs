@@ -26,7 +26,7 @@ pub const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
 /// The caller, authenticated and within its rate limits.
 pub struct Authenticated(pub Principal);
 
-fn missing() -> ApiError {
+pub fn missing() -> ApiError {
     ApiError::new(
         StatusCode::UNAUTHORIZED,
         "unauthenticated",
@@ -62,26 +62,64 @@ impl FromRequest for Authenticated {
                 .app_data::<web::Data<Context>>()
                 .ok_or_else(|| ApiError::internal("no context in the app"))?
                 .clone();
-            let token = credential(&req)?.ok_or_else(missing)?;
-            // A cached key needs no database; anything else runs on the node's runtime.
-            let principal = match from_cache(&ctx, &token).await {
-                Some(result) => result?,
-                None => {
-                    detached(
-                        &ctx,
-                        move |ctx| async move { authenticate(&ctx, &token).await },
-                    )
-                    .await?
-                }
-            };
-            let limits = &ctx.config.rate_limits;
-            if limits.enabled {
-                let buckets = principal.rate_buckets(limits);
-                charge(&req, ctx.bus.rate_limiter.check(&buckets).await)?;
-            }
+            let principal = authenticate_request(&req, &ctx)
+                .await?
+                .ok_or_else(missing)?;
             Ok(Authenticated(principal))
         })
     }
+}
+
+/// The principal of a request's credentials, charged to its rate limits; `None` when
+/// the request carries no credentials.
+pub async fn authenticate_request(
+    req: &HttpRequest,
+    ctx: &web::Data<Context>,
+) -> Result<Option<Principal>, ApiError> {
+    let Some(token) = credential(req)? else {
+        return Ok(None);
+    };
+    // A cached key needs no database; anything else runs on the node's runtime.
+    let principal = match from_cache(ctx, &token).await {
+        Some(result) => result?,
+        None => {
+            detached(
+                ctx,
+                move |ctx| async move { authenticate(&ctx, &token).await },
+            )
+            .await?
+        }
+    };
+    charge(req, ctx, &principal).await?;
+    Ok(Some(principal))
+}
+
+/// Charges a request to its principal's and organization's buckets.
+pub async fn charge(
+    req: &HttpRequest,
+    ctx: &web::Data<Context>,
+    principal: &Principal,
+) -> Result<(), ApiError> {
+    let limits = &ctx.config.rate_limits;
+    if limits.enabled {
+        let buckets = principal.rate_buckets(limits);
+        record(req, ctx.bus.rate_limiter.check(&buckets).await)?;
+    }
+    Ok(())
+}
+
+/// Charges a request without credentials to its address's bucket; returns the address.
+pub async fn charge_anonymous(
+    req: &HttpRequest,
+    ctx: &web::Data<Context>,
+) -> Result<Option<String>, ApiError> {
+    let ip = client_ip(req, ctx.config.http.client_ip_header.as_deref());
+    let limits = &ctx.config.rate_limits;
+    if let (true, Some(ip)) = (limits.enabled, &ip) {
+        let bucket = [(format!("ip:{ip}"), limits.anonymous)];
+        record(req, ctx.bus.rate_limiter.check(&bucket).await)?;
+    }
+    Ok(ip)
 }
 
 /// A caller without credentials, within the rate limit of its address
@@ -102,12 +140,7 @@ impl FromRequest for Anonymous {
                 .app_data::<web::Data<Context>>()
                 .ok_or_else(|| ApiError::internal("no context in the app"))?
                 .clone();
-            let ip = client_ip(&req, ctx.config.http.client_ip_header.as_deref());
-            let limits = &ctx.config.rate_limits;
-            if let (true, Some(ip)) = (limits.enabled, &ip) {
-                let bucket = [(format!("ip:{ip}"), limits.anonymous)];
-                charge(&req, ctx.bus.rate_limiter.check(&bucket).await)?;
-            }
+            let ip = charge_anonymous(&req, &ctx).await?;
             Ok(Anonymous { ip })
         })
     }
@@ -128,7 +161,7 @@ fn client_ip(req: &HttpRequest, header: Option<&str>) -> Option<String> {
 /// Records a rate-limit decision for the answer's headers; over the limit is a 429.
 /// A limiter that cannot be asked lets the request through: limits protect capacity, and
 /// a bus outage should not stop the API.
-fn charge(req: &HttpRequest, decision: Result<Decision, String>) -> Result<(), ApiError> {
+fn record(req: &HttpRequest, decision: Result<Decision, String>) -> Result<(), ApiError> {
     match decision {
         Ok(decision) => {
             req.extensions_mut().insert(decision);

@@ -54,6 +54,19 @@ impl ApiError {
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, "not_found", message)
     }
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+    /// The machine-readable code (`rate_limited`, `unauthenticated`, ...).
+    pub fn code(&self) -> &'static str {
+        self.code
+    }
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+    pub fn headers(&self) -> &[(HeaderName, String)] {
+        &self.headers
+    }
     /// A server fault: the cause is logged, the client sees nothing of it.
     pub fn internal(cause: impl fmt::Display) -> Self {
         tracing::error!(error = %cause, "internal error");

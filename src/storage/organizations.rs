@@ -83,3 +83,14 @@ pub async fn rename(db: &Db, id: &str, name: &str) -> StorageResult<Option<Organ
             .optional()?)
     })
 }
+
+/// Inserts an organization on its own (one without users yet).
+pub async fn insert(db: &Db, org: &OrganizationRow) -> StorageResult<()> {
+    with_conn!(db, |conn| {
+        diesel::insert_into(organizations::table)
+            .values(org)
+            .execute(conn)
+            .await?;
+        Ok(())
+    })
+}

@@ -4,6 +4,7 @@
 //! request, call a function of these modules with the caller's [`Principal`], and shape
 //! the answer. Every query names the principal's organization.
 
+pub mod anonymous;
 pub mod api_keys;
 pub mod audit;
 pub mod authenticate;

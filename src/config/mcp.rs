@@ -1,0 +1,55 @@
+//! Configuration of the MCP endpoint.
+
+use serde::{Deserialize, Serialize};
+
+use super::types::{Duration, ListenAddr};
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct McpConfig {
+    /// Address of the MCP listener (Streamable HTTP at `/mcp`).
+    pub listen: ListenAddr,
+    /// Browser origins allowed to call the endpoint (`https://app.example.com`), besides
+    /// `http(s)://localhost`, `127.0.0.1` and `[::1]` on any port, which are always allowed.
+    /// A request with any other `Origin` header is refused with 403 (DNS-rebinding
+    /// protection); requests without `Origin` (not from a browser) are not affected.
+    pub allowed_origins: Vec<String>,
+    /// The slug of an organization that requests without credentials act for, as a
+    /// member; created if missing. Unset (the default): every request needs a key.
+    /// For one developer on one machine, and for the conformance suite.
+    pub anonymous_tenant: Option<String>,
+    /// Serve the tools, resources and prompts that the official MCP conformance suite
+    /// expects (`test_simple_text`, `test://static-text`, ...). Off in production.
+    pub conformance_fixtures: bool,
+    /// A session (protocols 2025-06-18 and 2025-11-25) unused for this long ends; the
+    /// client gets 404 and starts a new one.
+    pub session_idle_timeout: Duration,
+    /// Largest JSON-RPC message accepted, in bytes.
+    pub max_message_bytes: usize,
+    /// Items per page of `tools/list`, `resources/list` and `prompts/list`.
+    pub page_size: usize,
+    /// The `ttlMs` caching hint on list results and resource reads (protocol 2026-07-28).
+    pub list_cache_ttl: Duration,
+    /// Server messages kept per session stream, replayed to a client that reconnects
+    /// with `Last-Event-ID`.
+    pub replay_buffer: usize,
+    /// How often an idle SSE stream gets a comment line, so that proxies keep it open.
+    pub sse_keepalive: Duration,
+}
+
+impl Default for McpConfig {
+    fn default() -> Self {
+        Self {
+            listen: ListenAddr(([127, 0, 0, 1], 8080).into()),
+            allowed_origins: Vec::new(),
+            anonymous_tenant: None,
+            conformance_fixtures: false,
+            session_idle_timeout: Duration::from_secs(30 * 60),
+            max_message_bytes: 4 * 1024 * 1024,
+            page_size: 100,
+            list_cache_ttl: Duration::from_secs(60),
+            replay_buffer: 256,
+            sse_keepalive: Duration::from_secs(15),
+        }
+    }
+}

@@ -1,0 +1,186 @@
+//! What a provider gets with each request: who is calling, under which protocol, and a way
+//! to talk back (progress, log messages, requests to the client) while it works.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde_json::{Map, Value, json};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use super::protocol::{RpcError, Version, code, notification};
+use crate::context::Context;
+use crate::tenancy::Principal;
+
+/// Severity of a log message (RFC 5424 order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LogLevel {
+    Debug,
+    Info,
+    Notice,
+    Warning,
+    Error,
+    Critical,
+    Alert,
+    Emergency,
+}
+
+impl LogLevel {
+    const NAMES: [(&'static str, LogLevel); 8] = [
+        ("debug", Self::Debug),
+        ("info", Self::Info),
+        ("notice", Self::Notice),
+        ("warning", Self::Warning),
+        ("error", Self::Error),
+        ("critical", Self::Critical),
+        ("alert", Self::Alert),
+        ("emergency", Self::Emergency),
+    ];
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::NAMES.iter().find(|(n, _)| *n == s).map(|(_, l)| *l)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        Self::NAMES
+            .iter()
+            .find(|(_, l)| *l == self)
+            .expect("every level is named")
+            .0
+    }
+}
+
+/// Requests the server has sent a client and is waiting on, by id.
+#[derive(Default)]
+pub struct ClientRequests {
+    next: AtomicU64,
+    waiting: std::sync::Mutex<HashMap<String, oneshot::Sender<Result<Value, Value>>>>,
+}
+
+impl ClientRequests {
+    fn open(&self) -> (String, oneshot::Receiver<Result<Value, Value>>) {
+        let id = format!("devmesh-{}", self.next.fetch_add(1, Ordering::Relaxed));
+        let (tx, rx) = oneshot::channel();
+        self.waiting.lock().unwrap().insert(id.clone(), tx);
+        (id, rx)
+    }
+
+    fn forget(&self, id: &str) {
+        self.waiting.lock().unwrap().remove(id);
+    }
+
+    /// Hands the client's answer to whoever asked; false if nobody is waiting for it.
+    pub fn answer(&self, id: &Value, outcome: Result<Value, Value>) -> bool {
+        let Some(id) = id.as_str() else { return false };
+        match self.waiting.lock().unwrap().remove(id) {
+            Some(tx) => tx.send(outcome).is_ok(),
+            None => false,
+        }
+    }
+}
+
+/// The way back to the client for one request: messages sent here reach the client on
+/// the request's response stream, before the result.
+#[derive(Clone, Default)]
+pub struct Outbound {
+    tx: Option<mpsc::UnboundedSender<Value>>,
+    progress_token: Option<Value>,
+    log_level: Option<LogLevel>,
+    requests: Option<Arc<ClientRequests>>,
+}
+
+impl Outbound {
+    pub fn new(
+        tx: mpsc::UnboundedSender<Value>,
+        progress_token: Option<Value>,
+        log_level: Option<LogLevel>,
+        requests: Option<Arc<ClientRequests>>,
+    ) -> Self {
+        Self {
+            tx: Some(tx),
+            progress_token,
+            log_level,
+            requests,
+        }
+    }
+
+    fn send(&self, message: Value) {
+        if let Some(tx) = &self.tx {
+            let _ = tx.send(message);
+        }
+    }
+
+    /// `notifications/progress`, when the client asked for progress with a token.
+    pub fn progress(&self, progress: f64, total: Option<f64>, message: Option<String>) {
+        let Some(token) = &self.progress_token else {
+            return;
+        };
+        let mut params = json!({ "progressToken": token, "progress": progress });
+        if let Some(total) = total {
+            params["total"] = json!(total);
+        }
+        if let Some(message) = message {
+            params["message"] = json!(message);
+        }
+        self.send(notification("notifications/progress", params));
+    }
+
+    /// `notifications/message`, when the client asked for messages of this level.
+    pub fn log(&self, level: LogLevel, logger: &str, data: Value) {
+        if self.log_level.is_some_and(|min| level >= min) {
+            self.send(notification(
+                "notifications/message",
+                json!({ "level": level.as_str(), "logger": logger, "data": data }),
+            ));
+        }
+    }
+
+    /// Sends the client a request (sampling, elicitation, roots) and waits for its answer.
+    /// Only sessions can do this; under protocol 2026-07-28 a provider returns an
+    /// input-required result instead.
+    pub async fn request(&self, method: &str, params: Value) -> Result<Value, RpcError> {
+        let (Some(requests), Some(_)) = (&self.requests, &self.tx) else {
+            return Err(RpcError::new(
+                code::INVALID_REQUEST,
+                format!("{method} needs a session with a response stream"),
+            ));
+        };
+        let (id, rx) = requests.open();
+        self.send(json!({ "jsonrpc": "2.0", "id": id, "method": method, "params": params }));
+        let answer = rx.await;
+        requests.forget(&id);
+        match answer {
+            Ok(Ok(result)) => Ok(result),
+            Ok(Err(error)) => Err(RpcError::new(
+                code::INTERNAL_ERROR,
+                format!("the client refused {method}: {error}"),
+            )),
+            Err(_) => Err(RpcError::new(
+                code::INTERNAL_ERROR,
+                format!("the client did not answer {method}"),
+            )),
+        }
+    }
+}
+
+/// One request as a provider sees it.
+pub struct Call {
+    pub node: Context,
+    pub principal: Principal,
+    pub version: Version,
+    pub client_capabilities: Map<String, Value>,
+    /// Answers to an earlier input-required result (protocol 2026-07-28).
+    pub input_responses: Option<Map<String, Value>>,
+    /// The `requestState` an earlier input-required result carried, echoed back.
+    pub request_state: Option<String>,
+    pub out: Outbound,
+    /// Cancelled when the client cancels the request or goes away.
+    pub cancel: CancellationToken,
+}
+
+impl Call {
+    pub fn client_can(&self, capability: &str) -> bool {
+        self.client_capabilities.contains_key(capability)
+    }
+}

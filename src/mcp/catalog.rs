@@ -1,0 +1,271 @@
+//! The catalog: the tools, resources and prompts a tenant sees, assembled from providers.
+//! A capability (contexts today; agents, the tools gateway and search later) plugs in a
+//! [`Provider`] and nothing else.
+
+use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
+use rmcp::model::{Prompt, Resource, ResourceTemplate, Tool};
+use serde_json::{Map, Value, json};
+
+use super::call::Call;
+use super::protocol::RpcError;
+
+/// A tool with its compiled input schema.
+pub struct ToolSpec {
+    pub tool: Tool,
+    validator: jsonschema::Validator,
+}
+
+impl ToolSpec {
+    /// Panics on a name that is not portable (`^[a-zA-Z0-9_-]{1,64}$`) or a schema that
+    /// does not compile: both are programming errors in a built-in provider.
+    pub fn new(tool: Tool) -> Arc<Self> {
+        assert!(
+            is_portable_name(&tool.name),
+            "tool name {:?} is not portable",
+            tool.name
+        );
+        let schema = Value::Object((*tool.input_schema).clone());
+        let validator = jsonschema::draft202012::new(&schema)
+            .unwrap_or_else(|e| panic!("the input schema of {} does not compile: {e}", tool.name));
+        Arc::new(Self { tool, validator })
+    }
+
+    /// What is wrong with these arguments, if anything, one line per problem.
+    pub fn check_arguments(&self, arguments: &Map<String, Value>) -> Result<(), String> {
+        let instance = Value::Object(arguments.clone());
+        let problems: Vec<String> = self
+            .validator
+            .iter_errors(&instance)
+            .take(5)
+            .map(|e| {
+                let path = e.instance_path().to_string();
+                if path.is_empty() {
+                    e.to_string()
+                } else {
+                    format!("{path}: {e}")
+                }
+            })
+            .collect();
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems.join("; "))
+        }
+    }
+}
+
+/// `^[a-zA-Z0-9_-]{1,64}$`: a tool name every client and model API accepts.
+pub fn is_portable_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// A JSON object schema from a `json!` literal.
+pub fn schema(value: Value) -> Arc<Map<String, Value>> {
+    match value {
+        Value::Object(map) => Arc::new(map),
+        _ => panic!("a schema is a JSON object"),
+    }
+}
+
+pub type Reply<'a> = BoxFuture<'a, Result<Value, RpcError>>;
+
+/// A source of tools, resources and prompts. Every method sees the call, so what it
+/// offers may depend on the tenant and the principal; the defaults offer nothing.
+pub trait Provider: Send + Sync + 'static {
+    fn tools<'a>(&'a self, _call: &'a Call) -> BoxFuture<'a, Vec<Arc<ToolSpec>>> {
+        Box::pin(async { Vec::new() })
+    }
+
+    /// Runs one of this provider's tools; the arguments have passed its input schema.
+    /// The reply is a `CallToolResult` or an input-required result.
+    fn call_tool<'a>(
+        &'a self,
+        name: &'a str,
+        _args: Map<String, Value>,
+        _call: &'a Call,
+    ) -> Reply<'a> {
+        Box::pin(async move { Err(RpcError::invalid_params(format!("unknown tool: {name}"))) })
+    }
+
+    fn resources<'a>(&'a self, _call: &'a Call) -> BoxFuture<'a, Result<Vec<Resource>, RpcError>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
+
+    fn resource_templates(&self) -> Vec<ResourceTemplate> {
+        Vec::new()
+    }
+
+    /// Whether `uri` is one of this provider's resources (or matches its templates).
+    fn owns_uri(&self, _uri: &str) -> bool {
+        false
+    }
+
+    /// Reads a resource this provider owns: a `ReadResourceResult`.
+    fn read_resource<'a>(&'a self, uri: &'a str, _call: &'a Call) -> Reply<'a> {
+        Box::pin(async move { Err(not_found(uri)) })
+    }
+
+    fn prompts(&self) -> Vec<Prompt> {
+        Vec::new()
+    }
+
+    /// A `GetPromptResult` (or an input-required result) for one of this provider's prompts.
+    fn get_prompt<'a>(
+        &'a self,
+        name: &'a str,
+        _args: Map<String, Value>,
+        _call: &'a Call,
+    ) -> Reply<'a> {
+        Box::pin(async move { Err(RpcError::invalid_params(format!("unknown prompt: {name}"))) })
+    }
+
+    /// Suggestions for an argument of a prompt or resource template this provider owns;
+    /// `None` when the reference is not this provider's.
+    fn complete<'a>(
+        &'a self,
+        _reference: &'a Value,
+        _argument: &'a str,
+        _value: &'a str,
+        _call: &'a Call,
+    ) -> BoxFuture<'a, Option<Vec<String>>> {
+        Box::pin(async { None })
+    }
+}
+
+/// The error for a resource that does not exist (or is another tenant's).
+pub fn not_found(uri: &str) -> RpcError {
+    RpcError::invalid_params(format!("resource not found: {uri}")).with_data(json!({ "uri": uri }))
+}
+
+/// All providers of a node.
+pub struct Catalog {
+    providers: Vec<Box<dyn Provider>>,
+}
+
+impl Catalog {
+    pub fn new(providers: Vec<Box<dyn Provider>>) -> Self {
+        Self { providers }
+    }
+
+    pub async fn tools(&self, call: &Call) -> Vec<Arc<ToolSpec>> {
+        let mut all = Vec::new();
+        for p in &self.providers {
+            all.extend(p.tools(call).await);
+        }
+        all
+    }
+
+    /// The provider and spec of a tool the caller can see.
+    pub async fn find_tool(
+        &self,
+        call: &Call,
+        name: &str,
+    ) -> Option<(&dyn Provider, Arc<ToolSpec>)> {
+        for p in &self.providers {
+            if let Some(spec) = p
+                .tools(call)
+                .await
+                .into_iter()
+                .find(|t| t.tool.name == name)
+            {
+                return Some((p.as_ref(), spec));
+            }
+        }
+        None
+    }
+
+    pub async fn resources(&self, call: &Call) -> Result<Vec<Resource>, RpcError> {
+        let mut all = Vec::new();
+        for p in &self.providers {
+            all.extend(p.resources(call).await?);
+        }
+        Ok(all)
+    }
+
+    pub fn resource_templates(&self) -> Vec<ResourceTemplate> {
+        self.providers
+            .iter()
+            .flat_map(|p| p.resource_templates())
+            .collect()
+    }
+
+    pub fn resource_owner(&self, uri: &str) -> Option<&dyn Provider> {
+        self.providers
+            .iter()
+            .find(|p| p.owns_uri(uri))
+            .map(|p| p.as_ref())
+    }
+
+    pub fn prompts(&self) -> Vec<Prompt> {
+        self.providers.iter().flat_map(|p| p.prompts()).collect()
+    }
+
+    pub fn prompt_owner(&self, name: &str) -> Option<&dyn Provider> {
+        self.providers
+            .iter()
+            .find(|p| p.prompts().iter().any(|pr| pr.name == name))
+            .map(|p| p.as_ref())
+    }
+
+    pub async fn complete(
+        &self,
+        reference: &Value,
+        argument: &str,
+        value: &str,
+        call: &Call,
+    ) -> Vec<String> {
+        for p in &self.providers {
+            if let Some(values) = p.complete(reference, argument, value, call).await {
+                return values;
+            }
+        }
+        Vec::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn portable_names() {
+        assert!(is_portable_name("devmesh_context_get"));
+        assert!(is_portable_name("a-b_C9"));
+        assert!(!is_portable_name(""));
+        assert!(!is_portable_name("has space"));
+        assert!(!is_portable_name("dotted.name"));
+        assert!(!is_portable_name(&"x".repeat(65)));
+    }
+
+    #[test]
+    fn arguments_are_checked_against_the_schema() {
+        let spec = ToolSpec::new(Tool::new(
+            "t",
+            "test",
+            schema(json!({
+                "type": "object",
+                "properties": { "n": { "type": "integer", "minimum": 1 } },
+                "required": ["n"],
+                "additionalProperties": false
+            })),
+        ));
+        assert!(
+            spec.check_arguments(json!({"n": 2}).as_object().unwrap())
+                .is_ok()
+        );
+        let err = spec
+            .check_arguments(json!({"n": 0}).as_object().unwrap())
+            .unwrap_err();
+        assert!(err.contains("/n"), "{err}");
+        assert!(
+            spec.check_arguments(&Map::new())
+                .unwrap_err()
+                .contains("\"n\"")
+        );
+    }
+}

@@ -1,0 +1,859 @@
+//! Streamable HTTP at `/mcp`: POST carries one JSON-RPC message; GET opens a session's
+//! stream of server messages; DELETE ends a session.
+//!
+//! Which protocol a message speaks is read from the message itself: `initialize` opens a
+//! session (2025-06-18, 2025-11-25), `Mcp-Session-Id` names one, and anything else must
+//! carry its protocol version, capabilities and client in `params._meta` (2026-07-28).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderMap};
+use actix_web::web::{self, Bytes};
+use actix_web::{HttpRequest, HttpResponse};
+use futures_util::{StreamExt, stream};
+use serde_json::{Map, Value};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::call::{Call, Outbound};
+use super::protocol::{Incoming, RpcError, Version, code, meta, response};
+use super::sessions::Session;
+use super::{engine, listen, origin, sse};
+use crate::context::Context;
+use crate::http::auth::{authenticate_request, charge, missing};
+use crate::http::errors::ApiError;
+use crate::tenancy::Principal;
+
+const SESSION_ID: &str = "mcp-session-id";
+const PROTOCOL_VERSION: &str = "mcp-protocol-version";
+const MCP_METHOD: &str = "mcp-method";
+const MCP_NAME: &str = "mcp-name";
+const LAST_EVENT_ID: &str = "last-event-id";
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/mcp")
+            .route(web::post().to(post))
+            .route(web::get().to(get))
+            .route(web::delete().to(delete))
+            .default_service(web::to(|req: HttpRequest| async move {
+                crate::http::errors::method_not_allowed_for(&req, &["POST", "GET", "DELETE"])
+            })),
+    );
+}
+
+/// A refusal before or around the JSON-RPC exchange.
+enum Refusal {
+    /// Authentication, rate limits: the REST error body, with its headers.
+    Http(ApiError),
+    Rpc(RpcError),
+}
+
+impl From<RpcError> for Refusal {
+    fn from(e: RpcError) -> Self {
+        Refusal::Rpc(e)
+    }
+}
+
+impl From<ApiError> for Refusal {
+    fn from(e: ApiError) -> Self {
+        Refusal::Http(e)
+    }
+}
+
+impl Refusal {
+    fn into_response(self) -> HttpResponse {
+        match self {
+            // The HTTP status and headers (WWW-Authenticate, Retry-After) of the API's
+            // error, in a JSON-RPC body.
+            Refusal::Http(e) => {
+                let code = match e.status() {
+                    StatusCode::UNAUTHORIZED => code::UNAUTHENTICATED,
+                    StatusCode::FORBIDDEN => code::FORBIDDEN,
+                    StatusCode::TOO_MANY_REQUESTS => code::RATE_LIMITED,
+                    s if s.is_server_error() => code::INTERNAL_ERROR,
+                    _ => code::INVALID_REQUEST,
+                };
+                let error = RpcError::new(code, e.message())
+                    .with_data(serde_json::json!({ "reason": e.code() }));
+                let mut response = json_response(e.status(), &error.to_message());
+                for (name, value) in e.headers() {
+                    if let Ok(value) = header::HeaderValue::from_str(value) {
+                        response.headers_mut().insert(name.clone(), value);
+                    }
+                }
+                response
+            }
+            Refusal::Rpc(e) => {
+                metrics::counter!("devmesh_mcp_errors_total", "code" => engine::error_label(&e))
+                    .increment(1);
+                json_response(e.status, &e.to_message())
+            }
+        }
+    }
+}
+
+fn json_response(status: StatusCode, message: &Value) -> HttpResponse {
+    HttpResponse::build(status)
+        .content_type("application/json")
+        .body(serde_json::to_vec(message).expect("messages serialize"))
+}
+
+fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, RpcError> {
+    match headers.get(name) {
+        None => Ok(None),
+        Some(v) => v
+            .to_str()
+            .map(|s| Some(s.trim()))
+            .map_err(|_| RpcError::invalid_request(format!("the {name} header is not valid text"))),
+    }
+}
+
+/// Refuses a request from a browser origin that is not allowed.
+fn check_origin(req: &HttpRequest, ctx: &Context) -> Result<(), RpcError> {
+    match req.headers().get(header::ORIGIN) {
+        None => Ok(()),
+        Some(o) => {
+            let o = o.to_str().unwrap_or("");
+            if origin::allowed(o, &ctx.config.mcp.allowed_origins) {
+                Ok(())
+            } else {
+                Err(RpcError::invalid_request(format!(
+                    "origin {o:?} is not allowed: add it to mcp.allowed_origins"
+                ))
+                .with_status(StatusCode::FORBIDDEN))
+            }
+        }
+    }
+}
+
+/// The caller: its credentials, or the anonymous tenant where configured.
+async fn caller(req: &HttpRequest, ctx: &web::Data<Context>) -> Result<Principal, Refusal> {
+    if let Some(principal) = authenticate_request(req, ctx).await? {
+        return Ok(principal);
+    }
+    let Some(slug) = ctx.config.mcp.anonymous_tenant.clone() else {
+        return Err(Refusal::Http(missing()));
+    };
+    let mcp = ctx.mcp.clone();
+    let principal = crate::http::detached(ctx, move |ctx| async move {
+        mcp.anonymous.principal(&ctx, &slug).await
+    })
+    .await?;
+    charge(req, ctx, &principal).await?;
+    Ok(principal)
+}
+
+/// Reads the body, up to `mcp.max_message_bytes`.
+async fn read_body(mut payload: web::Payload, limit: usize) -> Result<Bytes, RpcError> {
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk =
+            chunk.map_err(|e| RpcError::invalid_request(format!("cannot read the body: {e}")))?;
+        if body.len() + chunk.len() > limit {
+            return Err(RpcError::invalid_request(format!(
+                "the message is larger than the limit of {limit} bytes (mcp.max_message_bytes)"
+            ))
+            .with_status(StatusCode::PAYLOAD_TOO_LARGE));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
+fn check_content_type(req: &HttpRequest) -> Result<(), RpcError> {
+    let ct = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let essence = ct.split(';').next().unwrap_or("").trim();
+    if essence.eq_ignore_ascii_case("application/json") {
+        Ok(())
+    } else {
+        Err(
+            RpcError::invalid_request(format!("Content-Type must be application/json, not {ct:?}"))
+                .with_status(StatusCode::UNSUPPORTED_MEDIA_TYPE),
+        )
+    }
+}
+
+/// Whether the client takes an event stream in answer to a POST.
+fn accepts_sse(req: &HttpRequest) -> bool {
+    accepts(req, "text/event-stream")
+}
+
+fn accepts(req: &HttpRequest, media: &str) -> bool {
+    let Some(accept) = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    accept.split(',').any(|part| {
+        let m = part.split(';').next().unwrap_or("").trim();
+        m.eq_ignore_ascii_case(media) || m == "*/*"
+    })
+}
+
+fn object<'a>(params: &'a Map<String, Value>, key: &str) -> Option<&'a Map<String, Value>> {
+    params.get(key).and_then(Value::as_object)
+}
+
+async fn post(req: HttpRequest, payload: web::Payload, ctx: web::Data<Context>) -> HttpResponse {
+    let started = Instant::now();
+    let (method, result) = match handle_post(&req, payload, &ctx).await {
+        Ok((method, response)) => (method, Ok(response)),
+        Err((method, refusal)) => (method, Err(refusal)),
+    };
+    let outcome = match &result {
+        Ok(r) if r.status().is_success() => "ok",
+        _ => "error",
+    };
+    let label = method_label(method.as_deref());
+    metrics::counter!("devmesh_mcp_requests_total", "method" => label, "outcome" => outcome)
+        .increment(1);
+    metrics::histogram!("devmesh_mcp_request_duration_seconds", "method" => label)
+        .record(started.elapsed().as_secs_f64());
+    result.unwrap_or_else(Refusal::into_response)
+}
+
+type Posted = Result<(Option<String>, HttpResponse), (Option<String>, Refusal)>;
+
+async fn handle_post(req: &HttpRequest, payload: web::Payload, ctx: &web::Data<Context>) -> Posted {
+    let early = |r: Refusal| (None, r);
+    check_origin(req, ctx).map_err(|e| early(e.into()))?;
+    let principal = caller(req, ctx).await.map_err(early)?;
+    check_content_type(req).map_err(|e| early(e.into()))?;
+    let body = read_body(payload, ctx.config.mcp.max_message_bytes)
+        .await
+        .map_err(|e| early(e.into()))?;
+    let incoming = Incoming::parse(&body).map_err(|e| early(e.into()))?;
+    let method = match &incoming {
+        Incoming::Request { method, .. } | Incoming::Notification { method, .. } => {
+            Some(method.clone())
+        }
+        Incoming::Response { .. } => None,
+    };
+    let request_id = match &incoming {
+        Incoming::Request { id, .. } => Some(id.clone()),
+        _ => None,
+    };
+    dispatch(req, ctx, principal, incoming)
+        .await
+        .map(|r| (method.clone(), r))
+        .map_err(|refusal| {
+            // Every error names the request it answers.
+            let refusal = match (refusal, &request_id) {
+                (Refusal::Rpc(e), Some(id)) if e.id.is_none() => {
+                    Refusal::Rpc(e.with_id(id.clone()))
+                }
+                (r, _) => r,
+            };
+            (method, refusal)
+        })
+}
+
+async fn dispatch(
+    req: &HttpRequest,
+    ctx: &web::Data<Context>,
+    principal: Principal,
+    incoming: Incoming,
+) -> Result<HttpResponse, Refusal> {
+    let headers = req.headers();
+    let header_version = header_str(headers, PROTOCOL_VERSION)?;
+    if let Some(session_id) = header_str(headers, SESSION_ID)? {
+        let session = ctx
+            .mcp
+            .sessions
+            .get(session_id)
+            .filter(|s| s.belongs_to(&principal))
+            .ok_or_else(session_not_found)?;
+        if let Some(v) = header_version
+            && v != session.version.as_str()
+        {
+            return Err(match Version::parse(v) {
+                None => RpcError::unsupported_version(v),
+                Some(_) => RpcError::invalid_request(format!(
+                    "this session speaks protocol {}, not {v}",
+                    session.version
+                )),
+            }
+            .into());
+        }
+        return in_session(req, ctx, session, incoming).await;
+    }
+    match incoming {
+        // `initialize` opens a session, unless the request speaks the stateless protocol,
+        // which has no such method.
+        Incoming::Request { id, method, params }
+            if method == "initialize"
+                && !header_version
+                    .and_then(Version::parse)
+                    .is_some_and(Version::is_stateless) =>
+        {
+            initialize(ctx, principal, id, &params).await
+        }
+        Incoming::Request { id, method, params } => {
+            let (version, client_capabilities) =
+                stateless_meta(headers, header_version, &method, &params)?;
+            let log_level = object(&params, "_meta")
+                .and_then(|m| m.get(meta::LOG_LEVEL))
+                .and_then(Value::as_str)
+                .and_then(super::call::LogLevel::parse);
+            if method == "subscriptions/listen" {
+                return Ok(listen::open(ctx, &principal.organization_id, &params).await?);
+            }
+            let call = new_call(
+                ctx,
+                principal,
+                version,
+                client_capabilities,
+                &params,
+                log_level,
+                None,
+            )?;
+            run(req, ctx, call, None, id, method, params).await
+        }
+        Incoming::Notification { .. } => Ok(HttpResponse::Accepted().finish()),
+        Incoming::Response { .. } => Err(RpcError::invalid_request(
+            "a response to a server request needs the Mcp-Session-Id of its session",
+        )
+        .into()),
+    }
+}
+
+fn session_not_found() -> RpcError {
+    RpcError::invalid_request("session not found: it ended or expired; send initialize again")
+        .with_status(StatusCode::NOT_FOUND)
+}
+
+/// Checks a stateless request's `_meta` and headers; returns its version and the
+/// client's capabilities.
+fn stateless_meta(
+    headers: &HeaderMap,
+    header_version: Option<&str>,
+    method: &str,
+    params: &Map<String, Value>,
+) -> Result<(Version, Map<String, Value>), RpcError> {
+    let Some(request_meta) = object(params, "_meta") else {
+        return Err(match header_version.and_then(Version::parse) {
+            Some(v) if !v.is_stateless() => RpcError::invalid_request(format!(
+                "protocol {v} needs a session: send initialize first, then Mcp-Session-Id"
+            )),
+            _ => RpcError::invalid_params(format!(
+                "params._meta is required: protocol {} requests carry {}, {} and {} in it \
+                 (or send initialize to open a session of an older protocol)",
+                Version::V2026_07_28,
+                meta::PROTOCOL_VERSION,
+                meta::CLIENT_CAPABILITIES,
+                meta::CLIENT_INFO
+            )),
+        });
+    };
+    let Some(meta_version) = request_meta
+        .get(meta::PROTOCOL_VERSION)
+        .and_then(Value::as_str)
+    else {
+        return Err(RpcError::invalid_params(format!(
+            "params._meta[\"{}\"] is required",
+            meta::PROTOCOL_VERSION
+        )));
+    };
+    let Some(capabilities) = request_meta
+        .get(meta::CLIENT_CAPABILITIES)
+        .and_then(Value::as_object)
+    else {
+        return Err(RpcError::invalid_params(format!(
+            "params._meta[\"{}\"] is required (an object)",
+            meta::CLIENT_CAPABILITIES
+        )));
+    };
+    match header_version {
+        None => {
+            return Err(header_mismatch(format!(
+                "the MCP-Protocol-Version header is required and must equal _meta[\"{}\"] ({meta_version})",
+                meta::PROTOCOL_VERSION
+            )));
+        }
+        Some(h) if h != meta_version => {
+            return Err(header_mismatch(format!(
+                "the MCP-Protocol-Version header ({h}) does not match _meta[\"{}\"] ({meta_version})",
+                meta::PROTOCOL_VERSION
+            )));
+        }
+        Some(_) => {}
+    }
+    let version =
+        Version::parse(meta_version).ok_or_else(|| RpcError::unsupported_version(meta_version))?;
+    if !version.is_stateless() {
+        return Err(RpcError::invalid_request(format!(
+            "protocol {version} needs a session: send initialize first, then Mcp-Session-Id"
+        )));
+    }
+    // The headers that let a proxy route without reading the body must say what it says.
+    match header_str(headers, MCP_METHOD)? {
+        Some(h) if h == method => {}
+        Some(h) => {
+            return Err(header_mismatch(format!(
+                "the Mcp-Method header ({h}) does not match the method ({method})"
+            )));
+        }
+        None => {
+            return Err(header_mismatch(format!(
+                "the Mcp-Method header is required (here: {method})"
+            )));
+        }
+    }
+    let named = match method {
+        "tools/call" | "prompts/get" => params.get("name"),
+        "resources/read" => params.get("uri"),
+        _ => None,
+    }
+    .and_then(Value::as_str);
+    match (header_str(headers, MCP_NAME)?, named) {
+        (Some(h), Some(n)) if h == n => {}
+        (None, None) => {}
+        (Some(h), n) => {
+            return Err(header_mismatch(format!(
+                "the Mcp-Name header ({h}) does not match the request ({})",
+                n.unwrap_or("which names nothing")
+            )));
+        }
+        (None, Some(n)) => {
+            return Err(header_mismatch(format!(
+                "the Mcp-Name header is required for {method} (here: {n})"
+            )));
+        }
+    }
+    Ok((version, capabilities.clone()))
+}
+
+fn header_mismatch(message: String) -> RpcError {
+    RpcError::new(code::HEADER_MISMATCH, message)
+}
+
+async fn initialize(
+    ctx: &web::Data<Context>,
+    principal: Principal,
+    id: Value,
+    params: &Map<String, Value>,
+) -> Result<HttpResponse, Refusal> {
+    let requested = params
+        .get("protocolVersion")
+        .and_then(Value::as_str)
+        .ok_or_else(|| RpcError::invalid_params("initialize needs \"protocolVersion\""))?;
+    // The client's version when it is one with sessions, else the newest such.
+    let version = Version::parse(requested)
+        .filter(|v| !v.is_stateless())
+        .unwrap_or(Version::LATEST_SESSION);
+    let capabilities = object(params, "capabilities").cloned().unwrap_or_default();
+    let session = ctx
+        .mcp
+        .sessions
+        .open(ctx, version, principal, capabilities)
+        .await
+        .map_err(|e| {
+            tracing::warn!(error = %e, "cannot open an MCP session");
+            RpcError::internal()
+        })?;
+    tracing::debug!(session = %session.id, %version, "MCP session opened");
+    let body = response(&id, engine::initialize_result(version));
+    Ok(HttpResponse::Ok()
+        .content_type("application/json")
+        .insert_header((SESSION_ID, session.id.clone()))
+        .body(serde_json::to_vec(&body).expect("messages serialize")))
+}
+
+async fn in_session(
+    req: &HttpRequest,
+    ctx: &web::Data<Context>,
+    session: Arc<Session>,
+    incoming: Incoming,
+) -> Result<HttpResponse, Refusal> {
+    match incoming {
+        Incoming::Request { method, .. } if method == "initialize" => {
+            Err(RpcError::invalid_request(
+                "this session is already initialized; omit Mcp-Session-Id to start another",
+            )
+            .into())
+        }
+        Incoming::Request { id, method, params } => {
+            let call = new_call(
+                ctx,
+                session.principal.clone(),
+                session.version,
+                session.client_capabilities.clone(),
+                &params,
+                session.log_level(),
+                Some(&session),
+            )?;
+            run(req, ctx, call, Some(session), id, method, params).await
+        }
+        Incoming::Notification { method, params } => {
+            match method.as_str() {
+                "notifications/initialized" => session.mark_initialized(),
+                "notifications/cancelled" => {
+                    if let Some(id) = params.get("requestId") {
+                        session.cancel(id);
+                    }
+                }
+                _ => {}
+            }
+            Ok(HttpResponse::Accepted().finish())
+        }
+        Incoming::Response { id, outcome } => {
+            if session.requests.answer(&id, outcome) {
+                Ok(HttpResponse::Accepted().finish())
+            } else {
+                Err(RpcError::invalid_request(format!(
+                    "no request with id {id} is waiting for an answer"
+                ))
+                .into())
+            }
+        }
+    }
+}
+
+fn new_call(
+    ctx: &web::Data<Context>,
+    principal: Principal,
+    version: Version,
+    client_capabilities: Map<String, Value>,
+    params: &Map<String, Value>,
+    log_level: Option<super::call::LogLevel>,
+    session: Option<&Arc<Session>>,
+) -> Result<(Call, mpsc::UnboundedReceiver<Value>), RpcError> {
+    let progress_token = object(params, "_meta")
+        .and_then(|m| m.get("progressToken"))
+        .cloned();
+    let input_responses = match params.get("inputResponses") {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(map)) => Some(map.clone()),
+        Some(_) => {
+            return Err(RpcError::invalid_params(
+                "\"inputResponses\" must be an object",
+            ));
+        }
+    };
+    let request_state = match params.get("requestState") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(_) => {
+            return Err(RpcError::invalid_params(
+                "\"requestState\" must be a string",
+            ));
+        }
+    };
+    let (tx, rx) = mpsc::unbounded_channel();
+    let out = Outbound::new(
+        tx,
+        progress_token,
+        log_level,
+        session.map(|s| s.requests.clone()),
+    );
+    Ok((
+        Call {
+            node: ctx.get_ref().clone(),
+            principal,
+            version,
+            client_capabilities,
+            input_responses,
+            request_state,
+            out,
+            cancel: CancellationToken::new(),
+        },
+        rx,
+    ))
+}
+
+/// Cancels a request's work when its HTTP exchange goes away before it finished.
+struct CancelOnDrop {
+    token: CancellationToken,
+    session: Option<(Arc<Session>, Value)>,
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.token.cancel();
+        if let Some((session, id)) = &self.session {
+            session.untrack(id);
+        }
+    }
+}
+
+/// Runs a request on the node's runtime. The answer is plain JSON when the work sends
+/// nothing before its result; otherwise an event stream of its messages, then the result.
+async fn run(
+    req: &HttpRequest,
+    ctx: &web::Data<Context>,
+    (call, mut rx): (Call, mpsc::UnboundedReceiver<Value>),
+    session: Option<Arc<Session>>,
+    id: Value,
+    method: String,
+    params: Map<String, Value>,
+) -> Result<HttpResponse, Refusal> {
+    let stateless = call.version.is_stateless();
+    let token = call.cancel.clone();
+    if let Some(s) = &session {
+        s.track(&id, token.clone());
+    }
+    let guard = CancelOnDrop {
+        token: token.clone(),
+        session: session.clone().map(|s| (s, id.clone())),
+    };
+    let mcp = ctx.mcp.clone();
+    let mut task = ctx.runtime.spawn(async move {
+        let work = engine::handle(&mcp, &call, session.as_ref(), &method, &params);
+        tokio::select! {
+            result = work => Some(result),
+            _ = call.cancel.cancelled() => None,
+        }
+    });
+    let wants_stream = accepts_sse(req);
+    let first = if wants_stream {
+        tokio::select! {
+            biased;
+            done = &mut task => Err(done),
+            message = rx.recv() => match message {
+                Some(message) => Ok(message),
+                // The work dropped its way back: it has finished.
+                None => Err((&mut task).await),
+            },
+        }
+    } else {
+        Err((&mut task).await)
+    };
+    match first {
+        Err(done) => match rx.try_recv() {
+            // Finished, with messages queued before the result: stream them all.
+            Ok(message) if wants_stream => Ok(stream_response(
+                Some(message),
+                rx,
+                Finished::Done(answer(done, &id)),
+                guard,
+            )),
+            _ => {
+                drop(guard);
+                match answer(done, &id) {
+                    Some(Ok(message)) => Ok(json_response(StatusCode::OK, &message)),
+                    Some(Err(e)) if stateless => Err(e.into()),
+                    Some(Err(e)) => Ok(json_response(StatusCode::OK, &e.to_message())),
+                    // Cancelled: the client asked for no answer.
+                    None => Ok(HttpResponse::Accepted().finish()),
+                }
+            }
+        },
+        Ok(first) => Ok(stream_response(
+            Some(first),
+            rx,
+            Finished::Running(task, id),
+            guard,
+        )),
+    }
+}
+
+type Outcome = Option<Result<Value, RpcError>>;
+
+/// The JSON-RPC message that ends a request: its result or its error; `None` when the
+/// work was cancelled (or panicked, which is logged).
+fn answer(
+    done: Result<Outcome, tokio::task::JoinError>,
+    id: &Value,
+) -> Option<Result<Value, RpcError>> {
+    match done {
+        Ok(Some(Ok(result))) => Some(Ok(response(id, result))),
+        Ok(Some(Err(e))) => Some(Err(e.with_id(id.clone()))),
+        Ok(None) => None,
+        Err(e) => {
+            tracing::error!(error = %e, "an MCP request failed unexpectedly");
+            Some(Err(RpcError::internal().with_id(id.clone())))
+        }
+    }
+}
+
+enum Finished {
+    Running(tokio::task::JoinHandle<Outcome>, Value),
+    Done(Option<Result<Value, RpcError>>),
+}
+
+fn stream_response(
+    first: Option<Value>,
+    rx: mpsc::UnboundedReceiver<Value>,
+    finished: Finished,
+    guard: CancelOnDrop,
+) -> HttpResponse {
+    let first = first.map(|m| sse::event(None, &m.to_string()));
+    let state = (first, rx, Some(finished), guard);
+    let body = stream::unfold(state, |(first, mut rx, finished, guard)| async move {
+        if let Some(bytes) = first {
+            return Some((Ok(bytes), (None, rx, finished, guard)));
+        }
+        let finished = finished?;
+        let done = match finished {
+            Finished::Done(done) => {
+                // Messages sent before the result go first.
+                if let Ok(message) = rx.try_recv() {
+                    let bytes = sse::event(None, &message.to_string());
+                    return Some((Ok(bytes), (None, rx, Some(Finished::Done(done)), guard)));
+                }
+                done
+            }
+            Finished::Running(mut task, id) => {
+                tokio::select! {
+                    biased;
+                    message = rx.recv(), if !rx.is_closed() || !rx.is_empty() => {
+                        if let Some(message) = message {
+                            let bytes = sse::event(None, &message.to_string());
+                            return Some((Ok(bytes), (None, rx, Some(Finished::Running(task, id)), guard)));
+                        }
+                        let done = answer((&mut task).await, &id);
+                        return continue_with(done, rx, guard);
+                    }
+                    done = &mut task => {
+                        let done = answer(done, &id);
+                        return continue_with(done, rx, guard);
+                    }
+                }
+            }
+        };
+        final_event(done).map(|bytes| (Ok(bytes), (None, rx, None, guard)))
+    });
+    sse::response(body)
+}
+
+type StreamState = (
+    Option<Bytes>,
+    mpsc::UnboundedReceiver<Value>,
+    Option<Finished>,
+    CancelOnDrop,
+);
+
+/// After the work finished: drain what it sent, then the result.
+fn continue_with(
+    done: Option<Result<Value, RpcError>>,
+    mut rx: mpsc::UnboundedReceiver<Value>,
+    guard: CancelOnDrop,
+) -> Option<(Result<Bytes, actix_web::Error>, StreamState)> {
+    if let Ok(message) = rx.try_recv() {
+        let bytes = sse::event(None, &message.to_string());
+        return Some((Ok(bytes), (None, rx, Some(Finished::Done(done)), guard)));
+    }
+    final_event(done).map(|bytes| (Ok(bytes), (None, rx, None, guard)))
+}
+
+fn final_event(done: Option<Result<Value, RpcError>>) -> Option<Bytes> {
+    let message = match done? {
+        Ok(message) => message,
+        Err(e) => e.to_message(),
+    };
+    Some(sse::event(None, &message.to_string()))
+}
+
+/// GET: the session's stream of server messages (notifications that belong to no request).
+async fn get(req: HttpRequest, ctx: web::Data<Context>) -> HttpResponse {
+    match open_stream(&req, &ctx).await {
+        Ok(r) => r,
+        Err(refusal) => refusal.into_response(),
+    }
+}
+
+async fn open_stream(req: &HttpRequest, ctx: &web::Data<Context>) -> Result<HttpResponse, Refusal> {
+    check_origin(req, ctx)?;
+    let principal = caller(req, ctx).await?;
+    let Some(session_id) = header_str(req.headers(), SESSION_ID)? else {
+        return Ok(crate::http::errors::method_not_allowed_for(req, &["POST"]));
+    };
+    let session = ctx
+        .mcp
+        .sessions
+        .get(session_id)
+        .filter(|s| s.belongs_to(&principal))
+        .ok_or_else(session_not_found)?;
+    if !accepts(req, "text/event-stream") {
+        return Err(
+            RpcError::invalid_request("GET /mcp needs Accept: text/event-stream")
+                .with_status(StatusCode::NOT_ACCEPTABLE)
+                .into(),
+        );
+    }
+    let after = match header_str(req.headers(), LAST_EVENT_ID)? {
+        None => None,
+        Some(v) => Some(v.parse::<u64>().map_err(|_| {
+            RpcError::invalid_request(format!(
+                "Last-Event-ID {v:?} is not an event id of this server"
+            ))
+        })?),
+    };
+    let rx = session.open_stream(after);
+    let keepalive = sse::keepalive_timer(ctx.config.mcp.sse_keepalive.get());
+    let closed = session.closed().clone();
+    let body = stream::unfold(
+        (rx, keepalive, closed),
+        |(mut rx, mut keepalive, closed)| async move {
+            tokio::select! {
+                _ = closed.cancelled() => None,
+                event = rx.recv() => {
+                    let (id, text) = event?;
+                    Some((Ok::<_, actix_web::Error>(sse::event(Some(id), &text)), (rx, keepalive, closed)))
+                }
+                _ = keepalive.tick() => Some((Ok(sse::keepalive()), (rx, keepalive, closed))),
+            }
+        },
+    );
+    Ok(sse::response(body))
+}
+
+/// DELETE: ends a session.
+async fn delete(req: HttpRequest, ctx: web::Data<Context>) -> HttpResponse {
+    let result = async {
+        check_origin(&req, &ctx)?;
+        let principal = caller(&req, &ctx).await?;
+        let Some(session_id) = header_str(req.headers(), SESSION_ID)? else {
+            return Ok(crate::http::errors::method_not_allowed_for(&req, &["POST"]));
+        };
+        let owned = ctx
+            .mcp
+            .sessions
+            .get(session_id)
+            .is_some_and(|s| s.belongs_to(&principal));
+        if !owned || !ctx.mcp.sessions.remove(session_id) {
+            return Err(Refusal::Rpc(session_not_found()));
+        }
+        tracing::debug!(session = %session_id, "MCP session ended by the client");
+        Ok(HttpResponse::NoContent().finish())
+    }
+    .await;
+    result.unwrap_or_else(Refusal::into_response)
+}
+
+/// A bounded label for metrics: known methods by name, anything else as "other".
+fn method_label(method: Option<&str>) -> &'static str {
+    const KNOWN: [&str; 18] = [
+        "initialize",
+        "ping",
+        "server/discover",
+        "tools/list",
+        "tools/call",
+        "resources/list",
+        "resources/templates/list",
+        "resources/read",
+        "resources/subscribe",
+        "resources/unsubscribe",
+        "prompts/list",
+        "prompts/get",
+        "completion/complete",
+        "logging/setLevel",
+        "subscriptions/listen",
+        "notifications/initialized",
+        "notifications/cancelled",
+        "notifications/roots/list_changed",
+    ];
+    match method {
+        None => "response",
+        Some(m) => KNOWN.iter().find(|k| **k == m).copied().unwrap_or("other"),
+    }
+}

@@ -1,0 +1,351 @@
+//! The methods: one request in, one result (or error) out, whatever the transport.
+//! The endpoint decides the protocol era and the session; this module answers.
+
+use std::sync::Arc;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use rmcp::model::CallToolResult;
+use serde_json::{Map, Value, json};
+
+use super::Mcp;
+use super::call::{Call, LogLevel};
+use super::catalog::not_found;
+use super::protocol::{RpcError, Version, code, meta};
+use super::sessions::Session;
+
+pub const SERVER_NAME: &str = "devmesh";
+
+pub fn server_info() -> Value {
+    json!({ "name": SERVER_NAME, "title": "devmesh", "version": env!("CARGO_PKG_VERSION") })
+}
+
+pub fn capabilities() -> Value {
+    json!({
+        "tools": { "listChanged": true },
+        "resources": { "subscribe": true, "listChanged": true },
+        "prompts": { "listChanged": true },
+        "logging": {},
+        "completions": {},
+    })
+}
+
+const INSTRUCTIONS: &str = "devmesh connects agents to a team's shared contexts and DevOps tools. \
+Use devmesh_context_* to keep and read conversation history that other agents can see.";
+
+/// Methods that only sessions (protocols up to 2025-11-25) have.
+const SESSION_ONLY: [&str; 5] = [
+    "initialize",
+    "ping",
+    "logging/setLevel",
+    "resources/subscribe",
+    "resources/unsubscribe",
+];
+
+/// Answers one request. `session` is the caller's session under the older protocols.
+pub async fn handle(
+    mcp: &Mcp,
+    call: &Call,
+    session: Option<&Arc<Session>>,
+    method: &str,
+    params: &Map<String, Value>,
+) -> Result<Value, RpcError> {
+    let stateless = call.version.is_stateless();
+    if stateless && SESSION_ONLY.contains(&method) {
+        return Err(RpcError::method_not_found(method));
+    }
+    let result = match method {
+        "server/discover" if stateless => discover(),
+        "ping" => Ok(json!({})),
+        "tools/list" => list_tools(mcp, call, params).await,
+        "tools/call" => call_tool(mcp, call, params).await,
+        "resources/list" => list_resources(mcp, call, params).await,
+        "resources/templates/list" => {
+            let templates = mcp.catalog.resource_templates();
+            paginate(mcp, params, "resourceTemplates", to_values(&templates))
+        }
+        "resources/read" => read_resource(mcp, call, params).await,
+        "resources/subscribe" | "resources/unsubscribe" => {
+            let uri = required_str(params, "uri")?;
+            let session = session.ok_or_else(|| RpcError::method_not_found(method))?;
+            if method == "resources/subscribe" {
+                session.subscribe(uri);
+            } else {
+                session.unsubscribe(uri);
+            }
+            Ok(json!({}))
+        }
+        "prompts/list" => {
+            let prompts = mcp.catalog.prompts();
+            paginate(mcp, params, "prompts", to_values(&prompts))
+        }
+        "prompts/get" => get_prompt(mcp, call, params).await,
+        "completion/complete" => complete(mcp, call, params).await,
+        "logging/setLevel" => {
+            let level = required_str(params, "level")?;
+            let level = LogLevel::parse(level).ok_or_else(|| {
+                RpcError::invalid_params(format!(
+                    "unknown log level {level:?}: use debug, info, notice, warning, error, critical, alert or emergency"
+                ))
+            })?;
+            session
+                .ok_or_else(|| RpcError::method_not_found(method))?
+                .set_log_level(level);
+            Ok(json!({}))
+        }
+        _ => Err(RpcError::method_not_found(method)),
+    }?;
+    Ok(finish(mcp, call.version, method, result))
+}
+
+/// Adds what the protocol version asks of every result: `resultType` and caching hints
+/// from 2026-07-28 on, neither before.
+fn finish(mcp: &Mcp, version: Version, method: &str, mut result: Value) -> Value {
+    let Some(obj) = result.as_object_mut() else {
+        return result;
+    };
+    if version.is_stateless() {
+        obj.entry("resultType").or_insert_with(|| json!("complete"));
+        if matches!(
+            method,
+            "tools/list"
+                | "prompts/list"
+                | "resources/list"
+                | "resources/templates/list"
+                | "resources/read"
+        ) && obj.get("resultType") == Some(&json!("complete"))
+        {
+            obj.insert("ttlMs".into(), json!(mcp.list_ttl_ms));
+            // What a tenant sees is its own: never share a cached answer across callers.
+            obj.insert("cacheScope".into(), json!("private"));
+        }
+    } else {
+        obj.remove("resultType");
+    }
+    result
+}
+
+fn discover() -> Result<Value, RpcError> {
+    Ok(json!({
+        "supportedVersions": Version::supported(),
+        "capabilities": capabilities(),
+        "instructions": INSTRUCTIONS,
+        "ttlMs": 300_000,
+        "cacheScope": "public",
+        "_meta": { meta::SERVER_INFO: server_info() },
+    }))
+}
+
+/// The `initialize` result of a new session.
+pub fn initialize_result(version: Version) -> Value {
+    json!({
+        "protocolVersion": version.as_str(),
+        "capabilities": capabilities(),
+        "serverInfo": server_info(),
+        "instructions": INSTRUCTIONS,
+    })
+}
+
+fn required_str<'a>(params: &'a Map<String, Value>, key: &str) -> Result<&'a str, RpcError> {
+    match params.get(key) {
+        Some(Value::String(s)) => Ok(s),
+        Some(_) => Err(RpcError::invalid_params(format!(
+            "\"{key}\" must be a string"
+        ))),
+        None => Err(RpcError::invalid_params(format!("\"{key}\" is required"))),
+    }
+}
+
+fn arguments(params: &Map<String, Value>) -> Result<Map<String, Value>, RpcError> {
+    match params.get("arguments") {
+        None | Some(Value::Null) => Ok(Map::new()),
+        Some(Value::Object(args)) => Ok(args.clone()),
+        Some(_) => Err(RpcError::invalid_params("\"arguments\" must be an object")),
+    }
+}
+
+fn to_values<T: serde::Serialize>(items: &[T]) -> Vec<Value> {
+    items
+        .iter()
+        .map(|i| serde_json::to_value(i).expect("catalog entries serialize"))
+        .collect()
+}
+
+/// One page of a list; the cursor is the opaque position of the next page.
+fn paginate(
+    mcp: &Mcp,
+    params: &Map<String, Value>,
+    key: &str,
+    items: Vec<Value>,
+) -> Result<Value, RpcError> {
+    let start = match params.get("cursor") {
+        None | Some(Value::Null) => 0,
+        Some(Value::String(c)) => decode_cursor(c)
+            .filter(|&n| n <= items.len())
+            .ok_or_else(|| RpcError::invalid_params(format!("invalid cursor {c:?}")))?,
+        Some(_) => return Err(RpcError::invalid_params("\"cursor\" must be a string")),
+    };
+    let end = (start + mcp.page_size).min(items.len());
+    let mut page = Map::new();
+    page.insert(key.into(), Value::Array(items[start..end].to_vec()));
+    if end < items.len() {
+        page.insert(
+            "nextCursor".into(),
+            json!(URL_SAFE_NO_PAD.encode(format!("o:{end}"))),
+        );
+    }
+    Ok(Value::Object(page))
+}
+
+fn decode_cursor(cursor: &str) -> Option<usize> {
+    let raw = URL_SAFE_NO_PAD.decode(cursor).ok()?;
+    std::str::from_utf8(&raw)
+        .ok()?
+        .strip_prefix("o:")?
+        .parse()
+        .ok()
+}
+
+async fn list_tools(
+    mcp: &Mcp,
+    call: &Call,
+    params: &Map<String, Value>,
+) -> Result<Value, RpcError> {
+    let tools: Vec<Value> = mcp
+        .catalog
+        .tools(call)
+        .await
+        .iter()
+        .map(|spec| serde_json::to_value(&spec.tool).expect("tools serialize"))
+        .collect();
+    paginate(mcp, params, "tools", tools)
+}
+
+async fn call_tool(mcp: &Mcp, call: &Call, params: &Map<String, Value>) -> Result<Value, RpcError> {
+    let name = required_str(params, "name")?;
+    let args = arguments(params)?;
+    let Some((provider, spec)) = mcp.catalog.find_tool(call, name).await else {
+        return Err(RpcError::invalid_params(format!("unknown tool: {name}"))
+            .with_data(json!({ "name": name })));
+    };
+    let started = std::time::Instant::now();
+    let outcome = match spec.check_arguments(&args) {
+        Err(problems) => Ok(tool_error(format!(
+            "invalid arguments for {name}: {problems}"
+        ))),
+        Ok(()) => provider.call_tool(name, args, call).await,
+    };
+    let label = match &outcome {
+        Ok(v) if v.get("isError") == Some(&json!(true)) => "tool_error",
+        Ok(v) if v.get("resultType") == Some(&json!("input_required")) => "input_required",
+        Ok(_) => "ok",
+        Err(_) => "error",
+    };
+    metrics::counter!("devmesh_mcp_tool_calls_total", "tool" => spec.tool.name.to_string(), "outcome" => label)
+        .increment(1);
+    metrics::histogram!("devmesh_mcp_tool_call_duration_seconds", "tool" => spec.tool.name.to_string())
+        .record(started.elapsed().as_secs_f64());
+    outcome
+}
+
+/// A tool result that reports a failure to the model rather than to the protocol.
+pub fn tool_error(message: impl Into<String>) -> Value {
+    let mut result = CallToolResult::error(vec![rmcp::model::ContentBlock::text(message.into())]);
+    result.result_type = None;
+    serde_json::to_value(result).expect("results serialize")
+}
+
+async fn list_resources(
+    mcp: &Mcp,
+    call: &Call,
+    params: &Map<String, Value>,
+) -> Result<Value, RpcError> {
+    let resources = mcp.catalog.resources(call).await?;
+    paginate(mcp, params, "resources", to_values(&resources))
+}
+
+async fn read_resource(
+    mcp: &Mcp,
+    call: &Call,
+    params: &Map<String, Value>,
+) -> Result<Value, RpcError> {
+    let uri = required_str(params, "uri")?;
+    match mcp.catalog.resource_owner(uri) {
+        Some(provider) => provider.read_resource(uri, call).await,
+        None => Err(not_found(uri)),
+    }
+}
+
+async fn get_prompt(
+    mcp: &Mcp,
+    call: &Call,
+    params: &Map<String, Value>,
+) -> Result<Value, RpcError> {
+    let name = required_str(params, "name")?;
+    let args = arguments(params)?;
+    let prompt = mcp
+        .catalog
+        .prompts()
+        .into_iter()
+        .find(|p| p.name == name)
+        .ok_or_else(|| RpcError::invalid_params(format!("unknown prompt: {name}")))?;
+    let missing: Vec<&str> = prompt
+        .arguments
+        .iter()
+        .flatten()
+        .filter(|a| a.required == Some(true) && !args.contains_key(&a.name))
+        .map(|a| a.name.as_str())
+        .collect();
+    if !missing.is_empty() {
+        return Err(RpcError::invalid_params(format!(
+            "prompt {name} needs the argument(s): {}",
+            missing.join(", ")
+        )));
+    }
+    if let Some((key, _)) = args.iter().find(|(_, v)| !v.is_string()) {
+        return Err(RpcError::invalid_params(format!(
+            "prompt argument {key:?} must be a string"
+        )));
+    }
+    let provider = mcp
+        .catalog
+        .prompt_owner(name)
+        .expect("listed prompts have an owner");
+    provider.get_prompt(name, args, call).await
+}
+
+async fn complete(mcp: &Mcp, call: &Call, params: &Map<String, Value>) -> Result<Value, RpcError> {
+    let reference = params
+        .get("ref")
+        .filter(|r| r.is_object())
+        .ok_or_else(|| RpcError::invalid_params("\"ref\" must be an object"))?;
+    let argument = params
+        .get("argument")
+        .and_then(Value::as_object)
+        .ok_or_else(|| {
+            RpcError::invalid_params("\"argument\" must be an object with name and value")
+        })?;
+    let name = required_str(argument, "name")?;
+    let value = required_str(argument, "value")?;
+    let mut values = mcp.catalog.complete(reference, name, value, call).await;
+    let total = values.len();
+    values.truncate(100);
+    Ok(json!({
+        "completion": { "values": values, "total": total, "hasMore": total > 100 }
+    }))
+}
+
+/// Whether a request failed in a way the caller should see as a protocol error, for metrics.
+pub fn error_label(error: &RpcError) -> &'static str {
+    match error.code {
+        code::PARSE_ERROR => "parse_error",
+        code::INVALID_REQUEST => "invalid_request",
+        code::METHOD_NOT_FOUND => "method_not_found",
+        code::INVALID_PARAMS => "invalid_params",
+        code::HEADER_MISMATCH => "header_mismatch",
+        code::MISSING_CLIENT_CAPABILITY => "missing_capability",
+        code::UNSUPPORTED_PROTOCOL_VERSION => "unsupported_version",
+        code::RATE_LIMITED => "rate_limited",
+        _ => "internal_error",
+    }
+}

@@ -1,0 +1,86 @@
+//! The MCP endpoint: Streamable HTTP at `/mcp` on the mcp listener, speaking protocol
+//! 2026-07-28 (stateless) and 2025-11-25 / 2025-06-18 (sessions) on the same path.
+//!
+//! - [`protocol`]: versions, JSON-RPC messages and errors.
+//! - [`endpoint`]: the HTTP side: headers, eras, sessions, JSON or SSE answers.
+//! - [`engine`]: the methods, whatever the transport.
+//! - [`catalog`]: tools, resources and prompts from [`providers`], per tenant.
+//! - [`call`]: what a provider gets with a request, and its way back to the client.
+//! - [`sessions`]: the sessions of the older protocols.
+
+pub mod call;
+pub mod catalog;
+mod endpoint;
+pub mod engine;
+mod listen;
+mod origin;
+pub mod protocol;
+pub mod providers;
+pub mod sessions;
+mod sse;
+
+use std::sync::Arc;
+
+use rmcp::model::RequestStateCodec;
+use tokio::sync::OnceCell;
+
+use crate::config::Config;
+use crate::service::ServiceResult;
+use crate::storage::{Db, settings};
+use crate::tenancy::anonymous::AnonymousTenant;
+use catalog::{Catalog, Provider};
+use sessions::Sessions;
+
+pub use endpoint::configure;
+
+const REQUEST_STATE_KEY: &str = "mcp.request_state_key";
+
+/// The node's MCP state: the catalog, the sessions and the key that protects
+/// `requestState`.
+pub struct Mcp {
+    pub catalog: Catalog,
+    pub sessions: Arc<Sessions>,
+    pub page_size: usize,
+    pub list_ttl_ms: u64,
+    pub anonymous: AnonymousTenant,
+    state_codec: OnceCell<RequestStateCodec>,
+}
+
+impl Mcp {
+    pub fn new(config: &Config) -> Arc<Self> {
+        let mut providers: Vec<Box<dyn Provider>> = vec![
+            Box::new(providers::contexts::ContextsProvider::new()),
+            Box::new(providers::system::SystemProvider),
+        ];
+        if config.mcp.conformance_fixtures {
+            providers.push(Box::new(providers::fixtures::FixturesProvider::new()));
+        }
+        Arc::new(Self {
+            catalog: Catalog::new(providers),
+            sessions: Arc::new(Sessions::new(
+                config.mcp.session_idle_timeout.get(),
+                config.mcp.replay_buffer,
+            )),
+            page_size: config.mcp.page_size,
+            list_ttl_ms: config.mcp.list_cache_ttl.get().as_millis() as u64,
+            anonymous: AnonymousTenant::default(),
+            state_codec: OnceCell::new(),
+        })
+    }
+
+    /// Seals and opens `requestState` (HMAC-SHA256) with a key every node shares: made
+    /// once and kept in the database.
+    pub async fn state_codec(&self, db: &Db) -> ServiceResult<&RequestStateCodec> {
+        self.state_codec
+            .get_or_try_init(|| async {
+                let candidate = crate::tenancy::secrets::generate_signing_secret();
+                let key = settings::get_or_insert(db, REQUEST_STATE_KEY, &candidate).await?;
+                RequestStateCodec::try_new(key.into_bytes()).map_err(|e| {
+                    crate::service::ServiceError::Internal(format!(
+                        "the request-state key is unusable: {e}"
+                    ))
+                })
+            })
+            .await
+    }
+}

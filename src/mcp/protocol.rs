@@ -1,0 +1,316 @@
+//! The wire: protocol versions, JSON-RPC messages and the errors the endpoint answers with.
+
+use std::fmt;
+
+use actix_web::http::StatusCode;
+use serde_json::{Map, Value, json};
+
+/// The protocol revisions devmesh speaks, oldest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Version {
+    V2025_06_18,
+    V2025_11_25,
+    V2026_07_28,
+}
+
+impl Version {
+    pub const ALL: [Version; 3] = [Self::V2025_06_18, Self::V2025_11_25, Self::V2026_07_28];
+    /// The newest revision with `initialize` and sessions.
+    pub const LATEST_SESSION: Version = Self::V2025_11_25;
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::V2025_06_18 => "2025-06-18",
+            Self::V2025_11_25 => "2025-11-25",
+            Self::V2026_07_28 => "2026-07-28",
+        }
+    }
+
+    /// Stateless: no `initialize`, no session; every request carries its own `_meta`.
+    pub fn is_stateless(self) -> bool {
+        self >= Self::V2026_07_28
+    }
+
+    pub fn supported() -> Vec<&'static str> {
+        Self::ALL.iter().rev().map(|v| v.as_str()).collect()
+    }
+}
+
+impl fmt::Display for Version {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `_meta` keys of protocol 2026-07-28.
+pub mod meta {
+    pub const PROTOCOL_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
+    pub const CLIENT_CAPABILITIES: &str = "io.modelcontextprotocol/clientCapabilities";
+    pub const CLIENT_INFO: &str = "io.modelcontextprotocol/clientInfo";
+    pub const LOG_LEVEL: &str = "io.modelcontextprotocol/logLevel";
+    pub const SERVER_INFO: &str = "io.modelcontextprotocol/serverInfo";
+    pub const SUBSCRIPTION_ID: &str = "io.modelcontextprotocol/subscriptionId";
+}
+
+/// JSON-RPC error codes used by MCP.
+pub mod code {
+    pub const PARSE_ERROR: i32 = -32700;
+    pub const INVALID_REQUEST: i32 = -32600;
+    pub const METHOD_NOT_FOUND: i32 = -32601;
+    pub const INVALID_PARAMS: i32 = -32602;
+    pub const INTERNAL_ERROR: i32 = -32603;
+    pub const HEADER_MISMATCH: i32 = -32020;
+    pub const MISSING_CLIENT_CAPABILITY: i32 = -32021;
+    pub const UNSUPPORTED_PROTOCOL_VERSION: i32 = -32022;
+    /// Not a JSON-RPC code of the specification: the request was refused by the
+    /// caller's rate limit.
+    pub const RATE_LIMITED: i32 = -32029;
+    /// Not of the specification: the request has no valid credentials (HTTP 401).
+    pub const UNAUTHENTICATED: i32 = -32001;
+    /// Not of the specification: the caller may not do this (HTTP 403).
+    pub const FORBIDDEN: i32 = -32003;
+}
+
+/// A JSON-RPC request or notification id.
+pub type Id = Value;
+
+/// What a client sent, one message.
+#[derive(Debug, Clone)]
+pub enum Incoming {
+    Request {
+        id: Id,
+        method: String,
+        params: Map<String, Value>,
+    },
+    Notification {
+        method: String,
+        params: Map<String, Value>,
+    },
+    /// The client's answer to a request the server sent it.
+    Response {
+        id: Id,
+        outcome: Result<Value, Value>,
+    },
+}
+
+impl Incoming {
+    /// Reads one JSON-RPC message; an array (a batch) is refused.
+    pub fn parse(body: &[u8]) -> Result<Self, RpcError> {
+        let value: Value = serde_json::from_slice(body).map_err(|e| {
+            RpcError::new(
+                code::PARSE_ERROR,
+                format!("the body is not valid JSON: {e}"),
+            )
+        })?;
+        Self::from_value(value)
+    }
+
+    pub fn from_value(value: Value) -> Result<Self, RpcError> {
+        let Value::Object(mut obj) = value else {
+            return Err(if value.is_array() {
+                RpcError::invalid_request(
+                    "JSON-RPC batches are not supported: send one message per request",
+                )
+            } else {
+                RpcError::invalid_request("a JSON-RPC message must be a JSON object")
+            });
+        };
+        if obj.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
+            let id = obj.get("id").cloned().unwrap_or(Value::Null);
+            return Err(RpcError::invalid_request("\"jsonrpc\" must be \"2.0\"").with_id(id));
+        }
+        let id = match obj.remove("id") {
+            None => None,
+            Some(id @ (Value::String(_) | Value::Number(_))) => Some(id),
+            Some(_) => {
+                return Err(RpcError::invalid_request(
+                    "\"id\" must be a string or a number",
+                ));
+            }
+        };
+        match obj.remove("method") {
+            Some(Value::String(method)) => {
+                let params = match obj.remove("params") {
+                    None | Some(Value::Null) => Map::new(),
+                    Some(Value::Object(p)) => p,
+                    Some(_) => {
+                        return Err(RpcError::invalid_params("\"params\" must be an object")
+                            .with_id(id.unwrap_or(Value::Null)));
+                    }
+                };
+                Ok(match id {
+                    Some(id) => Self::Request { id, method, params },
+                    None => Self::Notification { method, params },
+                })
+            }
+            Some(_) => Err(RpcError::invalid_request("\"method\" must be a string")
+                .with_id(id.unwrap_or(Value::Null))),
+            None => {
+                let Some(id) = id else {
+                    return Err(RpcError::invalid_request(
+                        "a message needs a \"method\" (request or notification) or an \"id\" with \"result\" or \"error\" (response)",
+                    ));
+                };
+                let outcome = match (obj.remove("result"), obj.remove("error")) {
+                    (Some(result), None) => Ok(result),
+                    (None, Some(error)) => Err(error),
+                    _ => {
+                        return Err(RpcError::invalid_request(
+                            "a response needs exactly one of \"result\" and \"error\"",
+                        )
+                        .with_id(id));
+                    }
+                };
+                Ok(Self::Response { id, outcome })
+            }
+        }
+    }
+}
+
+/// A JSON-RPC error, with the HTTP status the Streamable HTTP transport answers it with.
+#[derive(Debug, Clone)]
+pub struct RpcError {
+    pub id: Option<Id>,
+    pub code: i32,
+    pub message: String,
+    pub data: Option<Value>,
+    pub status: StatusCode,
+}
+
+impl RpcError {
+    pub fn new(code: i32, message: impl Into<String>) -> Self {
+        let status = match code {
+            code::METHOD_NOT_FOUND => StatusCode::NOT_FOUND,
+            code::INTERNAL_ERROR => StatusCode::INTERNAL_SERVER_ERROR,
+            code::RATE_LIMITED => StatusCode::TOO_MANY_REQUESTS,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        Self {
+            id: None,
+            code,
+            message: message.into(),
+            data: None,
+            status,
+        }
+    }
+
+    pub fn invalid_request(message: impl Into<String>) -> Self {
+        Self::new(code::INVALID_REQUEST, message)
+    }
+
+    pub fn invalid_params(message: impl Into<String>) -> Self {
+        Self::new(code::INVALID_PARAMS, message)
+    }
+
+    pub fn method_not_found(method: &str) -> Self {
+        Self::new(
+            code::METHOD_NOT_FOUND,
+            format!("method not found: {method}"),
+        )
+        .with_data(json!({ "method": method }))
+    }
+
+    pub fn internal() -> Self {
+        Self::new(code::INTERNAL_ERROR, "internal error")
+    }
+
+    pub fn unsupported_version(requested: &str) -> Self {
+        Self::new(
+            code::UNSUPPORTED_PROTOCOL_VERSION,
+            format!(
+                "unsupported protocol version {requested:?}; this server supports {}",
+                Version::supported().join(", ")
+            ),
+        )
+        .with_data(json!({ "supported": Version::supported(), "requested": requested }))
+    }
+
+    pub fn with_id(mut self, id: Id) -> Self {
+        self.id = Some(id);
+        self
+    }
+
+    pub fn with_data(mut self, data: Value) -> Self {
+        self.data = Some(data);
+        self
+    }
+
+    pub fn with_status(mut self, status: StatusCode) -> Self {
+        self.status = status;
+        self
+    }
+
+    /// The JSON-RPC error object.
+    pub fn object(&self) -> Value {
+        let mut error = json!({ "code": self.code, "message": self.message });
+        if let Some(data) = &self.data {
+            error["data"] = data.clone();
+        }
+        error
+    }
+
+    pub fn to_message(&self) -> Value {
+        json!({
+            "jsonrpc": "2.0",
+            "id": self.id.clone().unwrap_or(Value::Null),
+            "error": self.object(),
+        })
+    }
+}
+
+impl fmt::Display for RpcError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.message, self.code)
+    }
+}
+
+pub fn response(id: &Id, result: Value) -> Value {
+    json!({ "jsonrpc": "2.0", "id": id, "result": result })
+}
+
+pub fn notification(method: &str, params: Value) -> Value {
+    json!({ "jsonrpc": "2.0", "method": method, "params": params })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_are_told_apart() {
+        let req = Incoming::parse(br#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#).unwrap();
+        assert!(matches!(req, Incoming::Request { ref method, .. } if method == "tools/list"));
+        let note =
+            Incoming::parse(br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#).unwrap();
+        assert!(matches!(note, Incoming::Notification { .. }));
+        let resp = Incoming::parse(br#"{"jsonrpc":"2.0","id":"s1","result":{}}"#).unwrap();
+        assert!(matches!(resp, Incoming::Response { outcome: Ok(_), .. }));
+    }
+
+    #[test]
+    fn bad_messages_say_what_is_wrong() {
+        let batch = Incoming::parse(br#"[{"jsonrpc":"2.0","id":1,"method":"ping"}]"#).unwrap_err();
+        assert_eq!(batch.code, code::INVALID_REQUEST);
+        assert!(batch.message.contains("batches"));
+        assert_eq!(Incoming::parse(b"{").unwrap_err().code, code::PARSE_ERROR);
+        let no_version = Incoming::parse(br#"{"id":7,"method":"ping"}"#).unwrap_err();
+        assert_eq!(no_version.id, Some(json!(7)));
+        let params =
+            Incoming::parse(br#"{"jsonrpc":"2.0","id":2,"method":"x","params":[1]}"#).unwrap_err();
+        assert_eq!(params.code, code::INVALID_PARAMS);
+    }
+
+    #[test]
+    fn versions_round_trip() {
+        for v in Version::ALL {
+            assert_eq!(Version::parse(v.as_str()), Some(v));
+        }
+        assert!(Version::V2026_07_28.is_stateless());
+        assert!(!Version::V2025_11_25.is_stateless());
+        assert_eq!(Version::parse("2024-11-05"), None);
+    }
+}
