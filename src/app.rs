@@ -60,6 +60,13 @@ impl Application {
             );
         }
 
+        if let Some(slug) = &config.mcp.anonymous_tenant {
+            tracing::warn!(
+                organization = %slug,
+                "mcp.anonymous_tenant is set: MCP requests without credentials act as a member of this organization; \
+                 unset it unless this node serves one trusted machine"
+            );
+        }
         let roles = &config.node.roles;
         let background_roles = roles.has(Role::Worker) || roles.has(Role::Indexer);
         let wanted = [

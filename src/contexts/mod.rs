@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value};
 
 use crate::context::Context as Node;
+use crate::events::{self, Change};
 use crate::service::{Page, PageRequest, ServiceError, ServiceResult};
 use crate::storage::contexts::{
     self as store, AppendRefusal, Conditional, ContextChanges, ContextFilter, ContextRow, ItemRow,
@@ -170,6 +171,7 @@ pub async fn create(node: &Node, principal: &Principal, new: NewContext) -> Serv
         })
         .collect();
     store::insert(&node.db, &row, &item_rows).await?;
+    events::publish(node, &row.organization_id, Change::ResourcesChanged).await;
     let mut context = Context::from(row);
     context.items = Some(item_rows.into_iter().map(Item::from).collect());
     Ok(context)
@@ -271,10 +273,19 @@ pub async fn update(
     };
     let version = expected_version(node, principal, id, pre).await?;
     match store::update(&node.db, &principal.organization_id, id, version, &changes).await? {
-        Conditional::Done(row) => Ok(row.into()),
+        Conditional::Done(row) => {
+            changed(node, principal, id).await;
+            Ok(row.into())
+        }
         Conditional::Stale(version) => Err(stale(version)),
         Conditional::Missing => Err(NOT_FOUND),
     }
+}
+
+/// Tells every node that a context changed, so that watchers hear of it.
+async fn changed(node: &Node, principal: &Principal, id: &str) {
+    let change = Change::ContextChanged { id: id.to_string() };
+    events::publish(node, &principal.organization_id, change).await;
 }
 
 pub async fn delete(
@@ -289,7 +300,11 @@ pub async fn delete(
         Precondition::Any | Precondition::None => None,
     };
     match store::delete(&node.db, &principal.organization_id, id, version).await? {
-        Conditional::Done(()) => Ok(()),
+        Conditional::Done(()) => {
+            changed(node, principal, id).await;
+            events::publish(node, &principal.organization_id, Change::ResourcesChanged).await;
+            Ok(())
+        }
         Conditional::Stale(version) => Err(stale(version)),
         Conditional::Missing => Err(NOT_FOUND),
     }
@@ -320,6 +335,9 @@ pub async fn append(
         drop_oldest,
     )
     .await?;
+    if outcome.is_ok() {
+        changed(node, principal, id).await;
+    }
     match outcome {
         Ok(done) => Ok(Appended {
             context: done.context.into(),

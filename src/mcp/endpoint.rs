@@ -305,7 +305,7 @@ async fn dispatch(
                 .and_then(Value::as_str)
                 .and_then(super::call::LogLevel::parse);
             if method == "subscriptions/listen" {
-                return Ok(listen::open(ctx, &principal.organization_id, &params).await?);
+                return Ok(listen::open(ctx, &principal.organization_id, id, &params).await?);
             }
             let call = new_call(
                 ctx,

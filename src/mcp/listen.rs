@@ -1,5 +1,6 @@
 //! `subscriptions/listen` (protocol 2026-07-28): a long-lived response stream that carries
-//! the notifications the client asked for, each tagged with the subscription's id.
+//! the notifications the client asked for, each tagged with the subscription's id (the
+//! JSON-RPC id of the listen request).
 
 use actix_web::HttpResponse;
 use actix_web::web::Bytes;
@@ -16,6 +17,7 @@ use crate::events::{Change, TenantEvents};
 pub async fn open(
     node: &Context,
     organization_id: &str,
+    id: Value,
     params: &Map<String, Value>,
 ) -> Result<HttpResponse, RpcError> {
     let filter: SubscriptionFilter =
@@ -27,7 +29,6 @@ pub async fn open(
             tracing::warn!(error = %e, "cannot follow tenant events");
             RpcError::internal()
         })?;
-    let id = uuid::Uuid::now_v7().to_string();
     let ack = notification(
         "notifications/subscriptions/acknowledged",
         json!({ "notifications": filter, "_meta": { meta::SUBSCRIPTION_ID: id } }),
@@ -61,7 +62,7 @@ pub async fn open(
 }
 
 /// The notification a change makes on a stream with this filter, if any.
-fn message_for(change: &Change, filter: &SubscriptionFilter, id: &str) -> Option<Value> {
+fn message_for(change: &Change, filter: &SubscriptionFilter, id: &Value) -> Option<Value> {
     let on = |flag: Option<bool>| flag == Some(true);
     let (method, mut params) = match change {
         Change::ToolsChanged if on(filter.tools_list_changed) => {

@@ -1,0 +1,116 @@
+"""Drives devmesh with the official MCP Python SDK (PyPI `mcp` 2.x).
+
+    python_sdk.py legacy URL   # a 2025-11-25 session: streamable_http_client + ClientSession
+    python_sdk.py modern URL   # protocol 2026-07-28 through mcp.Client
+
+The API key comes from DEVMESH_API_KEY. Each mode lists tools, calls tools with the key,
+reads a resource, waits for a notification caused by its own write, and prints what it
+saw as one JSON object on stdout, for the Rust test that runs it to check.
+"""
+
+import json
+import os
+import sys
+
+import anyio
+import httpx2
+import mcp_types as types
+from mcp import Client, ClientSession
+from mcp.client.streamable_http import streamable_http_client
+
+
+def http_client() -> httpx2.AsyncClient:
+    key = os.environ["DEVMESH_API_KEY"]
+    return httpx2.AsyncClient(headers={"Authorization": f"Bearer {key}"}, timeout=30)
+
+
+def structured(result) -> dict:
+    if result.is_error:
+        raise SystemExit(f"tool error: {result.content}")
+    return result.structured_content
+
+
+async def legacy(url: str) -> dict:
+    updates: list[str] = []
+    updated = anyio.Event()
+
+    async def on_message(message) -> None:
+        if isinstance(message, types.ResourceUpdatedNotification):
+            updates.append(message.params.uri)
+            updated.set()
+
+    async with http_client() as client:
+        async with streamable_http_client(url, http_client=client) as (read, write):
+            async with ClientSession(read, write, message_handler=on_message) as session:
+                init = await session.initialize()
+                tools = await session.list_tools()
+                created = structured(
+                    await session.call_tool(
+                        "devmesh_context_create",
+                        {"name": "python legacy", "items": [{"role": "user", "content": "hello"}]},
+                    )
+                )
+                uri = f"devmesh://contexts/{created['id']}"
+                read_result = await session.read_resource(uri)
+                await session.subscribe_resource(uri)
+                appended = structured(
+                    await session.call_tool(
+                        "devmesh_context_append",
+                        {"id": created["id"], "items": [{"role": "assistant", "content": "hi"}]},
+                    )
+                )
+                with anyio.fail_after(10):
+                    await updated.wait()
+                return {
+                    "protocol_version": init.protocol_version,
+                    "server_name": init.server_info.name,
+                    "tools": [t.name for t in tools.tools],
+                    "context_id": created["id"],
+                    "resource_text": read_result.contents[0].text,
+                    "appended_seq": appended["items"][0]["seq"],
+                    "updates": updates,
+                }
+
+
+async def modern(url: str) -> dict:
+    async with http_client() as client:
+        transport = streamable_http_client(url, http_client=client)
+        async with Client(transport, mode="2026-07-28") as mcp:
+            tools = await mcp.list_tools()
+            whoami = structured(await mcp.call_tool("devmesh_whoami", {}))
+            created = structured(
+                await mcp.call_tool(
+                    "devmesh_context_create",
+                    {"name": "python modern", "items": [{"role": "user", "content": "hello"}]},
+                )
+            )
+            uri = f"devmesh://contexts/{created['id']}"
+            read_result = await mcp.read_resource(uri)
+            events = []
+            async with mcp.listen(resource_subscriptions=[uri]) as sub:
+                await mcp.call_tool(
+                    "devmesh_context_append",
+                    {"id": created["id"], "items": [{"role": "assistant", "content": "hi"}]},
+                )
+                with anyio.fail_after(10):
+                    async for event in sub:
+                        events.append(type(event).__name__ + ":" + str(getattr(event, "uri", "")))
+                        break
+            return {
+                "protocol_version": whoami["protocol_version"],
+                "organization_id": whoami["organization_id"],
+                "tools": [t.name for t in tools.tools],
+                "context_id": created["id"],
+                "resource_text": read_result.contents[0].text,
+                "updates": events,
+            }
+
+
+def main() -> None:
+    mode, url = sys.argv[1], sys.argv[2]
+    result = anyio.run(legacy if mode == "legacy" else modern, url)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
