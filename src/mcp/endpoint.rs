@@ -610,7 +610,12 @@ async fn run(
         let work = engine::handle(&mcp, &call, session.as_ref(), &method, &params);
         tokio::select! {
             result = work => Some(result),
-            _ = call.cancel.cancelled() => None,
+            // Cancelled, or the client went away: the work is dropped where it stands.
+            _ = call.cancel.cancelled() => {
+                metrics::counter!("devmesh_mcp_cancelled_total", "method" => method_label(Some(&method)))
+                    .increment(1);
+                None
+            }
         }
     });
     let wants_stream = accepts_sse(req);

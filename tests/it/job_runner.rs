@@ -100,6 +100,7 @@ fn runner(env: &TestEnv, bus: devmesh::bus::Bus, node_id: &str) -> Runner {
     };
     let ctx = devmesh::context::Context {
         tenancy: devmesh::tenancy::TenancyState::new(&config),
+        mcp: devmesh::mcp::Mcp::new(&config),
         runtime: tokio::runtime::Handle::current(),
         config: Arc::new(config),
         db: devmesh::storage::Db::connect(&env.config).unwrap(),

@@ -11,6 +11,8 @@ mod cli;
 mod contexts;
 mod http_errors;
 mod job_runner;
+mod mcp;
+mod mcp_client;
 mod migrations;
 mod postgres_tls;
 mod process;

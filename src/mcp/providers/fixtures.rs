@@ -3,9 +3,8 @@
 //! Off by default; it exists so that the suite can check the protocol machinery that the
 //! real providers share.
 
-use std::collections::HashSet;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
@@ -30,8 +29,6 @@ const DYNAMIC_PROMPT: &str = "test_dynamic_prompt";
 pub struct FixturesProvider {
     tools: Vec<Arc<ToolSpec>>,
     dynamic_tool: Arc<ToolSpec>,
-    /// Organizations that have switched the dynamic tool on.
-    dynamic_tool_on: Mutex<HashSet<String>>,
     dynamic_prompt_on: AtomicBool,
 }
 
@@ -143,6 +140,12 @@ fn listed_roots(call: &Call, key: &str) -> Option<Vec<String>> {
             .filter_map(|r| r.get("uri").and_then(Value::as_str).map(str::to_string))
             .collect(),
     )
+}
+
+/// Where the organizations that switched the dynamic tool on are kept: on the bus, so
+/// that every node lists the same tools.
+fn dynamic_tool_key(organization_id: &str) -> String {
+    format!("mcp-fixtures:dynamic-tool:{organization_id}")
 }
 
 impl FixturesProvider {
@@ -268,6 +271,19 @@ impl FixturesProvider {
                 "test_input_required_result_capabilities",
                 "Asks only for what the client can give",
             ),
+            Tool::new(
+                "test_countdown",
+                "Counts down, reporting progress at each step: a long call to cancel",
+                schema(json!({
+                    "type": "object",
+                    "properties": {
+                        "steps": { "type": "integer", "minimum": 1, "maximum": 600 },
+                        "interval_ms": { "type": "integer", "minimum": 1, "maximum": 10000 }
+                    },
+                    "required": ["steps", "interval_ms"],
+                    "additionalProperties": false
+                })),
+            ),
         ];
         Self {
             tools: tools.into_iter().map(ToolSpec::new).collect(),
@@ -275,7 +291,6 @@ impl FixturesProvider {
                 DYNAMIC_TOOL,
                 "A tool that test_trigger_tool_change adds and removes",
             )),
-            dynamic_tool_on: Mutex::new(HashSet::new()),
             dynamic_prompt_on: AtomicBool::new(false),
         }
     }
@@ -517,14 +532,15 @@ impl FixturesProvider {
             }
             "test_trigger_tool_change" => {
                 let org = call.principal.organization_id.clone();
-                let added = {
-                    let mut on = self.dynamic_tool_on.lock().unwrap();
-                    if !on.remove(&org) {
-                        on.insert(org.clone());
-                        true
-                    } else {
-                        false
+                let key = dynamic_tool_key(&org);
+                let cache = &call.node.bus.cache;
+                let added = match cache.delete(&key).await {
+                    Ok(true) => false,
+                    Ok(false) => {
+                        let kept = cache.set(&key, "on", Duration::from_secs(24 * 3600)).await;
+                        kept.map(|_| true).map_err(|_| RpcError::internal())?
                     }
+                    Err(_) => return Err(RpcError::internal()),
                 };
                 events::publish(&call.node, &org, Change::ToolsChanged).await;
                 text(format!(
@@ -546,6 +562,15 @@ impl FixturesProvider {
                 ))
             }
             DYNAMIC_TOOL => text("The dynamic tool ran"),
+            "test_countdown" => {
+                let steps = args["steps"].as_u64().unwrap_or(1);
+                let every = Duration::from_millis(args["interval_ms"].as_u64().unwrap_or(1));
+                for step in 1..=steps {
+                    tokio::time::sleep(every).await;
+                    out.progress(step as f64, Some(steps as f64), None);
+                }
+                text(format!("Counted {steps} steps"))
+            }
             "test_input_required_result_elicitation" => match accepted(call, "user_name")
                 .and_then(|c| c.get("name")?.as_str().map(str::to_string))
             {
@@ -720,12 +745,8 @@ impl Provider for FixturesProvider {
     fn tools<'a>(&'a self, call: &'a Call) -> BoxFuture<'a, Vec<Arc<ToolSpec>>> {
         Box::pin(async move {
             let mut tools = self.tools.clone();
-            if self
-                .dynamic_tool_on
-                .lock()
-                .unwrap()
-                .contains(&call.principal.organization_id)
-            {
+            let key = dynamic_tool_key(&call.principal.organization_id);
+            if let Ok(Some(_)) = call.node.bus.cache.get(&key).await {
                 tools.push(self.dynamic_tool.clone());
             }
             tools
