@@ -13,6 +13,7 @@ mod http_errors;
 mod job_runner;
 mod mcp;
 mod mcp_client;
+mod mcp_interop;
 mod migrations;
 mod postgres_tls;
 mod process;

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# The official MCP conformance suite against a devmesh started with the fixture provider
+# on (mcp.conformance_fixtures) and an anonymous tenant (the suite sends no credentials):
+# every required server scenario of protocol 2026-07-28 and of 2025-11-25 must pass.
+# Results are kept in target/conformance/<revision>/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/test-tools.sh
+
+cargo build --quiet --bin devmesh
+binary="${CARGO_TARGET_DIR:-target}/debug/devmesh"
+work=$(mktemp -d)
+results="${CARGO_TARGET_DIR:-target}/conformance"
+rm -rf "$results" && mkdir -p "$results"
+
+DEVMESH_DATA_DIR="$work/data" \
+DEVMESH_MCP__LISTEN=127.0.0.1:0 \
+DEVMESH_API__LISTEN=127.0.0.1:0 \
+DEVMESH_MCP__CONFORMANCE_FIXTURES=true \
+DEVMESH_MCP__ANONYMOUS_TENANT=conformance \
+DEVMESH_LOG__FORMAT=json \
+  "$binary" serve >"$work/devmesh.log" 2>&1 &
+pid=$!
+trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$work"' EXIT
+
+addr=""
+for _ in $(seq 1 100); do
+  addr=$(grep -o '"listener":"mcp","addr":"[^"]*"' "$work/devmesh.log" | sed 's/.*"addr":"\([^"]*\)"/\1/' || true)
+  [ -n "$addr" ] && break
+  kill -0 $pid 2>/dev/null || { cat "$work/devmesh.log" >&2; exit 1; }
+  sleep 0.1
+done
+[ -n "$addr" ] || { echo "[conformance] devmesh did not start" >&2; cat "$work/devmesh.log" >&2; exit 1; }
+echo "[conformance] devmesh at http://$addr/mcp" >&2
+
+failed=0
+for revision in 2026-07-28 2025-11-25; do
+  echo "[conformance] required server scenarios of $revision" >&2
+  if "$DEVMESH_TEST_NODE" "$DEVMESH_CONFORMANCE" server --url "http://$addr/mcp" \
+      --requirements "$revision" -o "$results/$revision" >"$results/$revision.log" 2>&1; then
+    grep -E "^(Total:|Not scored)" "$results/$revision.log" >&2 || true
+  else
+    failed=1
+    echo "[conformance] $revision: required scenarios fail" >&2
+    grep -E "^(✗|Total)" "$results/$revision.log" >&2 || tail -40 "$results/$revision.log" >&2
+  fi
+done
+exit $failed

