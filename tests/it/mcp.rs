@@ -100,6 +100,15 @@ async fn stateless_tools_run_as_the_caller(shape: Shape) {
         .as_str()
         .unwrap()
         .to_string();
+    // Text for text-only clients, and a link to the context's resource.
+    let text: Value =
+        serde_json::from_str(created["content"][0]["text"].as_str().unwrap()).unwrap();
+    assert_eq!(text["id"], id.as_str());
+    assert_eq!(created["content"][1]["type"], "resource_link");
+    assert_eq!(
+        created["content"][1]["uri"],
+        format!("devmesh://contexts/{id}")
+    );
     let appended = mcp
         .call_tool(
             "devmesh_context_append",
@@ -275,6 +284,53 @@ async fn sessions_live_and_end(shape: Shape) {
         "params": { "protocolVersion": "2024-01-01", "capabilities": {}, "clientInfo": { "name": "t", "version": "1" } } });
     let negotiated = mcp.post(&body.to_string(), &[]).await;
     assert_eq!(negotiated.result()["protocolVersion"], LEGACY);
+}
+
+/// Lists come in pages with opaque cursors; idle sessions end.
+async fn lists_page_and_sessions_expire(shape: Shape) {
+    let mut env = TestEnv::new(shape).await;
+    env.config.mcp.page_size = 2;
+    env.config.mcp.session_idle_timeout = devmesh::config::Duration::from_millis(1500);
+    let app = env.spawn_app().await;
+    app.wait_ready().await;
+    let tenant = register(&app, "acme").await;
+    let mcp = McpClient::new(&app, Some(&tenant.key));
+    let mut names = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let params = match &cursor {
+            Some(c) => json!({ "cursor": c }),
+            None => json!({}),
+        };
+        let page = mcp.modern("tools/list", params).await;
+        let tools = page.result()["tools"].as_array().unwrap().clone();
+        assert!(tools.len() <= 2);
+        names.extend(
+            tools
+                .iter()
+                .map(|t| t["name"].as_str().unwrap().to_string()),
+        );
+        match page.result()["nextCursor"].as_str() {
+            Some(next) => cursor = Some(next.to_string()),
+            None => break,
+        }
+    }
+    assert_eq!(names.len(), 5, "{names:?}");
+    let mut unique = names.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), names.len(), "no tool twice: {names:?}");
+
+    let session = mcp.initialize(LEGACY).await;
+    assert_eq!(
+        mcp.in_session(&session, LEGACY, 1, "ping", json!({}))
+            .await
+            .status,
+        200
+    );
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    let expired = mcp.in_session(&session, LEGACY, 2, "ping", json!({})).await;
+    assert_eq!(expired.status, 404);
 }
 
 /// Every malformed request gets a clear 4xx and a JSON-RPC error naming the problem.
@@ -900,6 +956,7 @@ for_shapes!([
     stateless_tools_run_as_the_caller,
     sessions_live_and_end,
     bad_requests_are_refused_clearly,
+    lists_page_and_sessions_expire,
     tenants_see_only_their_own,
     cancellation_stops_the_work,
     messages_stream_before_the_result,

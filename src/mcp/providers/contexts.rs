@@ -202,6 +202,20 @@ struct ListArgs {
     cursor: Option<String>,
 }
 
+/// Adds a link to the context's resource, which a client can read or subscribe to.
+fn with_link(mut result: Value, context: &model::Context) -> Value {
+    let link = Resource::new(uri(&context.id), context.name.clone())
+        .with_description("This context as a resource")
+        .with_mime_type("application/json");
+    let link = serde_json::to_value(rmcp::model::ContentBlock::resource_link(link))
+        .expect("content serializes");
+    result["content"]
+        .as_array_mut()
+        .expect("a tool result has content")
+        .push(link);
+    result
+}
+
 macro_rules! args_or_error {
     ($args:expr) => {
         match parse($args) {
@@ -224,13 +238,13 @@ impl ContextsProvider {
                 let new: model::NewContext = args_or_error!(args);
                 contexts::create(node, principal, new)
                     .await
-                    .map(|c| structured(&c))
+                    .map(|c| with_link(structured(&c), &c))
             }
             "devmesh_context_get" => {
                 let a: GetArgs = args_or_error!(args);
                 contexts::get(node, principal, &a.id, a.last)
                     .await
-                    .map(|c| structured(&c))
+                    .map(|c| with_link(structured(&c), &c))
             }
             "devmesh_context_append" => {
                 let a: AppendArgs = args_or_error!(args);
