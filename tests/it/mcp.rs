@@ -333,6 +333,10 @@ async fn lists_page_and_sessions_expire(shape: Shape) {
     assert_eq!(expired.status, 404);
 }
 
+/// What is wrong, the body, the headers, then the status, JSON-RPC code and a phrase the
+/// error message must hold.
+type BadRequest<'a> = (&'a str, String, Vec<(&'a str, &'a str)>, u16, i64, &'a str);
+
 /// Every malformed request gets a clear 4xx and a JSON-RPC error naming the problem.
 async fn bad_requests_are_refused_clearly(shape: Shape) {
     let mut env = TestEnv::new(shape).await;
@@ -344,7 +348,7 @@ async fn bad_requests_are_refused_clearly(shape: Shape) {
     let (good, headers) = modern_request(9, "tools/list", json!({}));
     let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
 
-    let cases: Vec<(&str, String, Vec<(&str, &str)>, u16, i64, &str)> = vec![
+    let cases: Vec<BadRequest> = vec![
         ("bad JSON", "{\"jsonrpc\":".into(), headers.clone(), 400, -32700, "not valid JSON"),
         ("a batch", json!([good.clone()]).to_string(), headers.clone(), 400, -32600, "batches"),
         ("no _meta", json!({"jsonrpc":"2.0","id":1,"method":"tools/list"}).to_string(), headers.clone(), 400, -32602, "_meta"),
