@@ -136,10 +136,8 @@ impl Outbound {
         }
     }
 
-    /// Sends the client a request (sampling, elicitation, roots) and waits for its answer.
-    /// Only sessions can do this; under protocol 2026-07-28 a provider returns an
-    /// input-required result instead.
-    pub async fn request(&self, method: &str, params: Value) -> Result<Value, RpcError> {
+    /// Sends the client a request and waits for its answer (see [`Call::ask_client`]).
+    async fn request(&self, method: &str, params: Value) -> Result<Value, RpcError> {
         let (Some(requests), Some(_)) = (&self.requests, &self.tx) else {
             return Err(RpcError::new(
                 code::INVALID_REQUEST,
@@ -182,5 +180,26 @@ pub struct Call {
 impl Call {
     pub fn client_can(&self, capability: &str) -> bool {
         self.client_capabilities.contains_key(capability)
+    }
+
+    /// Asks the client (sampling, elicitation, roots) and waits for its answer. Only
+    /// sessions with a response stream can; under protocol 2026-07-28 a provider returns
+    /// an input-required result instead. A client that did not declare the capability
+    /// is not asked.
+    pub async fn ask_client(&self, method: &str, params: Value) -> Result<Value, RpcError> {
+        let capability = match method {
+            "sampling/createMessage" => "sampling",
+            "elicitation/create" => "elicitation",
+            "roots/list" => "roots",
+            _ => "",
+        };
+        if !capability.is_empty() && !self.client_can(capability) {
+            return Err(RpcError::new(
+                code::MISSING_CLIENT_CAPABILITY,
+                format!("{method} needs the client capability {capability}, which this client did not declare"),
+            )
+            .with_data(json!({ "requiredCapabilities": { capability: {} } })));
+        }
+        self.out.request(method, params).await
     }
 }

@@ -87,12 +87,15 @@ impl Refusal {
                 response
             }
             Refusal::Rpc(e) => {
-                metrics::counter!("devmesh_mcp_errors_total", "code" => engine::error_label(&e))
-                    .increment(1);
+                count_error(&e);
                 json_response(e.status, &e.to_message())
             }
         }
     }
+}
+
+fn count_error(e: &RpcError) {
+    metrics::counter!("devmesh_mcp_errors_total", "code" => engine::error_label(e)).increment(1);
 }
 
 fn json_response(status: StatusCode, message: &Value) -> HttpResponse {
@@ -284,7 +287,7 @@ async fn dispatch(
             }
             .into());
         }
-        return in_session(req, ctx, session, incoming).await;
+        return in_session(req, ctx, session, principal, incoming).await;
     }
     match incoming {
         // `initialize` opens a session, unless the request speaks the stateless protocol,
@@ -315,6 +318,7 @@ async fn dispatch(
                 &params,
                 log_level,
                 None,
+                false,
             )?;
             run(req, ctx, call, None, id, method, params).await
         }
@@ -472,6 +476,7 @@ async fn in_session(
     req: &HttpRequest,
     ctx: &web::Data<Context>,
     session: Arc<Session>,
+    principal: Principal,
     incoming: Incoming,
 ) -> Result<HttpResponse, Refusal> {
     match incoming {
@@ -482,14 +487,16 @@ async fn in_session(
             .into())
         }
         Incoming::Request { id, method, params } => {
+            // The principal as of this request: a role changed since initialize counts.
             let call = new_call(
                 ctx,
-                session.principal.clone(),
+                principal,
                 session.version,
                 session.client_capabilities.clone(),
                 &params,
                 session.log_level(),
                 Some(&session),
+                accepts_sse(req),
             )?;
             run(req, ctx, call, Some(session), id, method, params).await
         }
@@ -526,6 +533,7 @@ fn new_call(
     params: &Map<String, Value>,
     log_level: Option<super::call::LogLevel>,
     session: Option<&Arc<Session>>,
+    streams: bool,
 ) -> Result<(Call, mpsc::UnboundedReceiver<Value>), RpcError> {
     let progress_token = object(params, "_meta")
         .and_then(|m| m.get("progressToken"))
@@ -549,11 +557,12 @@ fn new_call(
         }
     };
     let (tx, rx) = mpsc::unbounded_channel();
+    // Requests to the client travel on the response stream: without one, none are made.
     let out = Outbound::new(
         tx,
         progress_token,
         log_level,
-        session.map(|s| s.requests.clone()),
+        session.filter(|_| streams).map(|s| s.requests.clone()),
     );
     Ok((
         Call {
@@ -645,7 +654,9 @@ async fn run(
                 drop(guard);
                 match answer(done, &id) {
                     Some(Ok(message)) => Ok(json_response(StatusCode::OK, &message)),
-                    Some(Err(e)) if stateless => Err(e.into()),
+                    // The stateless protocol answers errors with their HTTP status; in a
+                    // session a 4xx would read as a broken session.
+                    Some(Err(e)) if stateless => Ok(json_response(e.status, &e.to_message())),
                     Some(Err(e)) => Ok(json_response(StatusCode::OK, &e.to_message())),
                     // Cancelled: the client asked for no answer.
                     None => Ok(HttpResponse::Accepted().finish()),
@@ -671,7 +682,10 @@ fn answer(
 ) -> Option<Result<Value, RpcError>> {
     match done {
         Ok(Some(Ok(result))) => Some(Ok(response(id, result))),
-        Ok(Some(Err(e))) => Some(Err(e.with_id(id.clone()))),
+        Ok(Some(Err(e))) => {
+            count_error(&e);
+            Some(Err(e.with_id(id.clone())))
+        }
         Ok(None) => None,
         Err(e) => {
             tracing::error!(error = %e, "an MCP request failed unexpectedly");

@@ -335,7 +335,7 @@ async fn complete(mcp: &Mcp, call: &Call, params: &Map<String, Value>) -> Result
     }))
 }
 
-/// Whether a request failed in a way the caller should see as a protocol error, for metrics.
+/// A bounded label of an error's code, for metrics.
 pub fn error_label(error: &RpcError) -> &'static str {
     match error.code {
         code::PARSE_ERROR => "parse_error",

@@ -8,8 +8,8 @@ use futures_util::stream;
 use rmcp::model::SubscriptionFilter;
 use serde_json::{Map, Value, json};
 
+use super::notices::Notice;
 use super::protocol::{RpcError, meta, notification};
-use super::providers::contexts;
 use super::sse;
 use crate::context::Context;
 use crate::events::{Change, TenantEvents};
@@ -64,26 +64,15 @@ pub async fn open(
 /// The notification a change makes on a stream with this filter, if any.
 fn message_for(change: &Change, filter: &SubscriptionFilter, id: &Value) -> Option<Value> {
     let on = |flag: Option<bool>| flag == Some(true);
-    let (method, mut params) = match change {
-        Change::ToolsChanged if on(filter.tools_list_changed) => {
-            ("notifications/tools/list_changed", json!({}))
-        }
-        Change::PromptsChanged if on(filter.prompts_list_changed) => {
-            ("notifications/prompts/list_changed", json!({}))
-        }
-        Change::ResourcesChanged if on(filter.resources_list_changed) => {
-            ("notifications/resources/list_changed", json!({}))
-        }
-        Change::ContextChanged { id } => {
-            let uri = contexts::uri(id);
-            let watched = filter.resource_subscriptions.as_ref()?;
-            if !watched.contains(&uri) {
-                return None;
-            }
-            ("notifications/resources/updated", json!({ "uri": uri }))
-        }
-        _ => return None,
+    let notice = Notice::of(change);
+    let wanted = match &notice {
+        Notice::ToolsListChanged => on(filter.tools_list_changed),
+        Notice::PromptsListChanged => on(filter.prompts_list_changed),
+        Notice::ResourcesListChanged => on(filter.resources_list_changed),
+        Notice::ResourceUpdated(uri) => filter
+            .resource_subscriptions
+            .as_ref()
+            .is_some_and(|watched| watched.contains(uri)),
     };
-    params["_meta"] = json!({ meta::SUBSCRIPTION_ID: id });
-    Some(notification(method, params))
+    wanted.then(|| notice.message(Some(json!({ meta::SUBSCRIPTION_ID: id }))))
 }

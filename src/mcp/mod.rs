@@ -13,6 +13,7 @@ pub mod catalog;
 mod endpoint;
 pub mod engine;
 mod listen;
+mod notices;
 mod origin;
 pub mod protocol;
 pub mod providers;

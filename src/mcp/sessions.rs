@@ -7,14 +7,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::call::{ClientRequests, LogLevel};
-use super::protocol::{Version, notification};
+use super::notices::Notice;
+use super::protocol::Version;
 use crate::context::Context;
-use crate::events::{Change, TenantEvents};
+use crate::events::TenantEvents;
 use crate::tenancy::Principal;
 use crate::tenancy::principal::Actor;
 
@@ -164,28 +165,13 @@ impl Session {
                     None => return,
                 },
             };
-            match change {
-                Change::ToolsChanged => {
-                    self.push(&notification("notifications/tools/list_changed", json!({})))
-                }
-                Change::PromptsChanged => self.push(&notification(
-                    "notifications/prompts/list_changed",
-                    json!({}),
-                )),
-                Change::ResourcesChanged => self.push(&notification(
-                    "notifications/resources/list_changed",
-                    json!({}),
-                )),
-                Change::ContextChanged { id } => {
-                    let uri = super::providers::contexts::uri(&id);
-                    if self.is_subscribed(&uri) {
-                        self.push(&notification(
-                            "notifications/resources/updated",
-                            json!({ "uri": uri }),
-                        ));
-                    }
-                }
+            let notice = Notice::of(&change);
+            if let Notice::ResourceUpdated(uri) = &notice
+                && !self.is_subscribed(uri)
+            {
+                continue;
             }
+            self.push(&notice.message(None));
         }
     }
 }

@@ -419,8 +419,8 @@ impl FixturesProvider {
                     .get("prompt")
                     .and_then(Value::as_str)
                     .unwrap_or_default();
-                match out
-                    .request(
+                match call
+                    .ask_client(
                         "sampling/createMessage",
                         sampling(prompt, 100)["params"].clone(),
                     )
@@ -449,8 +449,8 @@ impl FixturesProvider {
                     }),
                     &["username", "email"],
                 );
-                match out
-                    .request("elicitation/create", request["params"].clone())
+                match call
+                    .ask_client("elicitation/create", request["params"].clone())
                     .await
                 {
                     Ok(answer) => text(format!(
@@ -477,7 +477,7 @@ impl FixturesProvider {
                     &[],
                 );
                 elicitation_outcome(
-                    out.request("elicitation/create", request["params"].clone())
+                    call.ask_client("elicitation/create", request["params"].clone())
                         .await,
                 )
             }
@@ -504,7 +504,7 @@ impl FixturesProvider {
                     &[],
                 );
                 elicitation_outcome(
-                    out.request("elicitation/create", request["params"].clone())
+                    call.ask_client("elicitation/create", request["params"].clone())
                         .await,
                 )
             }
