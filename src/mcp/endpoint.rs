@@ -303,23 +303,14 @@ async fn dispatch(
         Incoming::Request { id, method, params } => {
             let (version, client_capabilities) =
                 stateless_meta(headers, header_version, &method, &params)?;
-            let log_level = object(&params, "_meta")
-                .and_then(|m| m.get(meta::LOG_LEVEL))
-                .and_then(Value::as_str)
-                .and_then(super::call::LogLevel::parse);
             if method == "subscriptions/listen" {
                 return Ok(listen::open(ctx, &principal.organization_id, id, &params).await?);
             }
-            let call = new_call(
-                ctx,
-                principal,
+            let speaking = Speaking::Alone {
                 version,
                 client_capabilities,
-                &params,
-                log_level,
-                None,
-                false,
-            )?;
+            };
+            let call = new_call(ctx, principal, speaking, &params)?;
             run(req, ctx, call, None, id, method, params).await
         }
         Incoming::Notification { .. } => Ok(HttpResponse::Accepted().finish()),
@@ -488,16 +479,11 @@ async fn in_session(
         }
         Incoming::Request { id, method, params } => {
             // The principal as of this request: a role changed since initialize counts.
-            let call = new_call(
-                ctx,
-                principal,
-                session.version,
-                session.client_capabilities.clone(),
-                &params,
-                session.log_level(),
-                Some(&session),
-                accepts_sse(req),
-            )?;
+            let speaking = Speaking::InSession {
+                session: &session,
+                streams: accepts_sse(req),
+            };
+            let call = new_call(ctx, principal, speaking, &params)?;
             run(req, ctx, call, Some(session), id, method, params).await
         }
         Incoming::Notification { method, params } => {
@@ -525,16 +511,45 @@ async fn in_session(
     }
 }
 
+/// How a request is spoken: on its own (2026-07-28) or in a session.
+enum Speaking<'a> {
+    Alone {
+        version: Version,
+        client_capabilities: Map<String, Value>,
+    },
+    InSession {
+        session: &'a Arc<Session>,
+        /// Whether the answer can be a stream (and so carry requests to the client).
+        streams: bool,
+    },
+}
+
 fn new_call(
     ctx: &web::Data<Context>,
     principal: Principal,
-    version: Version,
-    client_capabilities: Map<String, Value>,
+    speaking: Speaking<'_>,
     params: &Map<String, Value>,
-    log_level: Option<super::call::LogLevel>,
-    session: Option<&Arc<Session>>,
-    streams: bool,
 ) -> Result<(Call, mpsc::UnboundedReceiver<Value>), RpcError> {
+    let (version, client_capabilities, log_level, requests) = match speaking {
+        Speaking::Alone {
+            version,
+            client_capabilities,
+        } => {
+            // Log messages only for a request that asks for them, at its level.
+            let level = object(params, "_meta")
+                .and_then(|m| m.get(meta::LOG_LEVEL))
+                .and_then(Value::as_str)
+                .and_then(super::call::LogLevel::parse);
+            (version, client_capabilities, level, None)
+        }
+        Speaking::InSession { session, streams } => (
+            session.version,
+            session.client_capabilities.clone(),
+            session.log_level(),
+            // Requests to the client travel on the response stream: without one, none.
+            streams.then(|| session.requests.clone()),
+        ),
+    };
     let progress_token = object(params, "_meta")
         .and_then(|m| m.get("progressToken"))
         .cloned();
@@ -557,13 +572,7 @@ fn new_call(
         }
     };
     let (tx, rx) = mpsc::unbounded_channel();
-    // Requests to the client travel on the response stream: without one, none are made.
-    let out = Outbound::new(
-        tx,
-        progress_token,
-        log_level,
-        session.filter(|_| streams).map(|s| s.requests.clone()),
-    );
+    let out = Outbound::new(tx, progress_token, log_level, requests);
     Ok((
         Call {
             node: ctx.get_ref().clone(),
