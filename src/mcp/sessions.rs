@@ -261,14 +261,6 @@ impl Sessions {
         }
     }
 
-    pub fn len(&self) -> usize {
-        self.map.read().unwrap().len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     fn start_reaper(self: &Arc<Self>, node: &Context) {
         self.reaper.call_once(|| {
             let sessions = Arc::downgrade(self);
