@@ -194,11 +194,7 @@ impl Call {
             _ => "",
         };
         if !capability.is_empty() && !self.client_can(capability) {
-            return Err(RpcError::new(
-                code::MISSING_CLIENT_CAPABILITY,
-                format!("{method} needs the client capability {capability}, which this client did not declare"),
-            )
-            .with_data(json!({ "requiredCapabilities": { capability: {} } })));
+            return Err(RpcError::missing_capability(capability, method));
         }
         self.out.request(method, params).await
     }

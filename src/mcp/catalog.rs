@@ -205,11 +205,12 @@ impl Catalog {
         self.providers.iter().flat_map(|p| p.prompts()).collect()
     }
 
-    pub fn prompt_owner(&self, name: &str) -> Option<&dyn Provider> {
-        self.providers
-            .iter()
-            .find(|p| p.prompts().iter().any(|pr| pr.name == name))
-            .map(|p| p.as_ref())
+    /// The provider and definition of a prompt.
+    pub fn find_prompt(&self, name: &str) -> Option<(&dyn Provider, Prompt)> {
+        self.providers.iter().find_map(|p| {
+            let prompt = p.prompts().into_iter().find(|pr| pr.name == name)?;
+            Some((p.as_ref(), prompt))
+        })
     }
 
     pub async fn complete(

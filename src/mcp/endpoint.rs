@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use actix_web::http::StatusCode;
-use actix_web::http::header::{self, HeaderMap};
+use actix_web::http::header;
 use actix_web::web::{self, Bytes};
 use actix_web::{HttpRequest, HttpResponse};
 use futures_util::{StreamExt, stream};
@@ -19,7 +19,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::call::{Call, Outbound};
 use super::protocol::{Incoming, RpcError, Version, code, meta, response};
+use super::respond::{self, count_error, json_response, method_label};
 use super::sessions::Session;
+use super::stateless::{header_str, object, stateless_meta};
 use super::{engine, listen, origin, sse};
 use crate::context::Context;
 use crate::http::auth::{authenticate_request, charge, missing};
@@ -28,8 +30,6 @@ use crate::tenancy::Principal;
 
 const SESSION_ID: &str = "mcp-session-id";
 const PROTOCOL_VERSION: &str = "mcp-protocol-version";
-const MCP_METHOD: &str = "mcp-method";
-const MCP_NAME: &str = "mcp-name";
 const LAST_EVENT_ID: &str = "last-event-id";
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -91,26 +91,6 @@ impl Refusal {
                 json_response(e.status, &e.to_message())
             }
         }
-    }
-}
-
-fn count_error(e: &RpcError) {
-    metrics::counter!("devmesh_mcp_errors_total", "code" => engine::error_label(e)).increment(1);
-}
-
-fn json_response(status: StatusCode, message: &Value) -> HttpResponse {
-    HttpResponse::build(status)
-        .content_type("application/json")
-        .body(serde_json::to_vec(message).expect("messages serialize"))
-}
-
-fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, RpcError> {
-    match headers.get(name) {
-        None => Ok(None),
-        Some(v) => v
-            .to_str()
-            .map(|s| Some(s.trim()))
-            .map_err(|_| RpcError::invalid_request(format!("the {name} header is not valid text"))),
     }
 }
 
@@ -184,7 +164,7 @@ fn check_content_type(req: &HttpRequest) -> Result<(), RpcError> {
 }
 
 /// Whether the client takes an event stream in answer to a POST.
-fn accepts_sse(req: &HttpRequest) -> bool {
+pub(super) fn accepts_sse(req: &HttpRequest) -> bool {
     accepts(req, "text/event-stream")
 }
 
@@ -200,10 +180,6 @@ fn accepts(req: &HttpRequest, media: &str) -> bool {
         let m = part.split(';').next().unwrap_or("").trim();
         m.eq_ignore_ascii_case(media) || m == "*/*"
     })
-}
-
-fn object<'a>(params: &'a Map<String, Value>, key: &str) -> Option<&'a Map<String, Value>> {
-    params.get(key).and_then(Value::as_object)
 }
 
 async fn post(req: HttpRequest, payload: web::Payload, ctx: web::Data<Context>) -> HttpResponse {
@@ -311,7 +287,7 @@ async fn dispatch(
                 client_capabilities,
             };
             let call = new_call(ctx, principal, speaking, &params)?;
-            run(req, ctx, call, None, id, method, params).await
+            Ok(respond::run(req, ctx, call, None, id, method, params).await)
         }
         Incoming::Notification { .. } => Ok(HttpResponse::Accepted().finish()),
         Incoming::Response { .. } => Err(RpcError::invalid_request(
@@ -324,111 +300,6 @@ async fn dispatch(
 fn session_not_found() -> RpcError {
     RpcError::invalid_request("session not found: it ended or expired; send initialize again")
         .with_status(StatusCode::NOT_FOUND)
-}
-
-/// Checks a stateless request's `_meta` and headers; returns its version and the
-/// client's capabilities.
-fn stateless_meta(
-    headers: &HeaderMap,
-    header_version: Option<&str>,
-    method: &str,
-    params: &Map<String, Value>,
-) -> Result<(Version, Map<String, Value>), RpcError> {
-    let Some(request_meta) = object(params, "_meta") else {
-        return Err(match header_version.and_then(Version::parse) {
-            Some(v) if !v.is_stateless() => RpcError::invalid_request(format!(
-                "protocol {v} needs a session: send initialize first, then Mcp-Session-Id"
-            )),
-            _ => RpcError::invalid_params(format!(
-                "params._meta is required: protocol {} requests carry {}, {} and {} in it \
-                 (or send initialize to open a session of an older protocol)",
-                Version::V2026_07_28,
-                meta::PROTOCOL_VERSION,
-                meta::CLIENT_CAPABILITIES,
-                meta::CLIENT_INFO
-            )),
-        });
-    };
-    let Some(meta_version) = request_meta
-        .get(meta::PROTOCOL_VERSION)
-        .and_then(Value::as_str)
-    else {
-        return Err(RpcError::invalid_params(format!(
-            "params._meta[\"{}\"] is required",
-            meta::PROTOCOL_VERSION
-        )));
-    };
-    let Some(capabilities) = request_meta
-        .get(meta::CLIENT_CAPABILITIES)
-        .and_then(Value::as_object)
-    else {
-        return Err(RpcError::invalid_params(format!(
-            "params._meta[\"{}\"] is required (an object)",
-            meta::CLIENT_CAPABILITIES
-        )));
-    };
-    match header_version {
-        None => {
-            return Err(header_mismatch(format!(
-                "the MCP-Protocol-Version header is required and must equal _meta[\"{}\"] ({meta_version})",
-                meta::PROTOCOL_VERSION
-            )));
-        }
-        Some(h) if h != meta_version => {
-            return Err(header_mismatch(format!(
-                "the MCP-Protocol-Version header ({h}) does not match _meta[\"{}\"] ({meta_version})",
-                meta::PROTOCOL_VERSION
-            )));
-        }
-        Some(_) => {}
-    }
-    let version =
-        Version::parse(meta_version).ok_or_else(|| RpcError::unsupported_version(meta_version))?;
-    if !version.is_stateless() {
-        return Err(RpcError::invalid_request(format!(
-            "protocol {version} needs a session: send initialize first, then Mcp-Session-Id"
-        )));
-    }
-    // The headers that let a proxy route without reading the body must say what it says.
-    match header_str(headers, MCP_METHOD)? {
-        Some(h) if h == method => {}
-        Some(h) => {
-            return Err(header_mismatch(format!(
-                "the Mcp-Method header ({h}) does not match the method ({method})"
-            )));
-        }
-        None => {
-            return Err(header_mismatch(format!(
-                "the Mcp-Method header is required (here: {method})"
-            )));
-        }
-    }
-    let named = match method {
-        "tools/call" | "prompts/get" => params.get("name"),
-        "resources/read" => params.get("uri"),
-        _ => None,
-    }
-    .and_then(Value::as_str);
-    match (header_str(headers, MCP_NAME)?, named) {
-        (Some(h), Some(n)) if h == n => {}
-        (None, None) => {}
-        (Some(h), n) => {
-            return Err(header_mismatch(format!(
-                "the Mcp-Name header ({h}) does not match the request ({})",
-                n.unwrap_or("which names nothing")
-            )));
-        }
-        (None, Some(n)) => {
-            return Err(header_mismatch(format!(
-                "the Mcp-Name header is required for {method} (here: {n})"
-            )));
-        }
-    }
-    Ok((version, capabilities.clone()))
-}
-
-fn header_mismatch(message: String) -> RpcError {
-    RpcError::new(code::HEADER_MISMATCH, message)
 }
 
 async fn initialize(
@@ -484,7 +355,7 @@ async fn in_session(
                 streams: accepts_sse(req),
             };
             let call = new_call(ctx, principal, speaking, &params)?;
-            run(req, ctx, call, Some(session), id, method, params).await
+            Ok(respond::run(req, ctx, call, Some(session), id, method, params).await)
         }
         Incoming::Notification { method, params } => {
             match method.as_str() {
@@ -588,199 +459,6 @@ fn new_call(
     ))
 }
 
-/// Cancels a request's work when its HTTP exchange goes away before it finished.
-struct CancelOnDrop {
-    token: CancellationToken,
-    session: Option<(Arc<Session>, Value)>,
-}
-
-impl Drop for CancelOnDrop {
-    fn drop(&mut self) {
-        self.token.cancel();
-        if let Some((session, id)) = &self.session {
-            session.untrack(id);
-        }
-    }
-}
-
-/// Runs a request on the node's runtime. The answer is plain JSON when the work sends
-/// nothing before its result; otherwise an event stream of its messages, then the result.
-async fn run(
-    req: &HttpRequest,
-    ctx: &web::Data<Context>,
-    (call, mut rx): (Call, mpsc::UnboundedReceiver<Value>),
-    session: Option<Arc<Session>>,
-    id: Value,
-    method: String,
-    params: Map<String, Value>,
-) -> Result<HttpResponse, Refusal> {
-    let stateless = call.version.is_stateless();
-    let token = call.cancel.clone();
-    if let Some(s) = &session {
-        s.track(&id, token.clone());
-    }
-    let guard = CancelOnDrop {
-        token: token.clone(),
-        session: session.clone().map(|s| (s, id.clone())),
-    };
-    let mcp = ctx.mcp.clone();
-    let mut task = ctx.runtime.spawn(async move {
-        let work = engine::handle(&mcp, &call, session.as_ref(), &method, &params);
-        tokio::select! {
-            result = work => Some(result),
-            // Cancelled, or the client went away: the work is dropped where it stands.
-            _ = call.cancel.cancelled() => {
-                metrics::counter!("devmesh_mcp_cancelled_total", "method" => method_label(Some(&method)))
-                    .increment(1);
-                None
-            }
-        }
-    });
-    let wants_stream = accepts_sse(req);
-    let first = if wants_stream {
-        tokio::select! {
-            biased;
-            done = &mut task => Err(done),
-            message = rx.recv() => match message {
-                Some(message) => Ok(message),
-                // The work dropped its way back: it has finished.
-                None => Err((&mut task).await),
-            },
-        }
-    } else {
-        Err((&mut task).await)
-    };
-    match first {
-        Err(done) => match rx.try_recv() {
-            // Finished, with messages queued before the result: stream them all.
-            Ok(message) if wants_stream => Ok(stream_response(
-                Some(message),
-                rx,
-                Finished::Done(answer(done, &id)),
-                guard,
-            )),
-            _ => {
-                drop(guard);
-                match answer(done, &id) {
-                    Some(Ok(message)) => Ok(json_response(StatusCode::OK, &message)),
-                    // The stateless protocol answers errors with their HTTP status; in a
-                    // session a 4xx would read as a broken session.
-                    Some(Err(e)) if stateless => Ok(json_response(e.status, &e.to_message())),
-                    Some(Err(e)) => Ok(json_response(StatusCode::OK, &e.to_message())),
-                    // Cancelled: the client asked for no answer.
-                    None => Ok(HttpResponse::Accepted().finish()),
-                }
-            }
-        },
-        Ok(first) => Ok(stream_response(
-            Some(first),
-            rx,
-            Finished::Running(task, id),
-            guard,
-        )),
-    }
-}
-
-type Outcome = Option<Result<Value, RpcError>>;
-
-/// The JSON-RPC message that ends a request: its result or its error; `None` when the
-/// work was cancelled (or panicked, which is logged).
-fn answer(
-    done: Result<Outcome, tokio::task::JoinError>,
-    id: &Value,
-) -> Option<Result<Value, RpcError>> {
-    match done {
-        Ok(Some(Ok(result))) => Some(Ok(response(id, result))),
-        Ok(Some(Err(e))) => {
-            count_error(&e);
-            Some(Err(e.with_id(id.clone())))
-        }
-        Ok(None) => None,
-        Err(e) => {
-            tracing::error!(error = %e, "an MCP request failed unexpectedly");
-            Some(Err(RpcError::internal().with_id(id.clone())))
-        }
-    }
-}
-
-enum Finished {
-    Running(tokio::task::JoinHandle<Outcome>, Value),
-    Done(Option<Result<Value, RpcError>>),
-}
-
-fn stream_response(
-    first: Option<Value>,
-    rx: mpsc::UnboundedReceiver<Value>,
-    finished: Finished,
-    guard: CancelOnDrop,
-) -> HttpResponse {
-    let first = first.map(|m| sse::event(None, &m.to_string()));
-    let state = (first, rx, Some(finished), guard);
-    let body = stream::unfold(state, |(first, mut rx, finished, guard)| async move {
-        if let Some(bytes) = first {
-            return Some((Ok(bytes), (None, rx, finished, guard)));
-        }
-        let finished = finished?;
-        let done = match finished {
-            Finished::Done(done) => {
-                // Messages sent before the result go first.
-                if let Ok(message) = rx.try_recv() {
-                    let bytes = sse::event(None, &message.to_string());
-                    return Some((Ok(bytes), (None, rx, Some(Finished::Done(done)), guard)));
-                }
-                done
-            }
-            Finished::Running(mut task, id) => {
-                tokio::select! {
-                    biased;
-                    message = rx.recv(), if !rx.is_closed() || !rx.is_empty() => {
-                        if let Some(message) = message {
-                            let bytes = sse::event(None, &message.to_string());
-                            return Some((Ok(bytes), (None, rx, Some(Finished::Running(task, id)), guard)));
-                        }
-                        let done = answer((&mut task).await, &id);
-                        return continue_with(done, rx, guard);
-                    }
-                    done = &mut task => {
-                        let done = answer(done, &id);
-                        return continue_with(done, rx, guard);
-                    }
-                }
-            }
-        };
-        final_event(done).map(|bytes| (Ok(bytes), (None, rx, None, guard)))
-    });
-    sse::response(body)
-}
-
-type StreamState = (
-    Option<Bytes>,
-    mpsc::UnboundedReceiver<Value>,
-    Option<Finished>,
-    CancelOnDrop,
-);
-
-/// After the work finished: drain what it sent, then the result.
-fn continue_with(
-    done: Option<Result<Value, RpcError>>,
-    mut rx: mpsc::UnboundedReceiver<Value>,
-    guard: CancelOnDrop,
-) -> Option<(Result<Bytes, actix_web::Error>, StreamState)> {
-    if let Ok(message) = rx.try_recv() {
-        let bytes = sse::event(None, &message.to_string());
-        return Some((Ok(bytes), (None, rx, Some(Finished::Done(done)), guard)));
-    }
-    final_event(done).map(|bytes| (Ok(bytes), (None, rx, None, guard)))
-}
-
-fn final_event(done: Option<Result<Value, RpcError>>) -> Option<Bytes> {
-    let message = match done? {
-        Ok(message) => message,
-        Err(e) => e.to_message(),
-    };
-    Some(sse::event(None, &message.to_string()))
-}
-
 /// GET: the session's stream of server messages (notifications that belong to no request).
 async fn get(req: HttpRequest, ctx: web::Data<Context>) -> HttpResponse {
     match open_stream(&req, &ctx).await {
@@ -856,32 +534,4 @@ async fn delete(req: HttpRequest, ctx: web::Data<Context>) -> HttpResponse {
     }
     .await;
     result.unwrap_or_else(Refusal::into_response)
-}
-
-/// A bounded label for metrics: known methods by name, anything else as "other".
-fn method_label(method: Option<&str>) -> &'static str {
-    const KNOWN: [&str; 18] = [
-        "initialize",
-        "ping",
-        "server/discover",
-        "tools/list",
-        "tools/call",
-        "resources/list",
-        "resources/templates/list",
-        "resources/read",
-        "resources/subscribe",
-        "resources/unsubscribe",
-        "prompts/list",
-        "prompts/get",
-        "completion/complete",
-        "logging/setLevel",
-        "subscriptions/listen",
-        "notifications/initialized",
-        "notifications/cancelled",
-        "notifications/roots/list_changed",
-    ];
-    match method {
-        None => "response",
-        Some(m) => KNOWN.iter().find(|k| **k == m).copied().unwrap_or("other"),
-    }
 }

@@ -283,11 +283,9 @@ async fn get_prompt(
 ) -> Result<Value, RpcError> {
     let name = required_str(params, "name")?;
     let args = arguments(params)?;
-    let prompt = mcp
+    let (provider, prompt) = mcp
         .catalog
-        .prompts()
-        .into_iter()
-        .find(|p| p.name == name)
+        .find_prompt(name)
         .ok_or_else(|| RpcError::invalid_params(format!("unknown prompt: {name}")))?;
     let missing: Vec<&str> = prompt
         .arguments
@@ -307,10 +305,6 @@ async fn get_prompt(
             "prompt argument {key:?} must be a string"
         )));
     }
-    let provider = mcp
-        .catalog
-        .prompt_owner(name)
-        .expect("listed prompts have an owner");
     provider.get_prompt(name, args, call).await
 }
 

@@ -2,11 +2,13 @@
 //! 2026-07-28 (stateless) and 2025-11-25 / 2025-06-18 (sessions) on the same path.
 //!
 //! - [`protocol`]: versions, JSON-RPC messages and errors.
-//! - [`endpoint`]: the HTTP side: headers, eras, sessions, JSON or SSE answers.
+//! - [`endpoint`]: the HTTP side: eras, sessions, refusals; `respond` runs a request and
+//!   answers in JSON or SSE, `stateless` checks a 2026-07-28 request's `_meta` and headers.
 //! - [`engine`]: the methods, whatever the transport.
 //! - [`catalog`]: tools, resources and prompts from [`providers`], per tenant.
 //! - [`call`]: what a provider gets with a request, and its way back to the client.
 //! - [`sessions`]: the sessions of the older protocols.
+//! - [`request_state`]: sealed state of multi-round requests.
 
 pub mod call;
 pub mod catalog;
@@ -17,8 +19,11 @@ mod notices;
 mod origin;
 pub mod protocol;
 pub mod providers;
+pub mod request_state;
+mod respond;
 pub mod sessions;
 mod sse;
+mod stateless;
 
 use std::sync::Arc;
 

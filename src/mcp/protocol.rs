@@ -214,6 +214,17 @@ impl RpcError {
         .with_data(json!({ "method": method }))
     }
 
+    /// The request needs a client capability the client did not declare.
+    pub fn missing_capability(capability: &str, what: &str) -> Self {
+        Self::new(
+            code::MISSING_CLIENT_CAPABILITY,
+            format!(
+                "{what} needs the client capability {capability}, which this client did not declare"
+            ),
+        )
+        .with_data(json!({ "requiredCapabilities": { capability: {} } }))
+    }
+
     pub fn internal() -> Self {
         Self::new(code::INTERNAL_ERROR, "internal error")
     }

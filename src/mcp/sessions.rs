@@ -17,7 +17,6 @@ use super::protocol::Version;
 use crate::context::Context;
 use crate::events::TenantEvents;
 use crate::tenancy::Principal;
-use crate::tenancy::principal::Actor;
 
 /// A message on the session's own stream (the GET stream), with its event id.
 pub type StreamEvent = (u64, Arc<str>);
@@ -50,7 +49,7 @@ impl Session {
     /// Whether `principal` may use this session: the same key or user that opened it.
     pub fn belongs_to(&self, principal: &Principal) -> bool {
         principal.organization_id == self.principal.organization_id
-            && actor_id(&principal.actor) == actor_id(&self.principal.actor)
+            && principal.actor_id() == self.principal.actor_id()
     }
 
     pub fn touch(&self) {
@@ -173,12 +172,6 @@ impl Session {
             }
             self.push(&notice.message(None));
         }
-    }
-}
-
-fn actor_id(actor: &Actor) -> &str {
-    match actor {
-        Actor::User { id, .. } | Actor::ApiKey { id, .. } => id,
     }
 }
 

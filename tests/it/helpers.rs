@@ -204,6 +204,12 @@ impl TestApp {
         format!("http://{}{path}", self.mcp)
     }
 
+    /// The Prometheus text of `/metrics`.
+    pub async fn metrics(&self) -> String {
+        let res = self.http.get(self.mcp_url("/metrics")).send().await;
+        res.expect("/metrics answers").text().await.unwrap()
+    }
+
     /// Polls `/ready` on the api listener until it answers 200.
     pub async fn wait_ready(&self) {
         wait_until(Duration::from_secs(20), || async {

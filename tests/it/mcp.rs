@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::helpers::{Shape, TestApp, TestEnv, wait_until};
-use crate::mcp_client::{Events, LEGACY, MODERN, McpClient, modern_request, read, session_headers};
+use crate::mcp_client::{Events, LEGACY, MODERN, McpClient, modern_request, session_headers};
 use crate::rest::{self, register};
 
 async fn app_with_fixtures(env: &mut TestEnv) -> TestApp {
@@ -345,12 +345,12 @@ async fn bad_requests_are_refused_clearly(shape: Shape) {
     app.wait_ready().await;
     let tenant = register(&app, "acme").await;
     let mcp = McpClient::new(&app, Some(&tenant.key));
-    let (good, headers) = modern_request(9, "tools/list", json!({}));
-    let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let request = modern_request(9, "tools/list", json!({}));
+    let (good, headers) = (&request.body, request.headers());
 
     let cases: Vec<BadRequest> = vec![
         ("bad JSON", "{\"jsonrpc\":".into(), headers.clone(), 400, -32700, "not valid JSON"),
-        ("a batch", json!([good.clone()]).to_string(), headers.clone(), 400, -32600, "batches"),
+        ("a batch", json!([good]).to_string(), headers.clone(), 400, -32600, "batches"),
         ("no _meta", json!({"jsonrpc":"2.0","id":1,"method":"tools/list"}).to_string(), headers.clone(), 400, -32602, "_meta"),
         (
             "no protocol version in _meta",
@@ -367,19 +367,19 @@ async fn bad_requests_are_refused_clearly(shape: Shape) {
         ),
         (
             "an unknown method",
-            modern_request(3, "tools/frobnicate", json!({})).0.to_string(),
+            modern_request(3, "tools/frobnicate", json!({})).body.to_string(),
             vec![("mcp-protocol-version", MODERN), ("mcp-method", "tools/frobnicate")],
             404, -32601, "method not found",
         ),
         (
             "a session-only method",
-            modern_request(3, "ping", json!({})).0.to_string(),
+            modern_request(3, "ping", json!({})).body.to_string(),
             vec![("mcp-protocol-version", MODERN), ("mcp-method", "ping")],
             404, -32601, "method not found",
         ),
         (
             "an oversized message",
-            modern_request(4, "tools/list", json!({ "pad": "x".repeat(5000) })).0.to_string(),
+            modern_request(4, "tools/list", json!({ "pad": "x".repeat(5000) })).body.to_string(),
             headers.clone(), 413, -32600, "larger than the limit",
         ),
     ];
@@ -392,7 +392,7 @@ async fn bad_requests_are_refused_clearly(shape: Shape) {
     }
 
     // Unsupported version: the error lists what is supported and echoes the request.
-    let mut v999 = modern_request(5, "tools/list", json!({})).0;
+    let mut v999 = modern_request(5, "tools/list", json!({})).body;
     v999["params"]["_meta"]["io.modelcontextprotocol/protocolVersion"] = json!("v999");
     let a = mcp
         .post(
@@ -606,43 +606,25 @@ async fn cancellation_stops_the_work(shape: Shape) {
     }
     assert!(after.len() <= 2, "the work went on: {after:?}");
     assert!(after.iter().all(|m| m.get("result").is_none()), "{after:?}");
-    let metrics = app
-        .http
-        .get(app.mcp_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     assert!(
         metrics.contains(r#"devmesh_mcp_cancelled_total{method="tools/call"} 1"#),
         "{metrics}"
     );
 
     // 2026-07-28: the client closes the stream.
-    let (body, headers) = modern_request(
+    let mut events = Events::new(mcp.send_modern(&modern_request(
         5,
         "tools/call",
         json!({ "name": "test_countdown", "arguments": { "steps": 100, "interval_ms": 50 }, "_meta": { "progressToken": 1 } }),
-    );
-    let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let mut events = Events::new(mcp.send(&body.to_string(), &headers).await);
+    )).await);
     events
         .next(Duration::from_secs(10))
         .await
         .expect("progress");
     drop(events);
     wait_until(Duration::from_secs(10), || async {
-        let m = app
-            .http
-            .get(app.mcp_url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let m = app.metrics().await;
         m.contains(r#"devmesh_mcp_cancelled_total{method="tools/call"} 2"#)
     })
     .await
@@ -662,13 +644,11 @@ async fn messages_stream_before_the_result(shape: Shape) {
     let app = app_with_fixtures(&mut env).await;
     let tenant = register(&app, "acme").await;
     let mcp = McpClient::new(&app, Some(&tenant.key));
-    let (body, headers) = modern_request(
+    let a = mcp.post_modern(&modern_request(
         1,
         "tools/call",
         json!({ "name": "test_tool_with_progress", "arguments": {}, "_meta": { "progressToken": "t" } }),
-    );
-    let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let a = mcp.post(&body.to_string(), &headers).await;
+    )).await;
     assert_eq!(a.header("content-type"), Some("text/event-stream"));
     let progress: Vec<f64> = a
         .before
@@ -692,23 +672,23 @@ async fn messages_stream_before_the_result(shape: Shape) {
     );
 
     // Log messages: only when the request asks for them (2026-07-28), at its level.
-    let (body, headers) = modern_request(
-        2,
-        "tools/call",
-        json!({ "name": "test_tool_with_logging", "arguments": {},
+    let logged = mcp
+        .post_modern(&modern_request(
+            2,
+            "tools/call",
+            json!({ "name": "test_tool_with_logging", "arguments": {},
         "_meta": { "io.modelcontextprotocol/logLevel": "info" } }),
-    );
-    let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let logged = mcp.post(&body.to_string(), &headers).await;
+        ))
+        .await;
     assert_eq!(logged.before.len(), 3, "{:?}", logged.before);
-    let (body, headers) = modern_request(
-        3,
-        "tools/call",
-        json!({ "name": "test_tool_with_logging", "arguments": {},
+    let quiet = mcp
+        .post_modern(&modern_request(
+            3,
+            "tools/call",
+            json!({ "name": "test_tool_with_logging", "arguments": {},
         "_meta": { "io.modelcontextprotocol/logLevel": "error" } }),
-    );
-    let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let quiet = mcp.post(&body.to_string(), &headers).await;
+        ))
+        .await;
     assert!(quiet.before.is_empty(), "{:?}", quiet.before);
 
     // Input required, and a tampered requestState refused.
@@ -837,13 +817,12 @@ async fn changes_reach_watchers_on_any_node(shape: Shape) {
     assert_eq!(unsub.result(), &json!({}));
 
     // 2026-07-28: a listen stream for the context and for tool-list changes.
-    let (body, headers) = modern_request(
+    let listen_request = modern_request(
         9,
         "subscriptions/listen",
         json!({ "notifications": { "resourceSubscriptions": [uri], "toolsListChanged": true } }),
     );
-    let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let mut listen = Events::new(mcp.send(&body.to_string(), &headers).await);
+    let mut listen = Events::new(mcp.send_modern(&listen_request).await);
     let (_, ack) = listen
         .next(Duration::from_secs(10))
         .await
@@ -851,7 +830,7 @@ async fn changes_reach_watchers_on_any_node(shape: Shape) {
     assert_eq!(ack["method"], "notifications/subscriptions/acknowledged");
     assert_eq!(
         ack["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"],
-        body["id"]
+        listen_request.body["id"]
     );
     writer
         .call_tool(
@@ -866,7 +845,7 @@ async fn changes_reach_watchers_on_any_node(shape: Shape) {
     assert_eq!(updated["method"], "notifications/resources/updated");
     assert_eq!(
         updated["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"],
-        body["id"]
+        listen_request.body["id"]
     );
     let switched = writer
         .call_tool("test_trigger_tool_change", json!({}))
@@ -899,15 +878,7 @@ async fn metrics_count_calls(shape: Shape) {
     mcp.call_tool("devmesh_whoami", json!({})).await;
     mcp.modern("nope/nope", json!({})).await;
     let _session = mcp.initialize(LEGACY).await;
-    let text = app
-        .http
-        .get(app.mcp_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics().await;
     for line in [
         r#"devmesh_mcp_requests_total{method="tools/call",outcome="ok"} 2"#,
         r#"devmesh_mcp_tool_calls_total{tool="devmesh_whoami",outcome="ok"} 2"#,
@@ -945,15 +916,15 @@ async fn anonymous_tenant_serves_requests_without_keys(shape: Shape) {
         .call_tool("devmesh_context_list", json!({}))
         .await;
     assert_eq!(listed["structuredContent"]["items"], json!([]));
-    let (body, headers) = modern_request(1, "tools/list", json!({}));
-    let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let request = modern_request(1, "tools/list", json!({}));
     let forged = McpClient::new(&app, Some("dmk_bad"))
-        .post(&body.to_string(), &headers)
+        .post_modern(&request)
         .await;
     assert_eq!(forged.status, 401);
-    // The organization exists for the REST API too.
-    let again = read(anonymous.send(&body.to_string(), &headers).await).await;
-    assert_eq!(again.status, 200);
+    // A later anonymous request acts in the same organization.
+    assert_eq!(anonymous.post_modern(&request).await.status, 200);
+    let again = anonymous.call_tool("devmesh_whoami", json!({})).await;
+    assert_eq!(again["structuredContent"]["organization_id"], org.as_str());
 }
 
 for_shapes!([

@@ -132,9 +132,18 @@ impl McpClient {
 
     /// A 2026-07-28 request with its `_meta` and headers.
     pub async fn modern(&self, method: &str, params: Value) -> Answer {
-        let (body, headers) = modern_request(1, method, params);
-        let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        self.post(&body.to_string(), &headers).await
+        self.post_modern(&modern_request(1, method, params)).await
+    }
+
+    /// Sends a request made by [`modern_request`], without reading the answer.
+    pub async fn send_modern(&self, request: &ModernRequest) -> reqwest::Response {
+        self.send(&request.body.to_string(), &request.headers())
+            .await
+    }
+
+    /// Sends a request made by [`modern_request`] and reads the whole answer.
+    pub async fn post_modern(&self, request: &ModernRequest) -> Answer {
+        read(self.send_modern(request).await).await
     }
 
     /// Calls a tool under protocol 2026-07-28 and returns its result.
@@ -212,12 +221,20 @@ pub fn session_headers<'a>(session: &'a str, version: &'a str) -> Vec<(&'a str, 
     ]
 }
 
+/// A 2026-07-28 request: its body and the headers that go with it.
+pub struct ModernRequest {
+    pub body: Value,
+    headers: Vec<(&'static str, String)>,
+}
+
+impl ModernRequest {
+    pub fn headers(&self) -> Vec<(&str, &str)> {
+        self.headers.iter().map(|(k, v)| (*k, v.as_str())).collect()
+    }
+}
+
 /// The body and headers of a 2026-07-28 request.
-pub fn modern_request(
-    id: i64,
-    method: &str,
-    mut params: Value,
-) -> (Value, Vec<(&'static str, String)>) {
+pub fn modern_request(id: i64, method: &str, mut params: Value) -> ModernRequest {
     let meta = params
         .as_object_mut()
         .expect("params are an object")
@@ -245,10 +262,10 @@ pub fn modern_request(
     if let Some(name) = name.and_then(Value::as_str) {
         headers.push(("mcp-name", name.to_string()));
     }
-    (
-        json!({ "jsonrpc": "2.0", "id": id, "method": method, "params": params }),
+    ModernRequest {
+        body: json!({ "jsonrpc": "2.0", "id": id, "method": method, "params": params }),
         headers,
-    )
+    }
 }
 
 /// Reads an answer: JSON, or an event stream whose last message is the answer.

@@ -1,0 +1,136 @@
+//! The checks of a stateless request (protocol 2026-07-28): its `_meta`, and the headers
+//! that must agree with its body.
+
+use actix_web::http::header::HeaderMap;
+use serde_json::{Map, Value};
+
+use super::protocol::{RpcError, Version, code, meta};
+
+const MCP_METHOD: &str = "mcp-method";
+const MCP_NAME: &str = "mcp-name";
+
+/// A member of the params that is an object (`_meta`, `capabilities`).
+pub(super) fn object<'a>(
+    params: &'a Map<String, Value>,
+    key: &str,
+) -> Option<&'a Map<String, Value>> {
+    params.get(key).and_then(Value::as_object)
+}
+
+pub(super) fn header_str<'a>(
+    headers: &'a HeaderMap,
+    name: &str,
+) -> Result<Option<&'a str>, RpcError> {
+    match headers.get(name) {
+        None => Ok(None),
+        Some(v) => v
+            .to_str()
+            .map(|s| Some(s.trim()))
+            .map_err(|_| RpcError::invalid_request(format!("the {name} header is not valid text"))),
+    }
+}
+
+/// Checks a stateless request's `_meta` and headers; returns its version and the
+/// client's capabilities.
+pub(super) fn stateless_meta(
+    headers: &HeaderMap,
+    header_version: Option<&str>,
+    method: &str,
+    params: &Map<String, Value>,
+) -> Result<(Version, Map<String, Value>), RpcError> {
+    let Some(request_meta) = object(params, "_meta") else {
+        return Err(match header_version.and_then(Version::parse) {
+            Some(v) if !v.is_stateless() => RpcError::invalid_request(format!(
+                "protocol {v} needs a session: send initialize first, then Mcp-Session-Id"
+            )),
+            _ => RpcError::invalid_params(format!(
+                "params._meta is required: protocol {} requests carry {}, {} and {} in it \
+                 (or send initialize to open a session of an older protocol)",
+                Version::V2026_07_28,
+                meta::PROTOCOL_VERSION,
+                meta::CLIENT_CAPABILITIES,
+                meta::CLIENT_INFO
+            )),
+        });
+    };
+    let Some(meta_version) = request_meta
+        .get(meta::PROTOCOL_VERSION)
+        .and_then(Value::as_str)
+    else {
+        return Err(RpcError::invalid_params(format!(
+            "params._meta[\"{}\"] is required",
+            meta::PROTOCOL_VERSION
+        )));
+    };
+    let Some(capabilities) = request_meta
+        .get(meta::CLIENT_CAPABILITIES)
+        .and_then(Value::as_object)
+    else {
+        return Err(RpcError::invalid_params(format!(
+            "params._meta[\"{}\"] is required (an object)",
+            meta::CLIENT_CAPABILITIES
+        )));
+    };
+    match header_version {
+        None => {
+            return Err(header_mismatch(format!(
+                "the MCP-Protocol-Version header is required and must equal _meta[\"{}\"] ({meta_version})",
+                meta::PROTOCOL_VERSION
+            )));
+        }
+        Some(h) if h != meta_version => {
+            return Err(header_mismatch(format!(
+                "the MCP-Protocol-Version header ({h}) does not match _meta[\"{}\"] ({meta_version})",
+                meta::PROTOCOL_VERSION
+            )));
+        }
+        Some(_) => {}
+    }
+    let version =
+        Version::parse(meta_version).ok_or_else(|| RpcError::unsupported_version(meta_version))?;
+    if !version.is_stateless() {
+        return Err(RpcError::invalid_request(format!(
+            "protocol {version} needs a session: send initialize first, then Mcp-Session-Id"
+        )));
+    }
+    // The headers that let a proxy route without reading the body must say what it says.
+    match header_str(headers, MCP_METHOD)? {
+        Some(h) if h == method => {}
+        Some(h) => {
+            return Err(header_mismatch(format!(
+                "the Mcp-Method header ({h}) does not match the method ({method})"
+            )));
+        }
+        None => {
+            return Err(header_mismatch(format!(
+                "the Mcp-Method header is required (here: {method})"
+            )));
+        }
+    }
+    let named = match method {
+        "tools/call" | "prompts/get" => params.get("name"),
+        "resources/read" => params.get("uri"),
+        _ => None,
+    }
+    .and_then(Value::as_str);
+    match (header_str(headers, MCP_NAME)?, named) {
+        (Some(h), Some(n)) if h == n => {}
+        (None, None) => {}
+        (Some(h), n) => {
+            return Err(header_mismatch(format!(
+                "the Mcp-Name header ({h}) does not match the request ({})",
+                n.unwrap_or("which names nothing")
+            )));
+        }
+        (None, Some(n)) => {
+            return Err(header_mismatch(format!(
+                "the Mcp-Name header is required for {method} (here: {n})"
+            )));
+        }
+    }
+    Ok((version, capabilities.clone()))
+}
+
+fn header_mismatch(message: String) -> RpcError {
+    RpcError::new(code::HEADER_MISMATCH, message)
+}
