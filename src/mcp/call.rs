@@ -167,7 +167,8 @@ pub struct Call {
     pub node: Context,
     pub principal: Principal,
     pub version: Version,
-    pub client_capabilities: Map<String, Value>,
+    /// Shared with the session, not copied per request.
+    pub client_capabilities: Arc<Map<String, Value>>,
     /// Answers to an earlier input-required result (protocol 2026-07-28).
     pub input_responses: Option<Map<String, Value>>,
     /// The `requestState` an earlier input-required result carried, echoed back.

@@ -411,7 +411,7 @@ fn new_call(
                 .and_then(|m| m.get(meta::LOG_LEVEL))
                 .and_then(Value::as_str)
                 .and_then(super::call::LogLevel::parse);
-            (version, client_capabilities, level, None)
+            (version, Arc::new(client_capabilities), level, None)
         }
         Speaking::InSession { session, streams } => (
             session.version,
