@@ -188,6 +188,8 @@ impl Application {
             "shutting down: no new connections; finishing requests and jobs in flight"
         );
         background.cancel();
+        // WebSocket connections would hold the listeners open: close them (1001).
+        ctx.mcp.hub.close_all();
         let stop_servers = async {
             futures_util::future::join_all(handles.iter().map(|h| h.stop(true))).await;
             for task in server_tasks {

@@ -35,6 +35,37 @@ pub struct McpConfig {
     pub replay_buffer: usize,
     /// How often an idle SSE stream gets a comment line, so that proxies keep it open.
     pub sse_keepalive: Duration,
+    /// The WebSocket endpoint at `/ws`.
+    #[serde(default)]
+    pub ws: WsConfig,
+}
+
+/// Configuration of MCP over WebSocket (`/ws` on the mcp listener).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WsConfig {
+    /// How often the server pings each connection; one that has not answered the
+    /// previous ping by the next is closed (code 4002).
+    pub ping_interval: Duration,
+    /// Messages waiting to be written to one connection; a client that stops reading
+    /// until this fills up is closed (code 4001).
+    pub outbound_queue: usize,
+    /// WebSocket connections this node holds at once; more are refused with 503.
+    pub max_connections: usize,
+    /// WebSocket connections one API key or user holds on this node; more are refused
+    /// with 429.
+    pub max_connections_per_key: usize,
+}
+
+impl Default for WsConfig {
+    fn default() -> Self {
+        Self {
+            ping_interval: Duration::from_secs(30),
+            outbound_queue: 1024,
+            max_connections: 10_000,
+            max_connections_per_key: 100,
+        }
+    }
 }
 
 impl Default for McpConfig {
@@ -50,6 +81,7 @@ impl Default for McpConfig {
             list_cache_ttl: Duration::from_secs(60),
             replay_buffer: 256,
             sse_keepalive: Duration::from_secs(15),
+            ws: WsConfig::default(),
         }
     }
 }

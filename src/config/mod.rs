@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 pub use load::{ConfigError, LoadedConfig, Overrides, load};
-pub use mcp::McpConfig;
+pub use mcp::{McpConfig, WsConfig};
 pub use show::render_with_sources;
 pub use tenancy::{
     Argon2Config, AuthConfig, ContextsConfig, LockoutConfig, Quota, RateLimitConfig,
@@ -268,6 +268,16 @@ impl Config {
             self.mcp.page_size.to_string(),
             "a number from 1 to 1000",
         );
+        for (key, n) in [
+            ("mcp.ws.outbound_queue", self.mcp.ws.outbound_queue),
+            ("mcp.ws.max_connections", self.mcp.ws.max_connections),
+            (
+                "mcp.ws.max_connections_per_key",
+                self.mcp.ws.max_connections_per_key,
+            ),
+        ] {
+            check(n >= 1, key, n.to_string(), "a number of at least 1");
+        }
         for origin in &self.mcp.allowed_origins {
             check(
                 origin.starts_with("http://") || origin.starts_with("https://"),
@@ -305,6 +315,7 @@ impl Config {
             ("redis.command_timeout", self.redis.command_timeout),
             ("mcp.session_idle_timeout", self.mcp.session_idle_timeout),
             ("mcp.sse_keepalive", self.mcp.sse_keepalive),
+            ("mcp.ws.ping_interval", self.mcp.ws.ping_interval),
         ] {
             check(
                 !d.get().is_zero(),

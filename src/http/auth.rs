@@ -35,8 +35,8 @@ pub fn missing() -> ApiError {
     .with_header(WWW_AUTHENTICATE, r#"Bearer realm="devmesh""#)
 }
 
-/// The credential a request carries, if any.
-fn credential(req: &HttpRequest) -> Result<Option<String>, ApiError> {
+/// The credential a request's headers carry, if any.
+pub fn credential(req: &HttpRequest) -> Result<Option<String>, ApiError> {
     if let Some(value) = req.headers().get(AUTHORIZATION) {
         let value = value.to_str().map_err(|_| missing())?;
         let (scheme, token) = value.split_once(' ').ok_or_else(missing)?;
@@ -76,7 +76,17 @@ pub async fn authenticate_request(
     req: &HttpRequest,
     ctx: &web::Data<Context>,
 ) -> Result<Option<Principal>, ApiError> {
-    let Some(token) = credential(req)? else {
+    authenticate_credential(req, ctx, credential(req)?).await
+}
+
+/// The principal of a credential found elsewhere than the headers (a WebSocket's
+/// `token` query parameter), charged like [`authenticate_request`].
+pub async fn authenticate_credential(
+    req: &HttpRequest,
+    ctx: &web::Data<Context>,
+    token: Option<String>,
+) -> Result<Option<Principal>, ApiError> {
+    let Some(token) = token else {
         return Ok(None);
     };
     // A cached key needs no database; anything else runs on the node's runtime.

@@ -9,7 +9,9 @@ use serde_json::{Map, Value, json};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use super::protocol::{RpcError, Version, code, notification};
+use super::protocol::{RpcError, Version, code, meta, notification};
+use super::sessions::Session;
+use super::stateless::object;
 use crate::context::Context;
 use crate::tenancy::Principal;
 
@@ -198,5 +200,85 @@ impl Call {
             return Err(RpcError::missing_capability(capability, method));
         }
         self.out.request(method, params).await
+    }
+}
+
+/// How a request is spoken: on its own (2026-07-28) or in a session.
+pub enum Speaking<'a> {
+    Alone {
+        version: Version,
+        client_capabilities: Map<String, Value>,
+    },
+    InSession {
+        session: &'a Arc<Session>,
+        /// Whether the answer can be a stream (and so carry requests to the client).
+        streams: bool,
+    },
+}
+
+impl Call {
+    /// A request's call, and the receiving end of its way back to the client.
+    pub fn start(
+        node: &Context,
+        principal: Principal,
+        speaking: Speaking<'_>,
+        params: &Map<String, Value>,
+    ) -> Result<(Call, mpsc::UnboundedReceiver<Value>), RpcError> {
+        let (version, client_capabilities, log_level, requests) = match speaking {
+            Speaking::Alone {
+                version,
+                client_capabilities,
+            } => {
+                // Log messages only for a request that asks for them, at its level.
+                let level = object(params, "_meta")
+                    .and_then(|m| m.get(meta::LOG_LEVEL))
+                    .and_then(Value::as_str)
+                    .and_then(LogLevel::parse);
+                (version, Arc::new(client_capabilities), level, None)
+            }
+            Speaking::InSession { session, streams } => (
+                session.version,
+                session.client_capabilities.clone(),
+                session.log_level(),
+                // Requests to the client travel on the response stream: without one, none.
+                streams.then(|| session.requests.clone()),
+            ),
+        };
+        let progress_token = object(params, "_meta")
+            .and_then(|m| m.get("progressToken"))
+            .cloned();
+        let input_responses = match params.get("inputResponses") {
+            None | Some(Value::Null) => None,
+            Some(Value::Object(map)) => Some(map.clone()),
+            Some(_) => {
+                return Err(RpcError::invalid_params(
+                    "\"inputResponses\" must be an object",
+                ));
+            }
+        };
+        let request_state = match params.get("requestState") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(_) => {
+                return Err(RpcError::invalid_params(
+                    "\"requestState\" must be a string",
+                ));
+            }
+        };
+        let (tx, rx) = mpsc::unbounded_channel();
+        let out = Outbound::new(tx, progress_token, log_level, requests);
+        Ok((
+            Call {
+                node: node.clone(),
+                principal,
+                version,
+                client_capabilities,
+                input_responses,
+                request_state,
+                out,
+                cancel: CancellationToken::new(),
+            },
+            rx,
+        ))
     }
 }

@@ -14,17 +14,15 @@ use actix_web::web::{self, Bytes};
 use actix_web::{HttpRequest, HttpResponse};
 use futures_util::{StreamExt, stream};
 use serde_json::{Map, Value};
-use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 
-use super::call::{Call, Outbound};
-use super::protocol::{Incoming, RpcError, Version, code, meta, response};
+use super::call::{Call, Speaking};
+use super::protocol::{Incoming, RpcError, Version, code, response};
 use super::respond::{self, count_error, json_response, method_label};
 use super::sessions::Session;
 use super::stateless::{header_str, object, stateless_meta};
 use super::{engine, listen, origin, sse};
 use crate::context::Context;
-use crate::http::auth::{authenticate_request, charge, missing};
+use crate::http::auth::{authenticate_credential, charge, credential, missing};
 use crate::http::errors::ApiError;
 use crate::tenancy::Principal;
 
@@ -45,7 +43,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 /// A refusal before or around the JSON-RPC exchange.
-enum Refusal {
+pub(super) enum Refusal {
     /// Authentication, rate limits: the REST error body, with its headers.
     Http(ApiError),
     Rpc(RpcError),
@@ -64,7 +62,7 @@ impl From<ApiError> for Refusal {
 }
 
 impl Refusal {
-    fn into_response(self) -> HttpResponse {
+    pub(super) fn into_response(self) -> HttpResponse {
         match self {
             // The HTTP status and headers (WWW-Authenticate, Retry-After) of the API's
             // error, in a JSON-RPC body.
@@ -95,7 +93,7 @@ impl Refusal {
 }
 
 /// Refuses a request from a browser origin that is not allowed.
-fn check_origin(req: &HttpRequest, ctx: &Context) -> Result<(), RpcError> {
+pub(super) fn check_origin(req: &HttpRequest, ctx: &Context) -> Result<(), RpcError> {
     match req.headers().get(header::ORIGIN) {
         None => Ok(()),
         Some(o) => {
@@ -114,7 +112,16 @@ fn check_origin(req: &HttpRequest, ctx: &Context) -> Result<(), RpcError> {
 
 /// The caller: its credentials, or the anonymous tenant where configured.
 async fn caller(req: &HttpRequest, ctx: &web::Data<Context>) -> Result<Principal, Refusal> {
-    if let Some(principal) = authenticate_request(req, ctx).await? {
+    caller_with(req, ctx, credential(req)?).await
+}
+
+/// The caller of a credential (`None`: the request carries none).
+pub(super) async fn caller_with(
+    req: &HttpRequest,
+    ctx: &web::Data<Context>,
+    credential: Option<String>,
+) -> Result<Principal, Refusal> {
+    if let Some(principal) = authenticate_credential(req, ctx, credential).await? {
         return Ok(principal);
     }
     let Some(slug) = ctx.config.mcp.anonymous_tenant.clone() else {
@@ -286,7 +293,7 @@ async fn dispatch(
                 version,
                 client_capabilities,
             };
-            let call = new_call(ctx, principal, speaking, &params)?;
+            let call = Call::start(ctx, principal, speaking, &params)?;
             Ok(respond::run(req, ctx, call, None, id, method, params).await)
         }
         Incoming::Notification { .. } => Ok(HttpResponse::Accepted().finish()),
@@ -354,7 +361,7 @@ async fn in_session(
                 session: &session,
                 streams: accepts_sse(req),
             };
-            let call = new_call(ctx, principal, speaking, &params)?;
+            let call = Call::start(ctx, principal, speaking, &params)?;
             Ok(respond::run(req, ctx, call, Some(session), id, method, params).await)
         }
         Incoming::Notification { method, params } => {
@@ -380,83 +387,6 @@ async fn in_session(
             }
         }
     }
-}
-
-/// How a request is spoken: on its own (2026-07-28) or in a session.
-enum Speaking<'a> {
-    Alone {
-        version: Version,
-        client_capabilities: Map<String, Value>,
-    },
-    InSession {
-        session: &'a Arc<Session>,
-        /// Whether the answer can be a stream (and so carry requests to the client).
-        streams: bool,
-    },
-}
-
-fn new_call(
-    ctx: &web::Data<Context>,
-    principal: Principal,
-    speaking: Speaking<'_>,
-    params: &Map<String, Value>,
-) -> Result<(Call, mpsc::UnboundedReceiver<Value>), RpcError> {
-    let (version, client_capabilities, log_level, requests) = match speaking {
-        Speaking::Alone {
-            version,
-            client_capabilities,
-        } => {
-            // Log messages only for a request that asks for them, at its level.
-            let level = object(params, "_meta")
-                .and_then(|m| m.get(meta::LOG_LEVEL))
-                .and_then(Value::as_str)
-                .and_then(super::call::LogLevel::parse);
-            (version, Arc::new(client_capabilities), level, None)
-        }
-        Speaking::InSession { session, streams } => (
-            session.version,
-            session.client_capabilities.clone(),
-            session.log_level(),
-            // Requests to the client travel on the response stream: without one, none.
-            streams.then(|| session.requests.clone()),
-        ),
-    };
-    let progress_token = object(params, "_meta")
-        .and_then(|m| m.get("progressToken"))
-        .cloned();
-    let input_responses = match params.get("inputResponses") {
-        None | Some(Value::Null) => None,
-        Some(Value::Object(map)) => Some(map.clone()),
-        Some(_) => {
-            return Err(RpcError::invalid_params(
-                "\"inputResponses\" must be an object",
-            ));
-        }
-    };
-    let request_state = match params.get("requestState") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) => Some(s.clone()),
-        Some(_) => {
-            return Err(RpcError::invalid_params(
-                "\"requestState\" must be a string",
-            ));
-        }
-    };
-    let (tx, rx) = mpsc::unbounded_channel();
-    let out = Outbound::new(tx, progress_token, log_level, requests);
-    Ok((
-        Call {
-            node: ctx.get_ref().clone(),
-            principal,
-            version,
-            client_capabilities,
-            input_responses,
-            request_state,
-            out,
-            cancel: CancellationToken::new(),
-        },
-        rx,
-    ))
 }
 
 /// GET: the session's stream of server messages (notifications that belong to no request).

@@ -14,44 +14,86 @@ use super::sse;
 use crate::context::Context;
 use crate::events::{Change, TenantEvents};
 
+/// One listen request: what it asked to hear, and its id, which tags what it hears.
+pub(super) struct Listen {
+    filter: SubscriptionFilter,
+    id: Value,
+}
+
+impl Listen {
+    pub(super) fn parse(id: Value, params: &Map<String, Value>) -> Result<Self, RpcError> {
+        let filter: SubscriptionFilter =
+            serde_json::from_value(params.get("notifications").cloned().unwrap_or(json!({})))
+                .map_err(|e| RpcError::invalid_params(format!("invalid \"notifications\": {e}")))?;
+        Ok(Self { filter, id })
+    }
+
+    /// The first message of the stream: what the server will send.
+    pub(super) fn acknowledgement(&self) -> Value {
+        notification(
+            "notifications/subscriptions/acknowledged",
+            json!({ "notifications": self.filter, "_meta": { meta::SUBSCRIPTION_ID: self.id } }),
+        )
+    }
+
+    /// The notification a change makes on this stream, if any.
+    pub(super) fn message_for(&self, change: &Change) -> Option<Value> {
+        let filter = &self.filter;
+        let on = |flag: Option<bool>| flag == Some(true);
+        let notice = Notice::of(change);
+        let wanted = match &notice {
+            Notice::ToolsListChanged => on(filter.tools_list_changed),
+            Notice::PromptsListChanged => on(filter.prompts_list_changed),
+            Notice::ResourcesListChanged => on(filter.resources_list_changed),
+            Notice::ResourceUpdated(uri) => filter
+                .resource_subscriptions
+                .as_ref()
+                .is_some_and(|watched| watched.contains(uri)),
+        };
+        wanted.then(|| notice.message(Some(json!({ meta::SUBSCRIPTION_ID: self.id }))))
+    }
+}
+
+/// Follows an organization's changes for a listen stream.
+pub(super) async fn follow(
+    node: &Context,
+    organization_id: &str,
+) -> Result<TenantEvents, RpcError> {
+    TenantEvents::subscribe(node, organization_id)
+        .await
+        .map_err(|e| {
+            tracing::warn!(error = %e, "cannot follow tenant events");
+            RpcError::internal()
+        })
+}
+
 pub async fn open(
     node: &Context,
     organization_id: &str,
     id: Value,
     params: &Map<String, Value>,
 ) -> Result<HttpResponse, RpcError> {
-    let filter: SubscriptionFilter =
-        serde_json::from_value(params.get("notifications").cloned().unwrap_or(json!({})))
-            .map_err(|e| RpcError::invalid_params(format!("invalid \"notifications\": {e}")))?;
-    let events = TenantEvents::subscribe(node, organization_id)
-        .await
-        .map_err(|e| {
-            tracing::warn!(error = %e, "cannot follow tenant events");
-            RpcError::internal()
-        })?;
-    let ack = notification(
-        "notifications/subscriptions/acknowledged",
-        json!({ "notifications": filter, "_meta": { meta::SUBSCRIPTION_ID: id } }),
-    );
-    let first = sse::event(None, &ack.to_string());
+    let listen = Listen::parse(id, params)?;
+    let events = follow(node, organization_id).await?;
+    let first = sse::event(None, &listen.acknowledgement().to_string());
     let keepalive = sse::keepalive_timer(node.config.mcp.sse_keepalive.get());
-    let state = (Some(first), events, keepalive, filter, id);
+    let state = (Some(first), events, keepalive, listen);
     let body = stream::unfold(
         state,
-        |(first, mut events, mut keepalive, filter, id)| async move {
+        |(first, mut events, mut keepalive, listen)| async move {
             if let Some(first) = first {
-                return Some((Ok(first), (None, events, keepalive, filter, id)));
+                return Some((Ok(first), (None, events, keepalive, listen)));
             }
             loop {
                 tokio::select! {
                     _ = keepalive.tick() => {
-                        return Some((Ok(sse::keepalive()), (None, events, keepalive, filter, id)));
+                        return Some((Ok(sse::keepalive()), (None, events, keepalive, listen)));
                     }
                     change = events.recv() => {
                         let change = change?;
-                        if let Some(message) = message_for(&change, &filter, &id) {
+                        if let Some(message) = listen.message_for(&change) {
                             let bytes: Bytes = sse::event(None, &message.to_string());
-                            return Some((Ok(bytes), (None, events, keepalive, filter, id)));
+                            return Some((Ok(bytes), (None, events, keepalive, listen)));
                         }
                     }
                 }
@@ -59,20 +101,4 @@ pub async fn open(
         },
     );
     Ok(sse::response(body))
-}
-
-/// The notification a change makes on a stream with this filter, if any.
-fn message_for(change: &Change, filter: &SubscriptionFilter, id: &Value) -> Option<Value> {
-    let on = |flag: Option<bool>| flag == Some(true);
-    let notice = Notice::of(change);
-    let wanted = match &notice {
-        Notice::ToolsListChanged => on(filter.tools_list_changed),
-        Notice::PromptsListChanged => on(filter.prompts_list_changed),
-        Notice::ResourcesListChanged => on(filter.resources_list_changed),
-        Notice::ResourceUpdated(uri) => filter
-            .resource_subscriptions
-            .as_ref()
-            .is_some_and(|watched| watched.contains(uri)),
-    };
-    wanted.then(|| notice.message(Some(json!({ meta::SUBSCRIPTION_ID: id }))))
 }

@@ -9,6 +9,7 @@
 //! - [`call`]: what a provider gets with a request, and its way back to the client.
 //! - [`sessions`]: the sessions of the older protocols.
 //! - [`request_state`]: sealed state of multi-round requests.
+//! - [`ws`]: the same protocol over WebSocket at `/ws`.
 
 pub mod call;
 pub mod catalog;
@@ -24,6 +25,7 @@ mod respond;
 pub mod sessions;
 mod sse;
 mod stateless;
+pub mod ws;
 
 use std::sync::Arc;
 
@@ -37,7 +39,11 @@ use crate::tenancy::anonymous::AnonymousTenant;
 use catalog::{Catalog, Provider};
 use sessions::Sessions;
 
-pub use endpoint::configure;
+/// The MCP routes: `/mcp` and `/ws`.
+pub fn configure(cfg: &mut actix_web::web::ServiceConfig) {
+    endpoint::configure(cfg);
+    ws::configure(cfg);
+}
 
 const REQUEST_STATE_KEY: &str = "mcp.request_state_key";
 
@@ -49,6 +55,8 @@ pub struct Mcp {
     pub page_size: usize,
     pub list_ttl_ms: u64,
     pub anonymous: AnonymousTenant,
+    /// The WebSocket connections of this node, and the way to every node's.
+    pub hub: Arc<ws::hub::Hub>,
     state_codec: OnceCell<RequestStateCodec>,
 }
 
@@ -70,6 +78,7 @@ impl Mcp {
             page_size: config.mcp.page_size,
             list_ttl_ms: config.mcp.list_cache_ttl.get().as_millis() as u64,
             anonymous: AnonymousTenant::default(),
+            hub: Arc::default(),
             state_codec: OnceCell::new(),
         })
     }

@@ -66,18 +66,9 @@ pub(super) async fn run(
         session: session.clone().map(|s| (s, id.clone())),
     };
     let mcp = ctx.mcp.clone();
-    let mut task = ctx.runtime.spawn(async move {
-        let work = engine::handle(&mcp, &call, session.as_ref(), &method, &params);
-        tokio::select! {
-            result = work => Some(result),
-            // Cancelled, or the client went away: the work is dropped where it stands.
-            _ = call.cancel.cancelled() => {
-                metrics::counter!("devmesh_mcp_cancelled_total", "method" => method_label(Some(&method)))
-                    .increment(1);
-                None
-            }
-        }
-    });
+    let mut task = ctx
+        .runtime
+        .spawn(async move { perform(&mcp, &call, session.as_ref(), &method, &params).await });
     let wants_stream = accepts_sse(req);
     let first = if wants_stream {
         tokio::select! {
@@ -115,11 +106,30 @@ pub(super) async fn run(
     }
 }
 
-type Outcome = Option<Result<Value, RpcError>>;
+pub(super) type Outcome = Option<Result<Value, RpcError>>;
+
+/// Does a request's work, unless it is cancelled first (or its client goes away): then
+/// the work is dropped where it stands, and the outcome is `None`.
+pub(super) async fn perform(
+    mcp: &super::Mcp,
+    call: &Call,
+    session: Option<&Arc<Session>>,
+    method: &str,
+    params: &Map<String, Value>,
+) -> Outcome {
+    tokio::select! {
+        result = engine::handle(mcp, call, session, method, params) => Some(result),
+        _ = call.cancel.cancelled() => {
+            metrics::counter!("devmesh_mcp_cancelled_total", "method" => method_label(Some(method)))
+                .increment(1);
+            None
+        }
+    }
+}
 
 /// The JSON-RPC message that ends a request: its result or its error; `None` when the
 /// work was cancelled (or panicked, which is logged).
-fn answer(
+pub(super) fn answer(
     done: Result<Outcome, tokio::task::JoinError>,
     id: &Value,
 ) -> Option<Result<Value, RpcError>> {

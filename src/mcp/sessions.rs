@@ -15,7 +15,7 @@ use super::call::{ClientRequests, LogLevel};
 use super::notices::Notice;
 use super::protocol::Version;
 use crate::context::Context;
-use crate::events::TenantEvents;
+use crate::events::{Change, TenantEvents};
 use crate::tenancy::Principal;
 
 /// A message on the session's own stream (the GET stream), with its event id.
@@ -154,6 +154,46 @@ impl Session {
         self.stream.lock().unwrap().live = None;
     }
 
+    /// A session of its own, in no node's map: a WebSocket connection's.
+    pub fn new(
+        version: Version,
+        principal: Principal,
+        client_capabilities: Map<String, Value>,
+        replay_capacity: usize,
+    ) -> Arc<Self> {
+        Arc::new(Session {
+            id: format!("mcp-{}", uuid::Uuid::now_v7().simple()),
+            version,
+            principal,
+            client_capabilities: Arc::new(client_capabilities),
+            requests: Arc::new(ClientRequests::default()),
+            log_level: Mutex::new(None),
+            subscriptions: Mutex::new(HashSet::new()),
+            stream: Mutex::new(ServerStream {
+                next_id: 0,
+                replay: VecDeque::new(),
+                capacity: replay_capacity.max(1),
+                live: None,
+            }),
+            inflight: Mutex::new(HashMap::new()),
+            last_used: Mutex::new(Instant::now()),
+            initialized: AtomicBool::new(false),
+            closed: CancellationToken::new(),
+        })
+    }
+
+    /// The notification a tenant change makes in this session, if any: list changes
+    /// always, resource updates only for the resources it subscribed to.
+    pub fn notice_for(&self, change: &Change) -> Option<Value> {
+        let notice = Notice::of(change);
+        if let Notice::ResourceUpdated(uri) = &notice
+            && !self.is_subscribed(uri)
+        {
+            return None;
+        }
+        Some(notice.message(None))
+    }
+
     /// Turns tenant changes into this session's notifications until it closes.
     async fn follow(self: Arc<Self>, mut events: TenantEvents) {
         loop {
@@ -164,13 +204,9 @@ impl Session {
                     None => return,
                 },
             };
-            let notice = Notice::of(&change);
-            if let Notice::ResourceUpdated(uri) = &notice
-                && !self.is_subscribed(uri)
-            {
-                continue;
+            if let Some(message) = self.notice_for(&change) {
+                self.push(&message);
             }
-            self.push(&notice.message(None));
         }
     }
 }
@@ -202,25 +238,12 @@ impl Sessions {
         client_capabilities: Map<String, Value>,
     ) -> Result<Arc<Session>, crate::bus::pubsub::PubSubError> {
         let events = TenantEvents::subscribe(node, &principal.organization_id).await?;
-        let session = Arc::new(Session {
-            id: format!("mcp-{}", uuid::Uuid::now_v7().simple()),
+        let session = Session::new(
             version,
             principal,
-            client_capabilities: Arc::new(client_capabilities),
-            requests: Arc::new(ClientRequests::default()),
-            log_level: Mutex::new(None),
-            subscriptions: Mutex::new(HashSet::new()),
-            stream: Mutex::new(ServerStream {
-                next_id: 0,
-                replay: VecDeque::new(),
-                capacity: self.replay_capacity,
-                live: None,
-            }),
-            inflight: Mutex::new(HashMap::new()),
-            last_used: Mutex::new(Instant::now()),
-            initialized: AtomicBool::new(false),
-            closed: CancellationToken::new(),
-        });
+            client_capabilities,
+            self.replay_capacity,
+        );
         node.runtime.spawn(session.clone().follow(events));
         self.map
             .write()

@@ -38,39 +38,7 @@ pub(super) fn stateless_meta(
     method: &str,
     params: &Map<String, Value>,
 ) -> Result<(Version, Map<String, Value>), RpcError> {
-    let Some(request_meta) = object(params, "_meta") else {
-        return Err(match header_version.and_then(Version::parse) {
-            Some(v) if !v.is_stateless() => RpcError::invalid_request(format!(
-                "protocol {v} needs a session: send initialize first, then Mcp-Session-Id"
-            )),
-            _ => RpcError::invalid_params(format!(
-                "params._meta is required: protocol {} requests carry {}, {} and {} in it \
-                 (or send initialize to open a session of an older protocol)",
-                Version::V2026_07_28,
-                meta::PROTOCOL_VERSION,
-                meta::CLIENT_CAPABILITIES,
-                meta::CLIENT_INFO
-            )),
-        });
-    };
-    let Some(meta_version) = request_meta
-        .get(meta::PROTOCOL_VERSION)
-        .and_then(Value::as_str)
-    else {
-        return Err(RpcError::invalid_params(format!(
-            "params._meta[\"{}\"] is required",
-            meta::PROTOCOL_VERSION
-        )));
-    };
-    let Some(capabilities) = request_meta
-        .get(meta::CLIENT_CAPABILITIES)
-        .and_then(Value::as_object)
-    else {
-        return Err(RpcError::invalid_params(format!(
-            "params._meta[\"{}\"] is required (an object)",
-            meta::CLIENT_CAPABILITIES
-        )));
-    };
+    let (meta_version, capabilities) = meta_fields(params, header_version)?;
     match header_version {
         None => {
             return Err(header_mismatch(format!(
@@ -86,13 +54,7 @@ pub(super) fn stateless_meta(
         }
         Some(_) => {}
     }
-    let version =
-        Version::parse(meta_version).ok_or_else(|| RpcError::unsupported_version(meta_version))?;
-    if !version.is_stateless() {
-        return Err(RpcError::invalid_request(format!(
-            "protocol {version} needs a session: send initialize first, then Mcp-Session-Id"
-        )));
-    }
+    let version = stateless_version(meta_version)?;
     // The headers that let a proxy route without reading the body must say what it says.
     match header_str(headers, MCP_METHOD)? {
         Some(h) if h == method => {}
@@ -129,6 +91,68 @@ pub(super) fn stateless_meta(
         }
     }
     Ok((version, capabilities.clone()))
+}
+
+/// Checks the `_meta` of a stateless request that arrives without HTTP headers (one
+/// WebSocket message); returns its version and the client's capabilities.
+pub(super) fn message_meta(
+    params: &Map<String, Value>,
+) -> Result<(Version, Map<String, Value>), RpcError> {
+    let (meta_version, capabilities) = meta_fields(params, None)?;
+    Ok((stateless_version(meta_version)?, capabilities.clone()))
+}
+
+/// The protocol version and capabilities a stateless request's `_meta` must carry.
+fn meta_fields<'a>(
+    params: &'a Map<String, Value>,
+    header_version: Option<&str>,
+) -> Result<(&'a str, &'a Map<String, Value>), RpcError> {
+    let Some(request_meta) = object(params, "_meta") else {
+        return Err(match header_version.and_then(Version::parse) {
+            Some(v) if !v.is_stateless() => RpcError::invalid_request(format!(
+                "protocol {v} needs a session: send initialize first, then Mcp-Session-Id"
+            )),
+            _ => RpcError::invalid_params(format!(
+                "params._meta is required: protocol {} requests carry {}, {} and {} in it \
+                 (or send initialize to open a session of an older protocol)",
+                Version::V2026_07_28,
+                meta::PROTOCOL_VERSION,
+                meta::CLIENT_CAPABILITIES,
+                meta::CLIENT_INFO
+            )),
+        });
+    };
+    let Some(meta_version) = request_meta
+        .get(meta::PROTOCOL_VERSION)
+        .and_then(Value::as_str)
+    else {
+        return Err(RpcError::invalid_params(format!(
+            "params._meta[\"{}\"] is required",
+            meta::PROTOCOL_VERSION
+        )));
+    };
+    let Some(capabilities) = request_meta
+        .get(meta::CLIENT_CAPABILITIES)
+        .and_then(Value::as_object)
+    else {
+        return Err(RpcError::invalid_params(format!(
+            "params._meta[\"{}\"] is required (an object)",
+            meta::CLIENT_CAPABILITIES
+        )));
+    };
+    Ok((meta_version, capabilities))
+}
+
+/// A version from `_meta` that must be a stateless one.
+fn stateless_version(meta_version: &str) -> Result<Version, RpcError> {
+    let version =
+        Version::parse(meta_version).ok_or_else(|| RpcError::unsupported_version(meta_version))?;
+    if !version.is_stateless() {
+        return Err(RpcError::invalid_request(format!(
+            "protocol {version} needs a session: send initialize first, then Mcp-Session-Id"
+        )));
+    }
+    Ok(version)
 }
 
 fn header_mismatch(message: String) -> RpcError {
