@@ -160,6 +160,14 @@ impl TestEnv {
     pub async fn spawn_app(&self) -> TestApp {
         TestApp::spawn(self.config.clone(), Registry::platform()).await
     }
+
+    /// Another node on the same database and bus: its own data directory, so its own
+    /// node id.
+    pub async fn spawn_other_node(&self, name: &str) -> TestApp {
+        let mut config = self.config.clone();
+        config.data_dir = self.dir.path().join(name);
+        TestApp::spawn(config, Registry::platform()).await
+    }
 }
 
 /// A running node on port 0.

@@ -23,3 +23,5 @@ mod rest;
 mod strict_bodies;
 mod system;
 mod users;
+mod ws;
+mod ws_client;

@@ -30,6 +30,10 @@ pub use connection::close;
 use hub::Refused;
 use link::Link;
 
+/// The upgrade's answer names the connection, as other nodes and services address it.
+pub const CONNECTION_ID: header::HeaderName =
+    header::HeaderName::from_static("devmesh-connection-id");
+
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::resource("/ws")
@@ -64,7 +68,7 @@ async fn accept(
         .hub
         .admit(&ctx.config.mcp.ws, &principal)
         .map_err(refused)?;
-    let (response, ws, frames) = actix_ws::handle(req, body).map_err(|e| {
+    let (mut response, ws, frames) = actix_ws::handle(req, body).map_err(|e| {
         RpcError::invalid_request(format!("not a WebSocket upgrade: {e}"))
             .with_status(StatusCode::BAD_REQUEST)
     })?;
@@ -81,6 +85,9 @@ async fn accept(
         .register(&node, slot, &principal, link.clone())
         .await;
     tracing::debug!(connection = %registration.info.id, "WebSocket connection opened");
+    if let Ok(id) = header::HeaderValue::from_str(&registration.info.id) {
+        response.headers_mut().insert(CONNECTION_ID.clone(), id);
+    }
     let connection = Connection::new(node, principal, link, registration);
     // The frames of the connection can only be read on this worker.
     actix_web::rt::spawn(connection.run(ws, frames, queued));
