@@ -13,7 +13,8 @@
 //! - [`tenancy`]: organizations, users, API keys, sessions, scopes and the audit log.
 //! - [`contexts`]: conversation contexts shared by agents, the first tenant resource.
 //! - [`events`]: changes within a tenant, told to every node over the bus.
-//! - [`mcp`]: the MCP endpoint, its catalog and providers.
+//! - [`mcp`]: the MCP endpoints (`/mcp`, `/ws`), their catalog and providers.
+//! - [`edge`]: `devmesh edge`, MCP over stdio forwarded to a devmesh server.
 //! - [`api`]: the REST API (`/api/v1`), its OpenAPI document and reference page.
 //! - [`http`]: the listeners, their shared middleware, errors and system endpoints.
 //! - [`telemetry`]: logs and Prometheus metrics.
@@ -27,6 +28,7 @@ pub mod cli;
 pub mod config;
 pub mod context;
 pub mod contexts;
+pub mod edge;
 pub mod events;
 pub mod health;
 pub mod http;

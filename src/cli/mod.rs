@@ -58,6 +58,8 @@ enum Command {
     Jobs(admin::JobsCommand),
     /// List the nodes in the node registry
     Nodes,
+    /// MCP over stdio for IDEs (Claude Code, Cursor, VS Code), forwarded to a devmesh server
+    Edge(crate::edge::EdgeOpts),
     /// Manage organizations (tenants)
     #[command(subcommand)]
     Org(org::OrgCommand),
@@ -79,6 +81,12 @@ pub fn main() -> ExitCode {
         );
         return ExitCode::SUCCESS;
     }
+
+    // The edge runs on a developer's machine: no configuration, data directory or database.
+    let cli = match cli.command {
+        Command::Edge(opts) => return crate::edge::main(opts),
+        command => Cli { command, ..cli },
+    };
 
     let roles = match &cli.command {
         Command::Serve(opts) => opts.roles.clone(),
@@ -122,7 +130,7 @@ pub fn main() -> ExitCode {
             Command::Jobs(cmd) => admin::run_jobs(config, cmd).await,
             Command::Nodes => admin::run_nodes(config).await,
             Command::Org(cmd) => org::run(config, cmd).await,
-            Command::Config(_) | Command::Completions { .. } => {
+            Command::Config(_) | Command::Completions { .. } | Command::Edge(_) => {
                 unreachable!("handled before the runtime starts")
             }
         }

@@ -9,6 +9,7 @@ mod auth_flow;
 mod bus_contract;
 mod cli;
 mod contexts;
+mod edge;
 mod http_errors;
 mod job_runner;
 mod mcp;

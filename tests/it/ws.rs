@@ -424,7 +424,6 @@ async fn credentials_are_checked_before_the_upgrade(shape: Shape) {
 
     let mut by_query = try_connect(&format!("{url}?token={}", tenant.key), None)
         .await
-        .ok()
         .expect("a key in the query is accepted");
     by_query
         .send_text(&modern(
