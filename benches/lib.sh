@@ -9,7 +9,9 @@
 PG=${TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432}
 REDIS=${TEST_REDIS_URL:-redis://127.0.0.1:6379}
 
-command -v wrk >/dev/null || { echo "wrk is needed: apt-get install wrk"; exit 1; }
+if [ "${NEEDS_WRK:-1}" = 1 ]; then
+  command -v wrk >/dev/null || { echo "wrk is needed: apt-get install wrk"; exit 1; }
+fi
 cargo build --release --quiet
 BIN=target/release/devmesh
 
@@ -38,6 +40,7 @@ start_node() {
     DEVMESH_API__LISTEN="127.0.0.1:$api_port" DEVMESH_MCP__LISTEN="127.0.0.1:$mcp_port" DEVMESH_LOG__LEVEL=warn
     DEVMESH_RATE_LIMITS__KEY__PER_MINUTE=60000000 DEVMESH_RATE_LIMITS__KEY__BURST=60000000
     DEVMESH_RATE_LIMITS__ORGANIZATION__PER_MINUTE=60000000 DEVMESH_RATE_LIMITS__ORGANIZATION__BURST=60000000
+    ${NODE_ENV:-}
   )
   if [ "$shape" = scale-out ]; then
     db="devmesh_bench_$RANDOM$RANDOM"

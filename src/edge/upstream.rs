@@ -225,7 +225,9 @@ impl Http {
                     }
                 }
                 Ok(None) => {
-                    return UpstreamError::Unreachable("the server closed the listen stream".into());
+                    return UpstreamError::Unreachable(
+                        "the server closed the listen stream".into(),
+                    );
                 }
                 Err(e) => return e,
             }
