@@ -158,7 +158,6 @@ async fn run(opts: EdgeOpts) -> Result<(), String> {
         if line.trim().is_empty() {
             continue;
         }
-        let edge = edge.clone();
         edge.clone().incoming(line.as_bytes());
     }
     tracing::info!("stdin closed; devmesh edge stops");
@@ -216,6 +215,9 @@ impl Edge {
             Incoming::Request { id, method, params } => {
                 let key = id.to_string();
                 let this = self.clone();
+                // Held while the task is made, so that it cannot finish (and forget
+                // itself) before it is remembered.
+                let mut inflight = self.inflight.lock().unwrap();
                 let task = tokio::spawn(async move {
                     let answer = match this.request(&method, params).await {
                         Ok(result) => response(&id, result),
@@ -224,10 +226,7 @@ impl Edge {
                     this.inflight.lock().unwrap().remove(&id.to_string());
                     this.send(answer);
                 });
-                self.inflight
-                    .lock()
-                    .unwrap()
-                    .insert(key, task.abort_handle());
+                inflight.insert(key, task.abort_handle());
             }
             Incoming::Notification { method, params } => match method.as_str() {
                 "notifications/initialized" => {

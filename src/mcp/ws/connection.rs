@@ -98,11 +98,13 @@ impl Connection {
                 message = frames.recv() => match message {
                     None => break None,
                     Some(Err(e)) => break Some(protocol_error(e)),
+                    // Requests are boxed: their futures are large, and an idle
+                    // connection should not carry one.
                     Some(Ok(message)) => match message {
-                        AggregatedMessage::Text(text) => self.incoming(text.as_bytes(), FrameKind::Text).await,
+                        AggregatedMessage::Text(text) => Box::pin(self.incoming(text.as_bytes(), FrameKind::Text)).await,
                         AggregatedMessage::Binary(bytes) => {
                             match frame::decode(&bytes, self.node.config.mcp.max_message_bytes) {
-                                Ok((json, c)) => self.incoming(&json, FrameKind::Binary(c)).await,
+                                Ok((json, c)) => Box::pin(self.incoming(&json, FrameKind::Binary(c))).await,
                                 Err(e) => break Some(counted("bad_frame", e.close_code(), e.to_string())),
                             }
                         }

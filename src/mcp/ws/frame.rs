@@ -94,12 +94,7 @@ pub fn encode(json: &[u8], compression: Compression) -> Vec<u8> {
                 .compress(json)
                 .expect("zstd compresses into memory")
         }),
-        Compression::Gzip => {
-            use std::io::Write;
-            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-            gz.write_all(json).expect("gzip writes into memory");
-            gz.finish().expect("gzip writes into memory")
-        }
+        Compression::Gzip => gzip(json),
     };
     let mut frame = Vec::with_capacity(HEADER_LEN + payload.len());
     frame.extend_from_slice(&MAGIC);
@@ -147,7 +142,7 @@ pub fn decode(frame: &[u8], max_bytes: usize) -> Result<(Vec<u8>, Compression), 
     let json = match compression {
         Compression::None => payload.to_vec(),
         Compression::Zstd => unzstd(payload, max_bytes)?,
-        Compression::Gzip => read_capped(flate2::read::GzDecoder::new(payload), max_bytes, "gzip")?,
+        Compression::Gzip => gunzip(payload, max_bytes)?,
     };
     Ok((json, compression))
 }
@@ -196,6 +191,122 @@ fn unzstd(payload: &[u8], max_bytes: usize) -> Result<Vec<u8>, FrameError> {
     }
 }
 
+/// Per-thread deflate contexts, for the same reason.
+struct DeflateContexts {
+    compress: flate2::Compress,
+    decompress: flate2::Decompress,
+}
+
+thread_local! {
+    static DEFLATE: RefCell<DeflateContexts> = RefCell::new(DeflateContexts {
+        compress: flate2::Compress::new(flate2::Compression::fast(), false),
+        decompress: flate2::Decompress::new(false),
+    });
+}
+
+/// The gzip header this side writes: deflate, no name or extra fields, unknown OS.
+const GZIP_HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
+const FHCRC: u8 = 0b0010;
+const FEXTRA: u8 = 0b0100;
+const FNAME: u8 = 0b1000;
+const FCOMMENT: u8 = 0b1_0000;
+
+/// One gzip member (RFC 1952).
+fn gzip(json: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(GZIP_HEADER.len() + json.len() / 2 + 64);
+    out.extend_from_slice(&GZIP_HEADER);
+    DEFLATE.with(|d| {
+        let c = &mut d.borrow_mut().compress;
+        c.reset();
+        loop {
+            out.reserve(json.len() / 4 + 64);
+            let consumed = c.total_in() as usize;
+            let status = c
+                .compress_vec(&json[consumed..], &mut out, flate2::FlushCompress::Finish)
+                .expect("deflate into memory");
+            if status == flate2::Status::StreamEnd {
+                break;
+            }
+        }
+    });
+    let mut crc = flate2::Crc::new();
+    crc.update(json);
+    out.extend_from_slice(&crc.sum().to_le_bytes());
+    out.extend_from_slice(&(json.len() as u32).to_le_bytes());
+    out
+}
+
+/// The content of one gzip member, checked against its CRC and length; no more than
+/// `max_bytes` of it.
+fn gunzip(member: &[u8], max_bytes: usize) -> Result<Vec<u8>, FrameError> {
+    let corrupt = || FrameError::Corrupt("gzip");
+    let deflated = gzip_body(member).ok_or_else(corrupt)?;
+    let mut out = Vec::with_capacity((deflated.len() * 4).min(max_bytes + 1));
+    let used = DEFLATE.with(|d| {
+        let d = &mut d.borrow_mut().decompress;
+        d.reset(false);
+        loop {
+            if out.len() > max_bytes {
+                return Err(FrameError::TooLarge(max_bytes));
+            }
+            if out.capacity() == out.len() {
+                out.reserve(out.len().clamp(1024, max_bytes + 1 - out.len()));
+            }
+            let consumed = d.total_in() as usize;
+            let before = (d.total_in(), d.total_out());
+            let status = d
+                .decompress_vec(
+                    &deflated[consumed..],
+                    &mut out,
+                    flate2::FlushDecompress::Finish,
+                )
+                .map_err(|_| corrupt())?;
+            match status {
+                flate2::Status::StreamEnd => return Ok(d.total_in() as usize),
+                // No progress with room to spare: the data ended early.
+                _ if (d.total_in(), d.total_out()) == before && out.capacity() > out.len() => {
+                    return Err(corrupt());
+                }
+                _ => {}
+            }
+        }
+    })?;
+    let trailer = &deflated[used..];
+    if trailer.len() != 8 {
+        return Err(corrupt());
+    }
+    let mut crc = flate2::Crc::new();
+    crc.update(&out);
+    let expected_crc = u32::from_le_bytes(trailer[0..4].try_into().expect("4 bytes"));
+    let expected_len = u32::from_le_bytes(trailer[4..8].try_into().expect("4 bytes"));
+    if crc.sum() != expected_crc || out.len() as u32 != expected_len {
+        return Err(corrupt());
+    }
+    Ok(out)
+}
+
+/// What follows a gzip member's header: the deflate data and the 8-byte trailer.
+fn gzip_body(member: &[u8]) -> Option<&[u8]> {
+    if member.len() < 18 || member[0..3] != [0x1f, 0x8b, 8] {
+        return None;
+    }
+    let flags = member[3];
+    let mut at = 10;
+    if flags & FEXTRA != 0 {
+        let len = u16::from_le_bytes([*member.get(at)?, *member.get(at + 1)?]) as usize;
+        at += 2 + len;
+    }
+    for field in [FNAME, FCOMMENT] {
+        if flags & field != 0 {
+            at += member.get(at..)?.iter().position(|b| *b == 0)? + 1;
+        }
+    }
+    if flags & FHCRC != 0 {
+        at += 2;
+    }
+    member.get(at..)
+}
+
 fn read_capped(
     reader: impl Read,
     max_bytes: usize,
@@ -228,6 +339,27 @@ mod tests {
             assert_eq!(json, MESSAGE, "{c:?}");
             assert_eq!(seen, c);
         }
+    }
+
+    #[test]
+    fn gzip_from_other_encoders_is_read() {
+        use std::io::Write;
+        let mut gz = flate2::GzBuilder::new()
+            .filename("message.json")
+            .comment("from another encoder")
+            .extra(vec![1, 2, 3])
+            .write(Vec::new(), flate2::Compression::best());
+        gz.write_all(MESSAGE).unwrap();
+        let payload = gz.finish().unwrap();
+        let mut frame = Vec::from(&MAGIC[..]);
+        frame.extend([VERSION, 2]);
+        frame.extend((payload.len() as u32).to_be_bytes());
+        frame.extend(&payload);
+        assert_eq!(decode(&frame, 1024).unwrap(), (MESSAGE.to_vec(), Compression::Gzip));
+        // Its checksum is checked: the same data with a wrong CRC is refused.
+        let crc_at = frame.len() - 8;
+        frame[crc_at] ^= 1;
+        assert_eq!(decode(&frame, 1024), Err(FrameError::Corrupt("gzip")));
     }
 
     #[test]
