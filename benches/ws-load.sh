@@ -33,7 +33,8 @@ run_shape() {
     "$TOOL" throughput "$url" "$key" 3 "$INFLIGHT" "$frames" >/dev/null # warm-up
     "$TOOL" throughput "$url" "$key" "$DURATION" "$INFLIGHT" "$frames"
   done
-  # Idle connections: memory held per connection.
+  # Idle connections: memory held per connection (IDLE_CONNECTIONS=0 skips it).
+  if [ "$IDLE_CONNECTIONS" -eq 0 ]; then cleanup; return; fi
   sleep 1
   local before; before=$(rss_kib "$pid")
   local fifo="$dir/idle.out"

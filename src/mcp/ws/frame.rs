@@ -355,7 +355,10 @@ mod tests {
         frame.extend([VERSION, 2]);
         frame.extend((payload.len() as u32).to_be_bytes());
         frame.extend(&payload);
-        assert_eq!(decode(&frame, 1024).unwrap(), (MESSAGE.to_vec(), Compression::Gzip));
+        assert_eq!(
+            decode(&frame, 1024).unwrap(),
+            (MESSAGE.to_vec(), Compression::Gzip)
+        );
         // Its checksum is checked: the same data with a wrong CRC is refused.
         let crc_at = frame.len() - 8;
         frame[crc_at] ^= 1;
@@ -429,7 +432,11 @@ mod tests {
         let bomb = vec![b' '; 10 * 1024 * 1024];
         for c in [Compression::Zstd, Compression::Gzip] {
             let frame = encode(&bomb, c);
-            assert!(frame.len() < 64 * 1024, "{c:?} compresses the bomb");
+            assert!(
+                frame.len() < bomb.len() / 50,
+                "{c:?} compresses the bomb: {}",
+                frame.len()
+            );
             let err = decode(&frame, 4096).unwrap_err();
             assert_eq!(err, FrameError::TooLarge(4096), "{c:?}");
             assert_eq!(err.close_code(), 1009);
