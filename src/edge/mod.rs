@@ -20,7 +20,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::{Notify, mpsc};
 
 use crate::mcp::engine;
-use crate::mcp::protocol::{Incoming, RpcError, Version, meta, response};
+use crate::mcp::protocol::{Incoming, RpcError, meta, response};
 use local_tools::LocalTools;
 use upstream::{Upstream, UpstreamError};
 
@@ -169,9 +169,7 @@ async fn run(opts: EdgeOpts) -> Result<(), String> {
 /// What the local client said about itself.
 #[derive(Default)]
 struct Client {
-    /// The session protocol negotiated by `initialize`; `None` before it (or for a
-    /// 2026-07-28 client, which sends `_meta` instead).
-    version: Option<Version>,
+    /// It sent `notifications/initialized` (protocols with sessions).
     initialized: bool,
     /// It sent a 2026-07-28 request: it takes notifications without initializing.
     stateless: bool,
@@ -263,7 +261,7 @@ impl Edge {
             self.client.lock().unwrap().stateless = true;
         } else {
             match method {
-                "initialize" => return Ok(self.initialize(&params)),
+                "initialize" => return self.initialize(&params),
                 "ping" => return Ok(json!({})),
                 "logging/setLevel" => {
                     let level = params
@@ -330,24 +328,16 @@ impl Edge {
 
     /// The local session: the client's protocol when it is one with sessions, else the
     /// newest such.
-    fn initialize(&self, params: &Map<String, Value>) -> Value {
-        let requested = params
-            .get("protocolVersion")
-            .and_then(Value::as_str)
-            .unwrap_or("");
-        let version = Version::parse(requested)
-            .filter(|v| !v.is_stateless())
-            .unwrap_or(Version::LATEST_SESSION);
-        let mut client = self.client.lock().unwrap();
-        client.version = Some(version);
-        client.info = params.get("clientInfo").cloned();
+    fn initialize(&self, params: &Map<String, Value>) -> Result<Value, RpcError> {
+        let (version, _) = engine::negotiate(params)?;
+        self.client.lock().unwrap().info = params.get("clientInfo").cloned();
         let mut result = engine::initialize_result(version);
         result["serverInfo"] = json!({
             "name": "devmesh-edge",
             "title": "devmesh (through devmesh edge)",
             "version": env!("CARGO_PKG_VERSION"),
         });
-        result
+        Ok(result)
     }
 
     /// Makes a session request a 2026-07-28 one.
@@ -404,19 +394,24 @@ impl Edge {
 
     /// What the listen stream asks for: every list change, and the client's resources.
     fn listen_params(&self) -> Map<String, Value> {
-        let client = self.client.lock().unwrap();
-        let subscriptions: Vec<&String> = client.subscriptions.iter().collect();
-        let mut params = json!({
-            "notifications": {
+        let subscriptions: Vec<String> = self
+            .client
+            .lock()
+            .unwrap()
+            .subscriptions
+            .iter()
+            .cloned()
+            .collect();
+        let mut params = Map::new();
+        params.insert(
+            "notifications".into(),
+            json!({
                 "toolsListChanged": true,
                 "promptsListChanged": true,
                 "resourcesListChanged": true,
                 "resourceSubscriptions": subscriptions,
-            }
-        });
-        drop(client);
-        let params = params.as_object_mut().expect("an object");
-        let mut params = std::mem::take(params);
+            }),
+        );
         self.add_meta(&mut params);
         params
     }

@@ -14,7 +14,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_util::sync::CancellationToken;
 
-use crate::mcp::protocol::Version;
+use crate::mcp::protocol::{Version, named_target};
 
 pub const VERSION: Version = Version::V2026_07_28;
 
@@ -62,16 +62,6 @@ impl Upstream {
             Upstream::Ws(w) => w.listen(params, on_open).await,
         }
     }
-}
-
-/// The name a 2026-07-28 request carries in `Mcp-Name`.
-fn named<'a>(method: &str, params: &'a Map<String, Value>) -> Option<&'a str> {
-    match method {
-        "tools/call" | "prompts/get" => params.get("name"),
-        "resources/read" => params.get("uri"),
-        _ => None,
-    }
-    .and_then(Value::as_str)
 }
 
 /// A listen notification without its subscription tag, for the local client.
@@ -147,7 +137,7 @@ impl Http {
             .header("accept", "application/json, text/event-stream")
             .header("mcp-protocol-version", VERSION.as_str())
             .header("mcp-method", method);
-        if let Some(name) = named(method, &params) {
+        if let Some(name) = named_target(method, &params) {
             request = request.header("mcp-name", name);
         }
         let body = json!({ "jsonrpc": "2.0", "id": id, "method": method, "params": params });

@@ -16,6 +16,7 @@ use futures_util::future::LocalBoxFuture;
 use super::detached;
 use super::errors::ApiError;
 use crate::bus::ratelimit::Decision;
+use crate::config::Quota;
 use crate::context::Context;
 use crate::service::ServiceError;
 use crate::tenancy::Principal;
@@ -110,12 +111,36 @@ pub async fn charge(
     ctx: &web::Data<Context>,
     principal: &Principal,
 ) -> Result<(), ApiError> {
-    let limits = &ctx.config.rate_limits;
-    if limits.enabled {
-        let buckets = principal.rate_buckets(limits);
-        record(req, ctx.bus.rate_limiter.check(&buckets).await)?;
+    match check_limits(ctx, principal).await {
+        Some(decision) => record(req, decision),
+        None => Ok(()),
     }
-    Ok(())
+}
+
+/// Charges one request of `principal` to its and its organization's buckets: the
+/// decision, counted when it refuses; `None` when limits are off or the limiter cannot
+/// be asked (limits protect capacity, and a bus outage should not stop the API).
+pub async fn check_limits(node: &Context, principal: &Principal) -> Option<Decision> {
+    let limits = &node.config.rate_limits;
+    if !limits.enabled {
+        return None;
+    }
+    check_buckets(node, &principal.rate_buckets(limits)).await
+}
+
+async fn check_buckets(node: &Context, buckets: &[(String, Quota)]) -> Option<Decision> {
+    match node.bus.rate_limiter.check(buckets).await {
+        Ok(decision) => {
+            if !decision.allowed {
+                metrics::counter!("devmesh_http_rate_limited_total").increment(1);
+            }
+            Some(decision)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "rate limiter unavailable; request let through");
+            None
+        }
+    }
 }
 
 /// Charges a request without credentials to its address's bucket; returns the address.
@@ -127,7 +152,9 @@ pub async fn charge_anonymous(
     let limits = &ctx.config.rate_limits;
     if let (true, Some(ip)) = (limits.enabled, &ip) {
         let bucket = [(format!("ip:{ip}"), limits.anonymous)];
-        record(req, ctx.bus.rate_limiter.check(&bucket).await)?;
+        if let Some(decision) = check_buckets(ctx, &bucket).await {
+            record(req, decision)?;
+        }
     }
     Ok(ip)
 }
@@ -169,18 +196,10 @@ fn client_ip(req: &HttpRequest, header: Option<&str>) -> Option<String> {
 }
 
 /// Records a rate-limit decision for the answer's headers; over the limit is a 429.
-/// A limiter that cannot be asked lets the request through: limits protect capacity, and
-/// a bus outage should not stop the API.
-fn record(req: &HttpRequest, decision: Result<Decision, String>) -> Result<(), ApiError> {
-    match decision {
-        Ok(decision) => {
-            req.extensions_mut().insert(decision);
-            if !decision.allowed {
-                metrics::counter!("devmesh_http_rate_limited_total").increment(1);
-                return Err(ServiceError::RateLimited(decision).into());
-            }
-        }
-        Err(e) => tracing::warn!(error = %e, "rate limiter unavailable; request let through"),
+fn record(req: &HttpRequest, decision: Decision) -> Result<(), ApiError> {
+    req.extensions_mut().insert(decision);
+    if !decision.allowed {
+        return Err(ServiceError::RateLimited(decision).into());
     }
     Ok(())
 }

@@ -19,7 +19,7 @@ use super::call::{Call, Speaking};
 use super::protocol::{Incoming, RpcError, Version, code, response};
 use super::respond::{self, count_error, json_response, method_label};
 use super::sessions::Session;
-use super::stateless::{header_str, object, stateless_meta};
+use super::stateless::{header_str, stateless_meta};
 use super::{engine, listen, origin, sse};
 use crate::context::Context;
 use crate::http::auth::{authenticate_credential, charge, credential, missing};
@@ -315,15 +315,7 @@ async fn initialize(
     id: Value,
     params: &Map<String, Value>,
 ) -> Result<HttpResponse, Refusal> {
-    let requested = params
-        .get("protocolVersion")
-        .and_then(Value::as_str)
-        .ok_or_else(|| RpcError::invalid_params("initialize needs \"protocolVersion\""))?;
-    // The client's version when it is one with sessions, else the newest such.
-    let version = Version::parse(requested)
-        .filter(|v| !v.is_stateless())
-        .unwrap_or(Version::LATEST_SESSION);
-    let capabilities = object(params, "capabilities").cloned().unwrap_or_default();
+    let (version, capabilities) = engine::negotiate(params)?;
     let session = ctx
         .mcp
         .sessions

@@ -136,6 +136,24 @@ fn discover() -> Result<Value, RpcError> {
     }))
 }
 
+/// What an `initialize` request asks for: the client's protocol when it is one with
+/// sessions (else the newest such), and the client's capabilities.
+pub fn negotiate(params: &Map<String, Value>) -> Result<(Version, Map<String, Value>), RpcError> {
+    let requested = params
+        .get("protocolVersion")
+        .and_then(Value::as_str)
+        .ok_or_else(|| RpcError::invalid_params("initialize needs \"protocolVersion\""))?;
+    let version = Version::parse(requested)
+        .filter(|v| !v.is_stateless())
+        .unwrap_or(Version::LATEST_SESSION);
+    let capabilities = params
+        .get("capabilities")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    Ok((version, capabilities))
+}
+
 /// The `initialize` result of a new session.
 pub fn initialize_result(version: Version) -> Value {
     json!({

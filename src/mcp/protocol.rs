@@ -40,6 +40,17 @@ impl Version {
     }
 }
 
+/// What a request names, which a 2026-07-28 request repeats in its `Mcp-Name` header:
+/// the tool or prompt, or the resource's URI.
+pub fn named_target<'a>(method: &str, params: &'a Map<String, Value>) -> Option<&'a str> {
+    match method {
+        "tools/call" | "prompts/get" => params.get("name"),
+        "resources/read" => params.get("uri"),
+        _ => None,
+    }
+    .and_then(Value::as_str)
+}
+
 impl fmt::Display for Version {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())

@@ -4,7 +4,7 @@
 use actix_web::http::header::HeaderMap;
 use serde_json::{Map, Value};
 
-use super::protocol::{RpcError, Version, code, meta};
+use super::protocol::{RpcError, Version, code, meta, named_target};
 
 const MCP_METHOD: &str = "mcp-method";
 const MCP_NAME: &str = "mcp-name";
@@ -69,12 +69,7 @@ pub(super) fn stateless_meta(
             )));
         }
     }
-    let named = match method {
-        "tools/call" | "prompts/get" => params.get("name"),
-        "resources/read" => params.get("uri"),
-        _ => None,
-    }
-    .and_then(Value::as_str);
+    let named = named_target(method, params);
     match (header_str(headers, MCP_NAME)?, named) {
         (Some(h), Some(n)) if h == n => {}
         (None, None) => {}

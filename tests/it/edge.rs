@@ -10,6 +10,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout};
 
 use crate::helpers::{Shape, TestEnv, closed_port};
+use crate::mcp_interop::python;
 use crate::rest::{self, register};
 
 struct Edge {
@@ -224,6 +225,38 @@ async fn edge_forwards_over_both_transports(shape: Shape) {
         };
         assert_eq!(modern["result"]["resultType"], "complete", "{modern}");
     }
+
+    // With a local command allowed, its tool is listed after the server's, and runs.
+    let workdir = env.dir.path().to_string_lossy().to_string();
+    let mut edge = Edge::start(
+        &[
+            "--url",
+            &url,
+            "--allow-command",
+            "echo",
+            "--workdir",
+            &workdir,
+        ],
+        &tenant.key,
+    );
+    edge.initialize().await;
+    let tools = edge.call(1, "tools/list", json!({})).await;
+    let names: Vec<&str> = tools["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"devmesh_whoami"), "{names:?}");
+    assert_eq!(names.last(), Some(&"edge_run_command"), "{names:?}");
+    let echoed = edge
+        .tool(
+            2,
+            "edge_run_command",
+            json!({ "command": "echo", "args": ["hi"] }),
+        )
+        .await;
+    assert_eq!(echoed["structuredContent"]["stdout"], "hi\n", "{echoed}");
 }
 
 /// While the server cannot be reached, requests get a clear JSON-RPC error, and the edge
@@ -428,8 +461,7 @@ async fn local_commands_run_only_as_allowed(_shape: Shape) {
         "{listed}"
     );
 
-    // The local tool is listed next to the server's (here: the server is away, so the
-    // list is an error, and the local tool still runs).
+    // Arguments of the wrong shape are a tool error, not a crash.
     let bad_args = edge
         .tool(
             13,
@@ -438,12 +470,6 @@ async fn local_commands_run_only_as_allowed(_shape: Shape) {
         )
         .await;
     assert_eq!(bad_args["isError"], true);
-}
-
-fn python() -> String {
-    std::env::var("DEVMESH_TEST_PYTHON").expect(
-        "DEVMESH_TEST_PYTHON names a Python with the official MCP SDK; scripts/test.sh installs one",
-    )
 }
 
 /// The official Python SDK's `stdio_client` drives the edge, and the server restarts in

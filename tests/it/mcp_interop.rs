@@ -9,7 +9,7 @@ use serde_json::Value;
 use crate::helpers::{Shape, TestEnv};
 use crate::rest::{self, register};
 
-fn python() -> String {
+pub fn python() -> String {
     std::env::var("DEVMESH_TEST_PYTHON").expect(
         "DEVMESH_TEST_PYTHON names a Python with the official MCP SDK; scripts/test.sh installs one",
     )

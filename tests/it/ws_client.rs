@@ -13,9 +13,7 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use crate::helpers::TestApp;
-
-pub const LEGACY: &str = "2025-11-25";
-pub const MODERN: &str = "2026-07-28";
+use crate::mcp_client::{LEGACY, MODERN};
 
 /// One frame from the server, decoded.
 #[derive(Debug, Clone, PartialEq)]

@@ -16,6 +16,7 @@ use super::hub::Registration;
 use super::link::{FrameKind, Link, Outgoing};
 use crate::context::Context;
 use crate::events::{Change, TenantEvents};
+use crate::http::auth::check_limits;
 use crate::mcp::call::{Call, Speaking};
 use crate::mcp::engine;
 use crate::mcp::listen::{self, Listen};
@@ -257,14 +258,7 @@ impl Connection {
         kind: FrameKind,
         params: &Map<String, Value>,
     ) -> Result<(), RpcError> {
-        let requested = params
-            .get("protocolVersion")
-            .and_then(Value::as_str)
-            .ok_or_else(|| RpcError::invalid_params("initialize needs \"protocolVersion\""))?;
-        let version = Version::parse(requested)
-            .filter(|v| !v.is_stateless())
-            .unwrap_or(Version::LATEST_SESSION);
-        let capabilities = object(params, "capabilities").cloned().unwrap_or_default();
+        let (version, capabilities) = engine::negotiate(params)?;
         let events = listen::follow(&self.node, &self.principal.organization_id).await?;
         let session = Session::new(version, self.principal.clone(), capabilities, 1);
         self.session = Some((session, events));
@@ -384,32 +378,16 @@ impl Drop for InflightGuard {
 
 /// A request over WebSocket is charged to the same rate limits as one over HTTP.
 async fn charge(node: &Context, principal: &Principal) -> Result<(), RpcError> {
-    let limits = &node.config.rate_limits;
-    if !limits.enabled {
-        return Ok(());
-    }
-    match node
-        .bus
-        .rate_limiter
-        .check(&principal.rate_buckets(limits))
-        .await
-    {
-        Ok(d) if !d.allowed => {
-            metrics::counter!("devmesh_http_rate_limited_total").increment(1);
-            Err(RpcError::new(
-                code::RATE_LIMITED,
-                format!(
-                    "rate limit exceeded; retry in {} ms",
-                    d.retry_after.as_millis().max(1)
-                ),
-            )
-            .with_data(serde_json::json!({ "retryAfterMs": d.retry_after.as_millis() as u64 })))
-        }
-        Ok(_) => Ok(()),
-        Err(e) => {
-            tracing::warn!(error = %e, "rate limiter unavailable; request let through");
-            Ok(())
-        }
+    match check_limits(node, principal).await {
+        Some(d) if !d.allowed => Err(RpcError::new(
+            code::RATE_LIMITED,
+            format!(
+                "rate limit exceeded; retry in {} ms",
+                d.retry_after.as_millis().max(1)
+            ),
+        )
+        .with_data(serde_json::json!({ "retryAfterMs": d.retry_after.as_millis() as u64 }))),
+        _ => Ok(()),
     }
 }
 

@@ -320,18 +320,14 @@ impl Hub {
         })
     }
 
-    /// Starts taking deliveries for this node's connections from the bus (once).
+    /// Starts taking deliveries for this node's connections from the bus (once; a bus
+    /// that cannot be reached is tried again at the next connection).
     async fn listen(&self, node: &Context) {
-        self.listening
-            .get_or_init(|| async {
+        let started = self
+            .listening
+            .get_or_try_init(|| async {
                 let channel = delivery_channel(&node.node.id);
-                let mut subscription = match node.bus.pubsub.subscribe(&channel).await {
-                    Ok(s) => s,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "cannot take deliveries for this node's connections");
-                        return;
-                    }
-                };
+                let mut subscription = node.bus.pubsub.subscribe(&channel).await?;
                 let hub_node = node.clone();
                 node.runtime.spawn(async move {
                     while let Some(text) = subscription.recv().await {
@@ -349,7 +345,11 @@ impl Hub {
                         }
                     }
                 });
+                Ok::<(), crate::bus::pubsub::PubSubError>(())
             })
             .await;
+        if let Err(e) = started {
+            tracing::warn!(error = %e, "cannot take deliveries for this node's connections; retried at the next connection");
+        }
     }
 }
