@@ -7,7 +7,6 @@ use utoipa::ToSchema;
 use super::pagination::PageQuery;
 use crate::context::Context;
 use crate::http::auth::Authenticated;
-use crate::http::detached;
 use crate::http::errors::{ApiError, ErrorBody};
 use crate::http::json::StrictJson;
 use crate::service::Page;
@@ -45,20 +44,17 @@ pub async fn create_api_key(
     body: StrictJson<CreateApiKey>,
 ) -> Result<HttpResponse, ApiError> {
     let b = body.into_inner();
-    let created = detached(&ctx, move |ctx| async move {
-        api_keys::create(
-            &ctx,
-            &auth.0,
-            NewKey {
-                name: b.name,
-                key_type: b.key_type,
-                scopes: b.scopes,
-                expires_at: b.expires_at,
-                rate_limit: b.rate_limit,
-            },
-        )
-        .await
-    })
+    let created = api_keys::create(
+        &ctx,
+        &auth.0,
+        NewKey {
+            name: b.name,
+            key_type: b.key_type,
+            scopes: b.scopes,
+            expires_at: b.expires_at,
+            rate_limit: b.rate_limit,
+        },
+    )
     .await?;
     Ok(HttpResponse::Created().json(created))
 }
@@ -76,12 +72,7 @@ pub async fn list_api_keys(
     auth: Authenticated,
     query: web::Query<PageQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(
-        detached(&ctx, move |ctx| async move {
-            api_keys::list(&ctx, &auth.0, query.page()?).await
-        })
-        .await?,
-    ))
+    Ok(HttpResponse::Ok().json(api_keys::list(&ctx, &auth.0, query.page()?).await?))
 }
 
 /// One API key.
@@ -100,12 +91,7 @@ pub async fn get_api_key(
     auth: Authenticated,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(
-        detached(&ctx, move |ctx| async move {
-            api_keys::get(&ctx, &auth.0, &id).await
-        })
-        .await?,
-    ))
+    Ok(HttpResponse::Ok().json(api_keys::get(&ctx, &auth.0, &id).await?))
 }
 
 /// Revoke an API key; it stops working at once on every node.
@@ -124,10 +110,5 @@ pub async fn revoke_api_key(
     auth: Authenticated,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(
-        detached(&ctx, move |ctx| async move {
-            api_keys::revoke(&ctx, &auth.0, &id).await
-        })
-        .await?,
-    ))
+    Ok(HttpResponse::Ok().json(api_keys::revoke(&ctx, &auth.0, &id).await?))
 }

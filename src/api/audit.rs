@@ -6,7 +6,6 @@ use utoipa::IntoParams;
 
 use crate::context::Context;
 use crate::http::auth::Authenticated;
-use crate::http::detached;
 use crate::http::errors::ApiError;
 use crate::service::{Page, PageRequest};
 use crate::storage::audit::AuditFilter;
@@ -51,10 +50,5 @@ pub async fn list_audit(
         since: q.since.map(|t| t.naive_utc()),
         until: q.until.map(|t| t.naive_utc()),
     };
-    Ok(HttpResponse::Ok().json(
-        detached(&ctx, move |ctx| async move {
-            audit::list(&ctx, &auth.0, filter, page).await
-        })
-        .await?,
-    ))
+    Ok(HttpResponse::Ok().json(audit::list(&ctx, &auth.0, filter, page).await?))
 }

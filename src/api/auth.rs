@@ -7,7 +7,6 @@ use utoipa::ToSchema;
 
 use crate::context::Context;
 use crate::http::auth::{Anonymous, Authenticated};
-use crate::http::detached;
 use crate::http::errors::ApiError;
 use crate::http::json::StrictJson;
 use crate::tenancy::registration::{self, Channel, Registered, Registration};
@@ -48,20 +47,17 @@ pub async fn register_organization(
     body: StrictJson<RegisterOrganization>,
 ) -> Result<HttpResponse, ApiError> {
     let b = body.into_inner();
-    let registered = detached(&ctx, move |ctx| async move {
-        registration::register(
-            &ctx,
-            Registration {
-                organization_name: &b.organization_name,
-                organization_slug: &b.organization_slug,
-                admin_email: &b.admin_email,
-                admin_name: &b.admin_name,
-                admin_password: &b.admin_password,
-            },
-            Channel::Api,
-        )
-        .await
-    })
+    let registered = registration::register(
+        &ctx,
+        Registration {
+            organization_name: &b.organization_name,
+            organization_slug: &b.organization_slug,
+            admin_email: &b.admin_email,
+            admin_name: &b.admin_name,
+            admin_password: &b.admin_password,
+        },
+        Channel::Api,
+    )
     .await?;
     Ok(HttpResponse::Created().json(registered))
 }
@@ -94,18 +90,15 @@ pub async fn login(
     body: StrictJson<LoginRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let ip = caller.ip;
-    let tokens = detached(&ctx, move |ctx| async move {
-        sessions::login(
-            &ctx,
-            Login {
-                email: &body.email,
-                password: &body.password,
-                organization_slug: &body.organization_slug,
-                ip: ip.as_deref(),
-            },
-        )
-        .await
-    })
+    let tokens = sessions::login(
+        &ctx,
+        Login {
+            email: &body.email,
+            password: &body.password,
+            organization_slug: &body.organization_slug,
+            ip: ip.as_deref(),
+        },
+    )
     .await?;
     Ok(HttpResponse::Ok().json(tokens))
 }
@@ -135,10 +128,7 @@ pub async fn refresh(
     _caller: Anonymous,
     body: StrictJson<RefreshRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let tokens = detached(&ctx, move |ctx| async move {
-        sessions::refresh(&ctx, &body.refresh_token).await
-    })
-    .await?;
+    let tokens = sessions::refresh(&ctx, &body.refresh_token).await?;
     Ok(HttpResponse::Ok().json(tokens))
 }
 
@@ -157,10 +147,7 @@ pub async fn logout(
     _caller: Anonymous,
     body: StrictJson<RefreshRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    detached(&ctx, move |ctx| async move {
-        sessions::logout(&ctx, &body.refresh_token).await
-    })
-    .await?;
+    sessions::logout(&ctx, &body.refresh_token).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -225,10 +212,7 @@ pub async fn change_password(
     auth: Authenticated,
     body: StrictJson<ChangePassword>,
 ) -> Result<HttpResponse, ApiError> {
-    detached(&ctx, move |ctx| async move {
-        users::change_password(&ctx, &auth.0, &body.current_password, &body.new_password).await
-    })
-    .await?;
+    users::change_password(&ctx, &auth.0, &body.current_password, &body.new_password).await?;
     Ok(HttpResponse::build(StatusCode::NO_CONTENT).finish())
 }
 
@@ -262,9 +246,6 @@ pub async fn accept_invitation(
     body: StrictJson<AcceptInvitation>,
 ) -> Result<HttpResponse, ApiError> {
     let b = body.into_inner();
-    let tokens = detached(&ctx, move |ctx| async move {
-        invitations::accept(&ctx, &b.token, &b.name, &b.password).await
-    })
-    .await?;
+    let tokens = invitations::accept(&ctx, &b.token, &b.name, &b.password).await?;
     Ok(HttpResponse::Created().json(tokens))
 }

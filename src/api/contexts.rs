@@ -10,7 +10,6 @@ use crate::context::Context as Node;
 use crate::contexts::model::{AppendItems, Appended, Context, ContextPatch, NewContext, Summary};
 use crate::contexts::{self, Precondition};
 use crate::http::auth::Authenticated;
-use crate::http::detached;
 use crate::http::errors::{ApiError, ErrorBody};
 use crate::http::json::StrictJson;
 use crate::service::{Page, PageRequest};
@@ -81,12 +80,7 @@ pub async fn list_contexts(
         since: q.since.map(|t| t.naive_utc()),
         until: q.until.map(|t| t.naive_utc()),
     };
-    Ok(HttpResponse::Ok().json(
-        detached(&node, move |node| async move {
-            contexts::list(&node, &auth.0, filter, page).await
-        })
-        .await?,
-    ))
+    Ok(HttpResponse::Ok().json(contexts::list(&node, &auth.0, filter, page).await?))
 }
 
 /// Create a context, optionally with its first items.
@@ -106,10 +100,7 @@ pub async fn create_context(
     auth: Authenticated,
     body: StrictJson<NewContext>,
 ) -> Result<HttpResponse, ApiError> {
-    let context = detached(&node, move |node| async move {
-        contexts::create(&node, &auth.0, body.into_inner()).await
-    })
-    .await?;
+    let context = contexts::create(&node, &auth.0, body.into_inner()).await?;
     Ok(HttpResponse::Created()
         .insert_header((ETAG, etag(context.version)))
         .insert_header((LOCATION, format!("/api/v1/contexts/{}", context.id)))
@@ -174,10 +165,7 @@ pub async fn update_context(
     body: StrictJson<ContextPatch>,
 ) -> Result<HttpResponse, ApiError> {
     let pre = precondition(&req);
-    let context = detached(&node, move |node| async move {
-        contexts::update(&node, &auth.0, &id, pre, body.into_inner()).await
-    })
-    .await?;
+    let context = contexts::update(&node, &auth.0, &id, pre, body.into_inner()).await?;
     Ok(HttpResponse::Ok()
         .insert_header((ETAG, etag(context.version)))
         .json(context))
@@ -205,10 +193,7 @@ pub async fn delete_context(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let pre = precondition(&req);
-    detached(&node, move |node| async move {
-        contexts::delete(&node, &auth.0, &id, pre).await
-    })
-    .await?;
+    contexts::delete(&node, &auth.0, &id, pre).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -232,10 +217,7 @@ pub async fn append_items(
     id: web::Path<String>,
     body: StrictJson<AppendItems>,
 ) -> Result<HttpResponse, ApiError> {
-    let appended = detached(&node, move |node| async move {
-        contexts::append(&node, &auth.0, &id, body.into_inner()).await
-    })
-    .await?;
+    let appended = contexts::append(&node, &auth.0, &id, body.into_inner()).await?;
     Ok(HttpResponse::Created()
         .insert_header((ETAG, etag(appended.context.version)))
         .json(appended))
@@ -257,10 +239,5 @@ pub async fn context_summary(
     auth: Authenticated,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(
-        detached(&node, move |node| async move {
-            contexts::summary(&node, &auth.0, &id).await
-        })
-        .await?,
-    ))
+    Ok(HttpResponse::Ok().json(contexts::summary(&node, &auth.0, &id).await?))
 }

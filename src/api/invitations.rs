@@ -7,7 +7,6 @@ use utoipa::ToSchema;
 use super::pagination::PageQuery;
 use crate::context::Context;
 use crate::http::auth::Authenticated;
-use crate::http::detached;
 use crate::http::errors::{ApiError, ErrorBody};
 use crate::http::json::StrictJson;
 use crate::service::Page;
@@ -42,10 +41,7 @@ pub async fn create_invitation(
 ) -> Result<HttpResponse, ApiError> {
     let b = body.into_inner();
     let role = b.role.unwrap_or(Role::Member);
-    let created = detached(&ctx, move |ctx| async move {
-        invitations::invite(&ctx, &auth.0, &b.email, role).await
-    })
-    .await?;
+    let created = invitations::invite(&ctx, &auth.0, &b.email, role).await?;
     Ok(HttpResponse::Created().json(created))
 }
 
@@ -62,10 +58,7 @@ pub async fn list_invitations(
     auth: Authenticated,
     query: web::Query<PageQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let page = detached(&ctx, move |ctx| async move {
-        invitations::list(&ctx, &auth.0, query.page()?).await
-    })
-    .await?;
+    let page = invitations::list(&ctx, &auth.0, query.page()?).await?;
     Ok(HttpResponse::Ok().json(page))
 }
 
@@ -85,9 +78,6 @@ pub async fn revoke_invitation(
     auth: Authenticated,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let revoked = detached(&ctx, move |ctx| async move {
-        invitations::revoke(&ctx, &auth.0, &id).await
-    })
-    .await?;
+    let revoked = invitations::revoke(&ctx, &auth.0, &id).await?;
     Ok(HttpResponse::Ok().json(revoked))
 }

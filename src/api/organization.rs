@@ -6,7 +6,6 @@ use utoipa::ToSchema;
 
 use crate::context::Context;
 use crate::http::auth::Authenticated;
-use crate::http::detached;
 use crate::http::errors::ApiError;
 use crate::http::json::StrictJson;
 use crate::tenancy::organization::{self, Organization};
@@ -22,12 +21,7 @@ pub async fn get_organization(
     ctx: web::Data<Context>,
     auth: Authenticated,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(
-        detached(&ctx, move |ctx| async move {
-            organization::get(&ctx, &auth.0).await
-        })
-        .await?,
-    ))
+    Ok(HttpResponse::Ok().json(organization::get(&ctx, &auth.0).await?))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -49,10 +43,5 @@ pub async fn update_organization(
     auth: Authenticated,
     body: StrictJson<OrganizationPatch>,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(
-        detached(&ctx, move |ctx| async move {
-            organization::rename(&ctx, &auth.0, &body.name).await
-        })
-        .await?,
-    ))
+    Ok(HttpResponse::Ok().json(organization::rename(&ctx, &auth.0, &body.name).await?))
 }

@@ -7,7 +7,6 @@ use utoipa::ToSchema;
 use super::pagination::PageQuery;
 use crate::context::Context;
 use crate::http::auth::Authenticated;
-use crate::http::detached;
 use crate::http::errors::{ApiError, ErrorBody};
 use crate::http::json::StrictJson;
 use crate::service::Page;
@@ -41,19 +40,16 @@ pub async fn create_user(
     auth: Authenticated,
     body: StrictJson<CreateUser>,
 ) -> Result<HttpResponse, ApiError> {
-    let user = detached(&ctx, move |ctx| async move {
-        users::create(
-            &ctx,
-            &auth.0,
-            NewUser {
-                email: &body.email,
-                name: &body.name,
-                role: body.role.unwrap_or(Role::Member),
-                password: &body.password,
-            },
-        )
-        .await
-    })
+    let user = users::create(
+        &ctx,
+        &auth.0,
+        NewUser {
+            email: &body.email,
+            name: &body.name,
+            role: body.role.unwrap_or(Role::Member),
+            password: &body.password,
+        },
+    )
     .await?;
     Ok(HttpResponse::Created().json(user))
 }
@@ -71,12 +67,7 @@ pub async fn list_users(
     auth: Authenticated,
     query: web::Query<PageQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(
-        detached(&ctx, move |ctx| async move {
-            users::list(&ctx, &auth.0, query.page()?).await
-        })
-        .await?,
-    ))
+    Ok(HttpResponse::Ok().json(users::list(&ctx, &auth.0, query.page()?).await?))
 }
 
 /// One user.
@@ -95,12 +86,7 @@ pub async fn get_user(
     auth: Authenticated,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(
-        detached(&ctx, move |ctx| async move {
-            users::get(&ctx, &auth.0, &id).await
-        })
-        .await?,
-    ))
+    Ok(HttpResponse::Ok().json(users::get(&ctx, &auth.0, &id).await?))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -128,12 +114,7 @@ pub async fn update_user(
     id: web::Path<String>,
     body: StrictJson<UserPatch>,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(
-        detached(&ctx, move |ctx| async move {
-            users::change_role(&ctx, &auth.0, &id, body.role).await
-        })
-        .await?,
-    ))
+    Ok(HttpResponse::Ok().json(users::change_role(&ctx, &auth.0, &id, body.role).await?))
 }
 
 /// Remove a user from the organization.
@@ -153,9 +134,6 @@ pub async fn delete_user(
     auth: Authenticated,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    detached(&ctx, move |ctx| async move {
-        users::remove(&ctx, &auth.0, &id).await
-    })
-    .await?;
+    users::remove(&ctx, &auth.0, &id).await?;
     Ok(HttpResponse::NoContent().finish())
 }

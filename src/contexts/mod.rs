@@ -170,8 +170,14 @@ pub async fn create(node: &Node, principal: &Principal, new: NewContext) -> Serv
             created_at: now,
         })
         .collect();
-    store::insert(&node.db, &row, &item_rows).await?;
-    events::publish(node, &row.organization_id, Change::ResourcesChanged).await;
+    // The write and its announcement go together, whoever stops waiting.
+    let (row, item_rows) = node
+        .run_to_end(move |node| async move {
+            store::insert(&node.db, &row, &item_rows).await?;
+            events::publish(&node, &row.organization_id, Change::ResourcesChanged).await;
+            Ok((row, item_rows))
+        })
+        .await?;
     let mut context = Context::from(row);
     context.items = Some(item_rows.into_iter().map(Item::from).collect());
     Ok(context)
@@ -272,20 +278,27 @@ pub async fn update(
             .transpose()?,
     };
     let version = expected_version(node, principal, id, pre).await?;
-    match store::update(&node.db, &principal.organization_id, id, version, &changes).await? {
-        Conditional::Done(row) => {
-            changed(node, principal, id).await;
-            Ok(row.into())
-        }
+    let (org, id) = (principal.organization_id.clone(), id.to_string());
+    let updated = node
+        .run_to_end(move |node| async move {
+            let outcome = store::update(&node.db, &org, &id, version, &changes).await?;
+            if let Conditional::Done(_) = &outcome {
+                changed(&node, &org, &id).await;
+            }
+            Ok(outcome)
+        })
+        .await?;
+    match updated {
+        Conditional::Done(row) => Ok(row.into()),
         Conditional::Stale(version) => Err(stale(version)),
         Conditional::Missing => Err(NOT_FOUND),
     }
 }
 
 /// Tells every node that a context changed, so that watchers hear of it.
-async fn changed(node: &Node, principal: &Principal, id: &str) {
+async fn changed(node: &Node, organization_id: &str, id: &str) {
     let change = Change::ContextChanged { id: id.to_string() };
-    events::publish(node, &principal.organization_id, change).await;
+    events::publish(node, organization_id, change).await;
 }
 
 pub async fn delete(
@@ -299,12 +312,19 @@ pub async fn delete(
         Precondition::Version(v) => Some(v),
         Precondition::Any | Precondition::None => None,
     };
-    match store::delete(&node.db, &principal.organization_id, id, version).await? {
-        Conditional::Done(()) => {
-            changed(node, principal, id).await;
-            events::publish(node, &principal.organization_id, Change::ResourcesChanged).await;
-            Ok(())
-        }
+    let (org, id) = (principal.organization_id.clone(), id.to_string());
+    let deleted = node
+        .run_to_end(move |node| async move {
+            let outcome = store::delete(&node.db, &org, &id, version).await?;
+            if let Conditional::Done(()) = outcome {
+                changed(&node, &org, &id).await;
+                events::publish(&node, &org, Change::ResourcesChanged).await;
+            }
+            Ok(outcome)
+        })
+        .await?;
+    match deleted {
+        Conditional::Done(()) => Ok(()),
         Conditional::Stale(version) => Err(stale(version)),
         Conditional::Missing => Err(NOT_FOUND),
     }
@@ -326,18 +346,16 @@ pub async fn append(
     let items = prepare_items(node, request.items)?;
     let max = i64::from(node.config.contexts.max_items);
     let drop_oldest = request.truncation == Truncation::DropOldest;
-    let outcome = store::append(
-        &node.db,
-        &principal.organization_id,
-        id,
-        &items,
-        max,
-        drop_oldest,
-    )
-    .await?;
-    if outcome.is_ok() {
-        changed(node, principal, id).await;
-    }
+    let (org, id) = (principal.organization_id.clone(), id.to_string());
+    let outcome = node
+        .run_to_end(move |node| async move {
+            let outcome = store::append(&node.db, &org, &id, &items, max, drop_oldest).await?;
+            if outcome.is_ok() {
+                changed(&node, &org, &id).await;
+            }
+            Ok(outcome)
+        })
+        .await?;
     match outcome {
         Ok(done) => Ok(Appended {
             context: done.context.into(),

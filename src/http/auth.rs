@@ -13,14 +13,13 @@ use actix_web::middleware::Next;
 use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
 use futures_util::future::LocalBoxFuture;
 
-use super::detached;
 use super::errors::ApiError;
 use crate::bus::ratelimit::Decision;
 use crate::config::Quota;
 use crate::context::Context;
 use crate::service::ServiceError;
 use crate::tenancy::Principal;
-use crate::tenancy::authenticate::{authenticate, from_cache};
+use crate::tenancy::authenticate::authenticate;
 
 pub const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
 
@@ -90,17 +89,7 @@ pub async fn authenticate_credential(
     let Some(token) = token else {
         return Ok(None);
     };
-    // A cached key needs no database; anything else runs on the node's runtime.
-    let principal = match from_cache(ctx, &token).await {
-        Some(result) => result?,
-        None => {
-            detached(
-                ctx,
-                move |ctx| async move { authenticate(&ctx, &token).await },
-            )
-            .await?
-        }
-    };
+    let principal = authenticate(ctx, &token).await?;
     charge(req, ctx, &principal).await?;
     Ok(Some(principal))
 }

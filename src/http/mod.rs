@@ -14,27 +14,7 @@ use actix_web::dev::Server;
 use actix_web::{App, HttpServer, web};
 
 use crate::context::Context;
-use crate::service::ServiceResult;
 use middleware::ListenerName;
-
-/// Runs a service call on the node's main runtime instead of the HTTP worker's, and waits
-/// for it. A client that hangs up no longer cancels the call halfway (a write and its
-/// audit entry finish together), and the SQLite driver, whose cancellation blocks in
-/// place, never runs on a worker's single-threaded runtime.
-pub async fn detached<T, F, Fut>(ctx: &web::Data<Context>, work: F) -> Result<T, errors::ApiError>
-where
-    F: FnOnce(std::sync::Arc<Context>) -> Fut,
-    Fut: Future<Output = ServiceResult<T>> + Send + 'static,
-    T: Send + 'static,
-{
-    let ctx = ctx.clone().into_inner();
-    let runtime = ctx.runtime.clone();
-    runtime
-        .spawn(work(ctx))
-        .await
-        .map_err(|e| errors::ApiError::internal(format!("a request's task failed: {e}")))?
-        .map_err(errors::ApiError::from)
-}
 
 /// Routes that make up one listener, beyond the system endpoints every listener serves.
 pub type Routes = fn(&mut web::ServiceConfig);

@@ -127,11 +127,12 @@ pub(super) async fn caller_with(
     let Some(slug) = ctx.config.mcp.anonymous_tenant.clone() else {
         return Err(Refusal::Http(missing()));
     };
-    let mcp = ctx.mcp.clone();
-    let principal = crate::http::detached(ctx, move |ctx| async move {
-        mcp.anonymous.principal(&ctx, &slug).await
-    })
-    .await?;
+    let principal = ctx
+        .mcp
+        .anonymous
+        .principal(ctx, &slug)
+        .await
+        .map_err(ApiError::from)?;
     charge(req, ctx, &principal).await?;
     Ok(principal)
 }

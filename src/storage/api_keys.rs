@@ -27,7 +27,7 @@ pub struct ApiKeyRow {
 }
 
 pub async fn insert(db: &Db, key: &ApiKeyRow) -> StorageResult<()> {
-    with_conn!(db, |conn| {
+    with_conn!(db, [key], |conn| {
         diesel::insert_into(api_keys::table)
             .values(key)
             .execute(conn)
@@ -38,7 +38,7 @@ pub async fn insert(db: &Db, key: &ApiKeyRow) -> StorageResult<()> {
 
 /// The key with this lookup prefix, in any organization: authentication starts here.
 pub async fn by_prefix(db: &Db, prefix: &str) -> StorageResult<Option<ApiKeyRow>> {
-    with_conn!(db, |conn| {
+    with_conn!(db, [prefix], |conn| {
         Ok(api_keys::table
             .filter(api_keys::prefix.eq(prefix))
             .select(ApiKeyRow::as_select())
@@ -49,7 +49,7 @@ pub async fn by_prefix(db: &Db, prefix: &str) -> StorageResult<Option<ApiKeyRow>
 }
 
 pub async fn get(db: &Db, org: &str, id: &str) -> StorageResult<Option<ApiKeyRow>> {
-    with_conn!(db, |conn| {
+    with_conn!(db, [org, id], |conn| {
         Ok(api_keys::table
             .filter(api_keys::organization_id.eq(org).and(api_keys::id.eq(id)))
             .select(ApiKeyRow::as_select())
@@ -65,7 +65,7 @@ pub async fn list(
     after: Option<&str>,
     limit: i64,
 ) -> StorageResult<Vec<ApiKeyRow>> {
-    with_conn!(db, |conn| {
+    with_conn!(db, [org, after], |conn| {
         let mut q = api_keys::table
             .filter(api_keys::organization_id.eq(org))
             .select(ApiKeyRow::as_select())
@@ -81,7 +81,7 @@ pub async fn list(
 
 /// Marks a key revoked; returns it as it now is, or `None` if there is no such key.
 pub async fn revoke(db: &Db, org: &str, id: &str) -> StorageResult<Option<ApiKeyRow>> {
-    with_conn!(db, |conn| {
+    with_conn!(db, [org, id], |conn| {
         let now = super::now();
         diesel::update(
             api_keys::table.filter(
@@ -104,7 +104,7 @@ pub async fn revoke(db: &Db, org: &str, id: &str) -> StorageResult<Option<ApiKey
 }
 
 pub async fn touch(db: &Db, id: &str, at: chrono::NaiveDateTime) -> StorageResult<()> {
-    with_conn!(db, |conn| {
+    with_conn!(db, [id], |conn| {
         diesel::update(api_keys::table.find(id))
             .set(api_keys::last_used_at.eq(at))
             .execute(conn)

@@ -24,7 +24,7 @@ pub struct AuditRow {
 }
 
 pub async fn insert(db: &Db, row: &AuditRow) -> StorageResult<()> {
-    with_conn!(db, |conn| {
+    with_conn!(db, [row], |conn| {
         diesel::insert_into(audit_log::table)
             .values(row)
             .execute(conn)
@@ -49,7 +49,7 @@ pub async fn list(
     after: Option<&str>,
     limit: i64,
 ) -> StorageResult<Vec<AuditRow>> {
-    with_conn!(db, |conn| {
+    with_conn!(db, [org, filter, after], |conn| {
         let mut q = audit_log::table
             .filter(audit_log::organization_id.eq(org))
             .select(AuditRow::as_select())

@@ -113,7 +113,7 @@ impl From<diesel::result::Error> for TxError {
 }
 
 pub async fn insert(db: &Db, context: &ContextRow, items: &[ItemRow]) -> StorageResult<()> {
-    with_conn!(db, |conn| {
+    with_conn!(db, [context, items], |conn| {
         conn.transaction::<_, diesel::result::Error, _>(async move |conn| {
             diesel::insert_into(contexts::table)
                 .values(context)
@@ -133,7 +133,7 @@ pub async fn insert(db: &Db, context: &ContextRow, items: &[ItemRow]) -> Storage
 }
 
 pub async fn get(db: &Db, org: &str, id: &str) -> StorageResult<Option<ContextRow>> {
-    with_conn!(db, |conn| {
+    with_conn!(db, [org, id], |conn| {
         Ok(contexts::table
             .filter(contexts::organization_id.eq(org).and(contexts::id.eq(id)))
             .select(ContextRow::as_select())
@@ -189,19 +189,23 @@ pub async fn get_with_items(
                 })
                 .await
         }
-        Db::Postgres(pool) => {
-            let mut pooled = pool.get().await.map_err(StorageError::from)?;
-            let conn = &mut *pooled;
-            let result: Result<_, diesel::result::Error> = async {
-                read!(
-                    conn,
-                    diesel_async::RunQueryDsl::first,
-                    diesel_async::RunQueryDsl::load,
-                    await
-                )
-            }
-            .await;
-            result.map_err(StorageError::from)
+        Db::Postgres(db) => {
+            let pool = (**db).clone();
+            db.run_to_end(async move {
+                let mut pooled = pool.get().await.map_err(StorageError::from)?;
+                let conn = &mut *pooled;
+                let result: Result<_, diesel::result::Error> = async {
+                    read!(
+                        conn,
+                        diesel_async::RunQueryDsl::first,
+                        diesel_async::RunQueryDsl::load,
+                        await
+                    )
+                }
+                .await;
+                result.map_err(StorageError::from)
+            })
+            .await
         }
     }
 }
@@ -212,7 +216,7 @@ pub async fn item_stats(
     org: &str,
     id: &str,
 ) -> StorageResult<Vec<(String, i64, chrono::NaiveDateTime)>> {
-    with_conn!(db, |conn| {
+    with_conn!(db, [org, id], |conn| {
         Ok(context_items::table
             .filter(
                 context_items::organization_id
@@ -237,7 +241,7 @@ pub async fn list(
     after: Option<&str>,
     limit: i64,
 ) -> StorageResult<Vec<ContextRow>> {
-    with_conn!(db, |conn| {
+    with_conn!(db, [org, filter, after], |conn| {
         let mut q = contexts::table
             .filter(contexts::organization_id.eq(org))
             .select(ContextRow::as_select())
@@ -274,7 +278,7 @@ pub async fn update(
     version: i64,
     changes: &ContextChanges,
 ) -> StorageResult<Conditional<ContextRow>> {
-    let updated = with_conn!(db, |conn| {
+    let updated = with_conn!(db, [org, id, changes], |conn| {
         diesel::update(
             contexts::table.filter(
                 contexts::organization_id
@@ -310,7 +314,7 @@ pub async fn delete(
     id: &str,
     version: Option<i64>,
 ) -> StorageResult<Conditional<()>> {
-    let deleted = with_conn!(db, |conn| {
+    let deleted = with_conn!(db, [org, id], |conn| {
         let mut q = diesel::delete(contexts::table)
             .filter(contexts::organization_id.eq(org).and(contexts::id.eq(id)))
             .into_boxed();
@@ -341,117 +345,119 @@ pub async fn append(
 ) -> StorageResult<Result<Appended, AppendRefusal>> {
     let n = items.len() as i64;
     let tokens: i64 = items.iter().map(|i| i.token_count).sum();
-    let result = with_conn!(db, |conn| {
-        conn.transaction::<_, TxError, _>(async move |conn| {
-            {
-                let now = super::now();
-                let scoped = contexts::table
-                    .filter(contexts::organization_id.eq(org).and(contexts::id.eq(id)));
-                // The first statement writes: it takes the lock that orders appends.
-                let mut row: ContextRow = diesel::update(scoped)
-                    .set((
-                        contexts::version.eq(contexts::version + 1),
-                        contexts::item_count.eq(contexts::item_count + n),
-                        contexts::token_total.eq(contexts::token_total + tokens),
-                        contexts::next_seq.eq(contexts::next_seq + n),
-                        contexts::updated_at.eq(now),
-                    ))
-                    .returning(ContextRow::as_returning())
-                    .get_result(conn)
-                    .await
-                    .optional()?
-                    .ok_or(TxError::Refused(AppendRefusal::Missing))?;
-                if row.item_count > max_items {
-                    return Err(TxError::Refused(AppendRefusal::TooManyItems {
-                        count: row.item_count,
-                        max: max_items,
-                    }));
-                }
-                let (mut dropped_items, mut dropped_tokens) = (0, 0);
-                if let Some(budget) = row.token_budget.filter(|b| row.token_total > *b) {
-                    if !drop_oldest {
-                        return Err(TxError::Refused(AppendRefusal::OverBudget {
-                            tokens: row.token_total,
-                            budget,
+    with_conn!(db, [org, id, items], |conn| {
+        let result = conn
+            .transaction::<_, TxError, _>(async move |conn| {
+                {
+                    let now = super::now();
+                    let scoped = contexts::table
+                        .filter(contexts::organization_id.eq(org).and(contexts::id.eq(id)));
+                    // The first statement writes: it takes the lock that orders appends.
+                    let mut row: ContextRow = diesel::update(scoped)
+                        .set((
+                            contexts::version.eq(contexts::version + 1),
+                            contexts::item_count.eq(contexts::item_count + n),
+                            contexts::token_total.eq(contexts::token_total + tokens),
+                            contexts::next_seq.eq(contexts::next_seq + n),
+                            contexts::updated_at.eq(now),
+                        ))
+                        .returning(ContextRow::as_returning())
+                        .get_result(conn)
+                        .await
+                        .optional()?
+                        .ok_or(TxError::Refused(AppendRefusal::Missing))?;
+                    if row.item_count > max_items {
+                        return Err(TxError::Refused(AppendRefusal::TooManyItems {
+                            count: row.item_count,
+                            max: max_items,
                         }));
                     }
-                    if tokens > budget {
-                        return Err(TxError::Refused(AppendRefusal::NewItemsOverBudget {
-                            tokens,
-                            budget,
-                        }));
-                    }
-                    let excess = row.token_total - budget;
-                    let oldest: Vec<(i64, i64)> = context_items::table
-                        .filter(context_items::context_id.eq(id))
-                        .select((context_items::seq, context_items::token_count))
-                        .order(context_items::seq.asc())
-                        .load(conn)
-                        .await?;
-                    let mut cutoff = None;
-                    for (seq, count) in oldest {
-                        if dropped_tokens >= excess {
-                            break;
+                    let (mut dropped_items, mut dropped_tokens) = (0, 0);
+                    if let Some(budget) = row.token_budget.filter(|b| row.token_total > *b) {
+                        if !drop_oldest {
+                            return Err(TxError::Refused(AppendRefusal::OverBudget {
+                                tokens: row.token_total,
+                                budget,
+                            }));
                         }
-                        dropped_tokens += count;
-                        dropped_items += 1;
-                        cutoff = Some(seq);
+                        if tokens > budget {
+                            return Err(TxError::Refused(AppendRefusal::NewItemsOverBudget {
+                                tokens,
+                                budget,
+                            }));
+                        }
+                        let excess = row.token_total - budget;
+                        let oldest: Vec<(i64, i64)> = context_items::table
+                            .filter(context_items::context_id.eq(id))
+                            .select((context_items::seq, context_items::token_count))
+                            .order(context_items::seq.asc())
+                            .load(conn)
+                            .await?;
+                        let mut cutoff = None;
+                        for (seq, count) in oldest {
+                            if dropped_tokens >= excess {
+                                break;
+                            }
+                            dropped_tokens += count;
+                            dropped_items += 1;
+                            cutoff = Some(seq);
+                        }
+                        if let Some(cutoff) = cutoff {
+                            diesel::delete(
+                                context_items::table.filter(
+                                    context_items::context_id
+                                        .eq(id)
+                                        .and(context_items::seq.le(cutoff)),
+                                ),
+                            )
+                            .execute(conn)
+                            .await?;
+                            row = diesel::update(contexts::table.find(id))
+                                .set((
+                                    contexts::item_count.eq(contexts::item_count - dropped_items),
+                                    contexts::token_total
+                                        .eq(contexts::token_total - dropped_tokens),
+                                ))
+                                .returning(ContextRow::as_returning())
+                                .get_result(conn)
+                                .await?;
+                        }
                     }
-                    if let Some(cutoff) = cutoff {
-                        diesel::delete(
-                            context_items::table.filter(
-                                context_items::context_id
-                                    .eq(id)
-                                    .and(context_items::seq.le(cutoff)),
-                            ),
-                        )
-                        .execute(conn)
-                        .await?;
-                        row = diesel::update(contexts::table.find(id))
-                            .set((
-                                contexts::item_count.eq(contexts::item_count - dropped_items),
-                                contexts::token_total.eq(contexts::token_total - dropped_tokens),
-                            ))
-                            .returning(ContextRow::as_returning())
-                            .get_result(conn)
+                    let first_seq = row.next_seq - n;
+                    let rows: Vec<ItemRow> = items
+                        .iter()
+                        .zip(first_seq..)
+                        .map(|(item, seq)| ItemRow {
+                            id: uuid::Uuid::now_v7().to_string(),
+                            context_id: id.to_string(),
+                            organization_id: org.to_string(),
+                            seq,
+                            role: item.role.clone(),
+                            content: item.content.clone(),
+                            token_count: item.token_count,
+                            metadata: item.metadata.clone(),
+                            created_at: now,
+                        })
+                        .collect();
+                    for item in &rows {
+                        diesel::insert_into(context_items::table)
+                            .values(item)
+                            .execute(conn)
                             .await?;
                     }
-                }
-                let first_seq = row.next_seq - n;
-                let rows: Vec<ItemRow> = items
-                    .iter()
-                    .zip(first_seq..)
-                    .map(|(item, seq)| ItemRow {
-                        id: uuid::Uuid::now_v7().to_string(),
-                        context_id: id.to_string(),
-                        organization_id: org.to_string(),
-                        seq,
-                        role: item.role.clone(),
-                        content: item.content.clone(),
-                        token_count: item.token_count,
-                        metadata: item.metadata.clone(),
-                        created_at: now,
+                    Ok(Appended {
+                        context: row,
+                        items: rows,
+                        dropped_items,
+                        dropped_tokens,
                     })
-                    .collect();
-                for item in &rows {
-                    diesel::insert_into(context_items::table)
-                        .values(item)
-                        .execute(conn)
-                        .await?;
                 }
-                Ok(Appended {
-                    context: row,
-                    items: rows,
-                    dropped_items,
-                    dropped_tokens,
-                })
-            }
-        })
-        .await
-    });
-    match result {
-        Ok(appended) => Ok(Ok(appended)),
-        Err(TxError::Refused(why)) => Ok(Err(why)),
-        Err(TxError::Db(e)) => Err(e.into()),
-    }
+            })
+            .await;
+        match result {
+            Ok(appended) => Ok(Ok(appended)),
+            Err(TxError::Refused(why)) => Ok(Err(why)),
+            Err(TxError::Db(e)) => Err(e.into()),
+        }
+    })
 }

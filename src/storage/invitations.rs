@@ -24,7 +24,7 @@ pub struct InvitationRow {
 }
 
 pub async fn insert(db: &Db, row: &InvitationRow) -> StorageResult<()> {
-    with_conn!(db, |conn| {
+    with_conn!(db, [row], |conn| {
         diesel::insert_into(invitations::table)
             .values(row)
             .execute(conn)
@@ -34,7 +34,7 @@ pub async fn insert(db: &Db, row: &InvitationRow) -> StorageResult<()> {
 }
 
 pub async fn by_hash(db: &Db, hash: &str) -> StorageResult<Option<InvitationRow>> {
-    with_conn!(db, |conn| {
+    with_conn!(db, [hash], |conn| {
         Ok(invitations::table
             .filter(invitations::token_hash.eq(hash))
             .select(InvitationRow::as_select())
@@ -51,7 +51,7 @@ pub async fn list(
     after: Option<&str>,
     limit: i64,
 ) -> StorageResult<Vec<InvitationRow>> {
-    with_conn!(db, |conn| {
+    with_conn!(db, [org, after], |conn| {
         let mut q = invitations::table
             .filter(invitations::organization_id.eq(org))
             .select(InvitationRow::as_select())
@@ -67,7 +67,7 @@ pub async fn list(
 
 /// Revokes an open invitation; returns it as it now is, or `None` if there is none.
 pub async fn revoke(db: &Db, org: &str, id: &str) -> StorageResult<Option<InvitationRow>> {
-    with_conn!(db, |conn| {
+    with_conn!(db, [org, id], |conn| {
         let scoped = invitations::organization_id
             .eq(org)
             .and(invitations::id.eq(id));
@@ -93,7 +93,7 @@ pub async fn revoke(db: &Db, org: &str, id: &str) -> StorageResult<Option<Invita
 /// Marks the invitation accepted and creates its user, in one transaction; false when the
 /// invitation was used, revoked or expired meanwhile (nothing is written then).
 pub async fn accept(db: &Db, id: &str, user: &UserRow) -> StorageResult<bool> {
-    with_conn!(db, |conn| {
+    with_conn!(db, [id, user], |conn| {
         let accepted = conn
             .transaction::<_, diesel::result::Error, _>(async move |conn| {
                 let now = super::now();

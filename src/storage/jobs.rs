@@ -120,7 +120,7 @@ pub async fn claim(
         Db::Postgres(_) => CLAIM_POSTGRES,
         Db::Sqlite(_) => CLAIM_SQLITE,
     };
-    with_conn!(db, |conn| {
+    with_conn!(db, [queue, consumer, lease_id], |conn| {
         Ok(diesel::sql_query(sql)
             .bind::<Text, _>(lease_id)
             .bind::<Text, _>(consumer)
@@ -140,7 +140,7 @@ pub async fn bury_expired_final_attempts(
     queue: &str,
     now: NaiveDateTime,
 ) -> StorageResult<usize> {
-    with_conn!(db, |conn| {
+    with_conn!(db, [queue], |conn| {
         Ok(diesel::update(
             jobs::table
                 .filter(jobs::queue.eq(queue))
@@ -164,7 +164,7 @@ pub async fn bury_expired_final_attempts(
 
 /// Deletes a finished job; false when the lease was lost to another worker.
 pub async fn complete(db: &Db, id: &str, lease_id: &str) -> StorageResult<bool> {
-    with_conn!(db, |conn| {
+    with_conn!(db, [id, lease_id], |conn| {
         let n = diesel::delete(jobs::table.find(id).filter(jobs::lease_id.eq(lease_id)))
             .execute(conn)
             .await?;
@@ -179,7 +179,7 @@ pub async fn extend(
     lease_id: &str,
     until: NaiveDateTime,
 ) -> StorageResult<bool> {
-    with_conn!(db, |conn| {
+    with_conn!(db, [id, lease_id], |conn| {
         let n = diesel::update(jobs::table.find(id).filter(jobs::lease_id.eq(lease_id)))
             .set(jobs::locked_until.eq(until))
             .execute(conn)
@@ -197,7 +197,7 @@ pub async fn requeue(
     error: &str,
     now: NaiveDateTime,
 ) -> StorageResult<bool> {
-    with_conn!(db, |conn| {
+    with_conn!(db, [id, lease_id, error], |conn| {
         let n = diesel::update(jobs::table.find(id).filter(jobs::lease_id.eq(lease_id)))
             .set((
                 jobs::status.eq(QUEUED),
@@ -222,7 +222,7 @@ pub async fn bury(
     error: &str,
     now: NaiveDateTime,
 ) -> StorageResult<bool> {
-    with_conn!(db, |conn| {
+    with_conn!(db, [id, lease_id, error], |conn| {
         let n = diesel::update(jobs::table.find(id).filter(jobs::lease_id.eq(lease_id)))
             .set((
                 jobs::status.eq(DEAD),
@@ -240,7 +240,7 @@ pub async fn bury(
 
 /// Dead letters of a queue, most recent first.
 pub async fn list_dead(db: &Db, queue: &str, limit: i64) -> StorageResult<Vec<JobRow>> {
-    with_conn!(db, |conn| {
+    with_conn!(db, [queue], |conn| {
         Ok(jobs::table
             .filter(jobs::queue.eq(queue))
             .filter(jobs::status.eq(DEAD))
@@ -259,7 +259,7 @@ pub async fn replay_dead(
     id: &str,
     now: NaiveDateTime,
 ) -> StorageResult<bool> {
-    with_conn!(db, |conn| {
+    with_conn!(db, [queue, id], |conn| {
         let n = diesel::update(
             jobs::table
                 .find(id)
@@ -288,7 +288,7 @@ pub struct StatusCounts {
 }
 
 pub async fn counts(db: &Db, queue: &str, now: NaiveDateTime) -> StorageResult<StatusCounts> {
-    with_conn!(db, |conn| {
+    with_conn!(db, [queue], |conn| {
         let in_queue = jobs::table.filter(jobs::queue.eq(queue));
         let by_status: Vec<(String, i64)> = in_queue
             .group_by(jobs::status)

@@ -6,6 +6,12 @@
 //!
 //! SQLite rule: a transaction that writes must start with a write, so that it takes the
 //! write lock at once and waits (busy timeout) instead of failing to upgrade a read lock.
+//!
+//! Cancellation rule: a storage call, once started, runs to its end on the node's runtime,
+//! whoever stops waiting for it (an MCP cancellation, a client hanging up, a timeout). A
+//! future dropped halfway through a transaction would otherwise leave its connection in
+//! the pool with the transaction open, and on SQLite the write lock held, until the
+//! connection happened to be taken again. [`with_conn!`] and [`Db::run_to_end`] do this.
 
 pub mod api_keys;
 pub mod audit;
@@ -40,21 +46,65 @@ pub type SqlitePool = Pool<SqliteConn>;
 /// A handle on the database: cheap to clone, shared by every part of a node.
 #[derive(Clone)]
 pub enum Db {
-    Postgres(PgPool),
+    Postgres(PgDb),
     Sqlite(SqliteDb),
 }
 
-/// The SQLite pool (dereferences to it), and the read-only connections of the hot reads.
+/// The PostgreSQL pool (dereferences to it) and the runtime its calls run on.
+#[derive(Clone)]
+pub struct PgDb {
+    pool: PgPool,
+    runtime: tokio::runtime::Handle,
+}
+
+impl std::ops::Deref for PgDb {
+    type Target = PgPool;
+    fn deref(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+/// The SQLite pool (dereferences to it), the read-only connections of the hot reads, and
+/// the runtime its calls run on.
 #[derive(Clone)]
 pub struct SqliteDb {
     pool: SqlitePool,
     pub readers: std::sync::Arc<sqlite_readers::SqliteReaders>,
+    runtime: tokio::runtime::Handle,
 }
 
 impl std::ops::Deref for SqliteDb {
     type Target = SqlitePool;
     fn deref(&self) -> &SqlitePool {
         &self.pool
+    }
+}
+
+/// A value a storage call borrows from its caller, carried into the call as an owned copy
+/// (the call runs on its own task, see [`with_conn!`]): `&T` as `T::Owned`, and
+/// `Option<&T>` as `Option<T::Owned>`.
+pub trait Carry {
+    type Owned: Send + 'static;
+    fn carry(self) -> Self::Owned;
+}
+
+impl<T: ?Sized + ToOwned> Carry for &T
+where
+    T::Owned: Send + 'static,
+{
+    type Owned = T::Owned;
+    fn carry(self) -> T::Owned {
+        self.to_owned()
+    }
+}
+
+impl<T: ?Sized + ToOwned> Carry for Option<&T>
+where
+    T::Owned: Send + 'static,
+{
+    type Owned = Option<T::Owned>;
+    fn carry(self) -> Option<T::Owned> {
+        self.map(ToOwned::to_owned)
     }
 }
 
@@ -87,30 +137,97 @@ impl From<PoolError> for StorageError {
 
 pub type StorageResult<T> = Result<T, StorageError>;
 
-/// Runs `$body` with `$conn` bound to a pooled connection of whichever backend `$db` is.
-/// The body is expanded once per backend, so it must compile against both.
+/// Runs `$body` with `$conn` bound to a pooled connection of whichever backend `$db` is,
+/// and evaluates to the body's `StorageResult`. The body is expanded once per backend, so
+/// it must compile against both.
+///
+/// The body runs on its own task on the node's runtime ([`Db::run_to_end`]), so it must
+/// own what it uses: the caller's borrowed values it needs are named in brackets,
+/// `with_conn!(db, [org, id], |conn| ...)`, and carried in as owned copies ([`Carry`]);
+/// inside, each name is a reference to its copy. Copy values need no mention.
 #[macro_export]
 macro_rules! with_conn {
     ($db:expr, |$conn:ident| $body:expr) => {
+        $crate::with_conn!($db, [], |$conn| $body)
+    };
+    ($db:expr, [$($carried:ident),* $(,)?], |$conn:ident| $body:expr) => {{
+        $( let $carried = $crate::storage::Carry::carry($carried); )*
         match $db {
-            $crate::storage::Db::Postgres(pool) => {
-                let mut pooled = pool
-                    .get()
-                    .await
-                    .map_err($crate::storage::StorageError::from)?;
-                let $conn = &mut *pooled;
-                $body
+            $crate::storage::Db::Postgres(db) => {
+                let pool = ::std::clone::Clone::clone(&**db);
+                db.run_to_end(async move {
+                    $( #[allow(unused_variables)] let $carried = &$carried; )*
+                    let mut pooled = pool
+                        .get()
+                        .await
+                        .map_err($crate::storage::StorageError::from)?;
+                    let $conn = &mut *pooled;
+                    $body
+                })
+                .await
             }
-            $crate::storage::Db::Sqlite(pool) => {
-                let mut pooled = pool
-                    .get()
-                    .await
-                    .map_err($crate::storage::StorageError::from)?;
-                let $conn = &mut *pooled;
-                $body
+            $crate::storage::Db::Sqlite(db) => {
+                let pool = ::std::clone::Clone::clone(&**db);
+                db.run_to_end(async move {
+                    $( #[allow(unused_variables)] let $carried = &$carried; )*
+                    let mut pooled = pool
+                        .get()
+                        .await
+                        .map_err($crate::storage::StorageError::from)?;
+                    let $conn = &mut *pooled;
+                    $body
+                })
+                .await
             }
         }
-    };
+    }};
+}
+
+/// Spawns a storage call on `runtime` and waits for it; dropping the wait leaves the call
+/// running to its end.
+async fn spawn_to_end<T: Send + 'static>(
+    runtime: &tokio::runtime::Handle,
+    call: impl Future<Output = StorageResult<T>> + Send + 'static,
+) -> StorageResult<T> {
+    runtime
+        .spawn(call)
+        .await
+        .map_err(|e| StorageError::Unavailable(format!("a storage call stopped: {e}")))?
+}
+
+impl Db {
+    /// Runs a storage call on the node's runtime to its end (see the module's rules): for
+    /// storage code that does not go through [`with_conn!`].
+    pub async fn run_to_end<T: Send + 'static>(
+        &self,
+        call: impl Future<Output = StorageResult<T>> + Send + 'static,
+    ) -> StorageResult<T> {
+        let runtime = match self {
+            Db::Postgres(db) => &db.runtime,
+            Db::Sqlite(db) => &db.runtime,
+        };
+        spawn_to_end(runtime, call).await
+    }
+}
+
+impl PgDb {
+    /// Runs a storage call on the node's runtime to its end (see the module's rules).
+    pub async fn run_to_end<T: Send + 'static>(
+        &self,
+        call: impl Future<Output = StorageResult<T>> + Send + 'static,
+    ) -> StorageResult<T> {
+        spawn_to_end(&self.runtime, call).await
+    }
+}
+
+impl SqliteDb {
+    /// Runs a storage call on the node's runtime to its end (see the module's rules).
+    pub async fn run_to_end<T: Send + 'static>(
+        &self,
+        call: impl Future<Output = StorageResult<T>> + Send + 'static,
+    ) -> StorageResult<T> {
+        spawn_to_end(&self.runtime, call).await
+    }
 }
 
 /// Usage of the connection pool, for metrics.
@@ -137,9 +254,10 @@ impl Db {
                 let connector = postgres::PgConnector::from_url(url.expose())
                     .map_err(StorageError::Unavailable)?;
                 let mut manager_config = ManagerConfig::<AsyncPgConnection>::default();
+                let setup_runtime = runtime.clone();
                 manager_config.custom_setup = Box::new(move |_url| {
                     let connector = connector.clone();
-                    on_runtime(&runtime, async move { connector.connect().await })
+                    on_runtime(&setup_runtime, async move { connector.connect().await })
                 });
                 let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(
                     url.expose(),
@@ -153,14 +271,15 @@ impl Db {
                     .runtime(deadpool::Runtime::Tokio1)
                     .build()
                     .map_err(|e| StorageError::Unavailable(e.to_string()))?;
-                Ok(Db::Postgres(pool))
+                Ok(Db::Postgres(PgDb { pool, runtime }))
             }
             DatabaseTarget::Sqlite(path) => {
                 let busy_ms = db.sqlite_busy_timeout.get().as_millis();
                 let mut manager_config = ManagerConfig::<SqliteConn>::default();
+                let setup_runtime = runtime.clone();
                 manager_config.custom_setup = Box::new(move |url| {
                     let url = url.to_string();
-                    on_runtime(&runtime, async move {
+                    on_runtime(&setup_runtime, async move {
                         ensure_parent_dir(Path::new(&url))
                             .map_err(|e| diesel::ConnectionError::BadConnection(e.to_string()))?;
                         let mut conn = SqliteConn::establish(&url).await?;
@@ -188,6 +307,7 @@ impl Db {
                 Ok(Db::Sqlite(SqliteDb {
                     pool,
                     readers: std::sync::Arc::new(readers),
+                    runtime,
                 }))
             }
         }

@@ -31,7 +31,7 @@ pub const GONE: &str = "gone";
 
 /// Registers the node or records a heartbeat: the row is written whole, status `active`.
 pub async fn upsert(db: &Db, row: &NodeRow) -> StorageResult<()> {
-    with_conn!(db, |conn| {
+    with_conn!(db, [row], |conn| {
         diesel::insert_into(nodes::table)
             .values(row)
             .on_conflict(nodes::id)
@@ -44,7 +44,7 @@ pub async fn upsert(db: &Db, row: &NodeRow) -> StorageResult<()> {
 }
 
 pub async fn set_status(db: &Db, id: &str, status: &str, at: NaiveDateTime) -> StorageResult<()> {
-    with_conn!(db, |conn| {
+    with_conn!(db, [id, status], |conn| {
         diesel::update(nodes::table.find(id))
             .set((nodes::status.eq(status), nodes::last_seen_at.eq(at)))
             .execute(conn)
@@ -80,7 +80,7 @@ pub async fn list(db: &Db) -> StorageResult<Vec<NodeRow>> {
 }
 
 pub async fn get(db: &Db, id: &str) -> StorageResult<Option<NodeRow>> {
-    with_conn!(db, |conn| {
+    with_conn!(db, [id], |conn| {
         Ok(nodes::table
             .find(id)
             .select(NodeRow::as_select())

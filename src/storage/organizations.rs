@@ -27,7 +27,7 @@ pub async fn register(
     owner: &UserRow,
     key: &ApiKeyRow,
 ) -> StorageResult<()> {
-    with_conn!(db, |conn| {
+    with_conn!(db, [org, owner, key], |conn| {
         conn.transaction::<_, diesel::result::Error, _>(async move |conn| {
             diesel::insert_into(organizations::table)
                 .values(org)
@@ -49,7 +49,7 @@ pub async fn register(
 }
 
 pub async fn by_id(db: &Db, id: &str) -> StorageResult<Option<OrganizationRow>> {
-    with_conn!(db, |conn| {
+    with_conn!(db, [id], |conn| {
         Ok(organizations::table
             .find(id)
             .select(OrganizationRow::as_select())
@@ -60,7 +60,7 @@ pub async fn by_id(db: &Db, id: &str) -> StorageResult<Option<OrganizationRow>> 
 }
 
 pub async fn by_slug(db: &Db, slug: &str) -> StorageResult<Option<OrganizationRow>> {
-    with_conn!(db, |conn| {
+    with_conn!(db, [slug], |conn| {
         Ok(organizations::table
             .filter(organizations::slug.eq(slug))
             .select(OrganizationRow::as_select())
@@ -71,7 +71,7 @@ pub async fn by_slug(db: &Db, slug: &str) -> StorageResult<Option<OrganizationRo
 }
 
 pub async fn rename(db: &Db, id: &str, name: &str) -> StorageResult<Option<OrganizationRow>> {
-    with_conn!(db, |conn| {
+    with_conn!(db, [id, name], |conn| {
         Ok(diesel::update(organizations::table.find(id))
             .set((
                 organizations::name.eq(name),
@@ -86,7 +86,7 @@ pub async fn rename(db: &Db, id: &str, name: &str) -> StorageResult<Option<Organ
 
 /// Inserts an organization on its own (one without users yet).
 pub async fn insert(db: &Db, org: &OrganizationRow) -> StorageResult<()> {
-    with_conn!(db, |conn| {
+    with_conn!(db, [org], |conn| {
         diesel::insert_into(organizations::table)
             .values(org)
             .execute(conn)

@@ -22,7 +22,7 @@ pub struct RefreshTokenRow {
 }
 
 pub async fn insert(db: &Db, row: &RefreshTokenRow) -> StorageResult<()> {
-    with_conn!(db, |conn| {
+    with_conn!(db, [row], |conn| {
         diesel::insert_into(refresh_tokens::table)
             .values(row)
             .execute(conn)
@@ -32,7 +32,7 @@ pub async fn insert(db: &Db, row: &RefreshTokenRow) -> StorageResult<()> {
 }
 
 pub async fn by_hash(db: &Db, hash: &str) -> StorageResult<Option<RefreshTokenRow>> {
-    with_conn!(db, |conn| {
+    with_conn!(db, [hash], |conn| {
         Ok(refresh_tokens::table
             .filter(refresh_tokens::token_hash.eq(hash))
             .select(RefreshTokenRow::as_select())
@@ -44,7 +44,7 @@ pub async fn by_hash(db: &Db, hash: &str) -> StorageResult<Option<RefreshTokenRo
 
 /// Marks a token used, if nobody did first: true for the one caller that wins.
 pub async fn mark_rotated(db: &Db, id: &str) -> StorageResult<bool> {
-    with_conn!(db, |conn| {
+    with_conn!(db, [id], |conn| {
         let n = diesel::update(
             refresh_tokens::table.filter(
                 refresh_tokens::id
@@ -61,7 +61,7 @@ pub async fn mark_rotated(db: &Db, id: &str) -> StorageResult<bool> {
 }
 
 pub async fn revoke_family(db: &Db, family: &str) -> StorageResult<usize> {
-    with_conn!(db, |conn| {
+    with_conn!(db, [family], |conn| {
         Ok(diesel::update(
             refresh_tokens::table.filter(
                 refresh_tokens::family_id
@@ -76,7 +76,7 @@ pub async fn revoke_family(db: &Db, family: &str) -> StorageResult<usize> {
 }
 
 pub async fn revoke_user(db: &Db, user: &str) -> StorageResult<usize> {
-    with_conn!(db, |conn| {
+    with_conn!(db, [user], |conn| {
         Ok(diesel::update(
             refresh_tokens::table.filter(
                 refresh_tokens::user_id

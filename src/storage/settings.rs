@@ -10,7 +10,7 @@ use crate::with_conn;
 /// The value of `key`, storing `candidate` first if there is none: every caller gets the
 /// same value, whoever came first.
 pub async fn get_or_insert(db: &Db, key: &str, candidate: &str) -> StorageResult<String> {
-    with_conn!(db, |conn| {
+    with_conn!(db, [key, candidate], |conn| {
         diesel::insert_into(settings::table)
             .values((
                 settings::key.eq(key),

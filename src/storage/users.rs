@@ -21,7 +21,7 @@ pub struct UserRow {
 }
 
 pub async fn insert(db: &Db, user: &UserRow) -> StorageResult<()> {
-    with_conn!(db, |conn| {
+    with_conn!(db, [user], |conn| {
         diesel::insert_into(users::table)
             .values(user)
             .execute(conn)
@@ -31,7 +31,7 @@ pub async fn insert(db: &Db, user: &UserRow) -> StorageResult<()> {
 }
 
 pub async fn get(db: &Db, org: &str, id: &str) -> StorageResult<Option<UserRow>> {
-    with_conn!(db, |conn| {
+    with_conn!(db, [org, id], |conn| {
         Ok(users::table
             .filter(users::organization_id.eq(org).and(users::id.eq(id)))
             .select(UserRow::as_select())
@@ -42,7 +42,7 @@ pub async fn get(db: &Db, org: &str, id: &str) -> StorageResult<Option<UserRow>>
 }
 
 pub async fn by_email(db: &Db, org: &str, email: &str) -> StorageResult<Option<UserRow>> {
-    with_conn!(db, |conn| {
+    with_conn!(db, [org, email], |conn| {
         Ok(users::table
             .filter(users::organization_id.eq(org).and(users::email.eq(email)))
             .select(UserRow::as_select())
@@ -59,7 +59,7 @@ pub async fn list(
     after: Option<&str>,
     limit: i64,
 ) -> StorageResult<Vec<UserRow>> {
-    with_conn!(db, |conn| {
+    with_conn!(db, [org, after], |conn| {
         let mut q = users::table
             .filter(users::organization_id.eq(org))
             .select(UserRow::as_select())
@@ -75,7 +75,7 @@ pub async fn list(
 
 /// Changes a user's role; the user as it now is, or `None` if there is none.
 pub async fn set_role(db: &Db, org: &str, id: &str, role: &str) -> StorageResult<Option<UserRow>> {
-    with_conn!(db, |conn| {
+    with_conn!(db, [org, id, role], |conn| {
         Ok(diesel::update(
             users::table.filter(users::organization_id.eq(org).and(users::id.eq(id))),
         )
@@ -88,7 +88,7 @@ pub async fn set_role(db: &Db, org: &str, id: &str, role: &str) -> StorageResult
 }
 
 pub async fn set_password(db: &Db, org: &str, id: &str, hash: &str) -> StorageResult<bool> {
-    with_conn!(db, |conn| {
+    with_conn!(db, [org, id, hash], |conn| {
         let n = diesel::update(
             users::table.filter(users::organization_id.eq(org).and(users::id.eq(id))),
         )
@@ -103,7 +103,7 @@ pub async fn set_password(db: &Db, org: &str, id: &str, hash: &str) -> StorageRe
 }
 
 pub async fn delete(db: &Db, org: &str, id: &str) -> StorageResult<bool> {
-    with_conn!(db, |conn| {
+    with_conn!(db, [org, id], |conn| {
         let n = diesel::delete(
             users::table.filter(users::organization_id.eq(org).and(users::id.eq(id))),
         )
@@ -114,7 +114,7 @@ pub async fn delete(db: &Db, org: &str, id: &str) -> StorageResult<bool> {
 }
 
 pub async fn count_with_role(db: &Db, org: &str, role: &str) -> StorageResult<i64> {
-    with_conn!(db, |conn| {
+    with_conn!(db, [org, role], |conn| {
         Ok(users::table
             .filter(users::organization_id.eq(org).and(users::role.eq(role)))
             .count()

@@ -153,14 +153,20 @@ pub async fn create(
             names.join(", ")
         )));
     }
-    store::insert(&ctx.db, &row).await?;
-    audit::record(
-        ctx,
-        Event::by(principal, "api_key.created")
-            .target("api_key", &row.id)
-            .details(json!({ "name": row.name, "key_type": row.key_type, "scopes": row.scopes })),
-    )
-    .await;
+    let principal = principal.clone();
+    let row = ctx
+        .run_to_end(move |ctx| async move {
+            store::insert(&ctx.db, &row).await?;
+            audit::record(
+                &ctx,
+                Event::by(&principal, "api_key.created")
+                    .target("api_key", &row.id)
+                    .details(json!({ "name": row.name, "key_type": row.key_type, "scopes": row.scopes })),
+            )
+            .await;
+            Ok(row)
+        })
+        .await?;
     Ok(CreatedKey {
         key,
         api_key: row.into(),
@@ -193,16 +199,20 @@ pub async fn get(ctx: &Context, principal: &Principal, id: &str) -> ServiceResul
 
 pub async fn revoke(ctx: &Context, principal: &Principal, id: &str) -> ServiceResult<ApiKeyInfo> {
     principal.require(Scope::ApiKeysWrite)?;
-    let row = store::revoke(&ctx.db, &principal.organization_id, id)
-        .await?
-        .ok_or(ServiceError::NotFound("API key"))?;
-    keys_changed(ctx).await;
-    audit::record(
-        ctx,
-        Event::by(principal, "api_key.revoked")
-            .target("api_key", id)
-            .details(json!({ "name": row.name })),
-    )
-    .await;
-    Ok(row.into())
+    let (principal, id) = (principal.clone(), id.to_string());
+    ctx.run_to_end(move |ctx| async move {
+        let row = store::revoke(&ctx.db, &principal.organization_id, &id)
+            .await?
+            .ok_or(ServiceError::NotFound("API key"))?;
+        keys_changed(&ctx).await;
+        audit::record(
+            &ctx,
+            Event::by(&principal, "api_key.revoked")
+                .target("api_key", &id)
+                .details(json!({ "name": row.name })),
+        )
+        .await;
+        Ok(row.into())
+    })
+    .await
 }

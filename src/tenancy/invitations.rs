@@ -99,14 +99,20 @@ pub async fn invite(
         revoked_at: None,
         created_at: now,
     };
-    store::insert(&ctx.db, &row).await?;
-    audit::record(
-        ctx,
-        Event::by(principal, "user.invited")
-            .target("invitation", &row.id)
-            .details(json!({ "email": row.email, "role": row.role })),
-    )
-    .await;
+    let principal = principal.clone();
+    let row = ctx
+        .run_to_end(move |ctx| async move {
+            store::insert(&ctx.db, &row).await?;
+            audit::record(
+                &ctx,
+                Event::by(&principal, "user.invited")
+                    .target("invitation", &row.id)
+                    .details(json!({ "email": row.email, "role": row.role })),
+            )
+            .await;
+            Ok(row)
+        })
+        .await?;
     Ok(CreatedInvitation {
         token,
         invitation: row.into(),
@@ -131,15 +137,19 @@ pub async fn list(
 
 pub async fn revoke(ctx: &Context, principal: &Principal, id: &str) -> ServiceResult<Invitation> {
     principal.require(Scope::UsersWrite)?;
-    let row = store::revoke(&ctx.db, &principal.organization_id, id)
-        .await?
-        .ok_or(ServiceError::NotFound("invitation"))?;
-    audit::record(
-        ctx,
-        Event::by(principal, "user.invitation_revoked").target("invitation", id),
-    )
-    .await;
-    Ok(row.into())
+    let (principal, id) = (principal.clone(), id.to_string());
+    ctx.run_to_end(move |ctx| async move {
+        let row = store::revoke(&ctx.db, &principal.organization_id, &id)
+            .await?
+            .ok_or(ServiceError::NotFound("invitation"))?;
+        audit::record(
+            &ctx,
+            Event::by(&principal, "user.invitation_revoked").target("invitation", &id),
+        )
+        .await;
+        Ok(row.into())
+    })
+    .await
 }
 
 fn invalid_invitation() -> ServiceError {
@@ -177,35 +187,39 @@ pub async fn accept(
         &password,
     )
     .await?;
-    let accepted = store::accept(&ctx.db, &invitation.id, &user)
-        .await
-        .map_err(|e| {
-            let e = ServiceError::from(e);
-            if is_unique_violation(&e) {
-                ServiceError::Conflict(format!(
-                    "{} is already a user of this organization",
-                    email.as_str()
-                ))
-            } else {
-                e
-            }
-        })?;
-    if !accepted {
-        return Err(invalid_invitation());
-    }
-    audit::record(
-        ctx,
-        Event {
-            organization_id: &invitation.organization_id,
-            actor_type: "user",
-            actor_id: Some(&user.id),
-            action: "user.invitation_accepted",
-            target: Some(("invitation", &invitation.id)),
-            success: true,
-            details: json!({ "email": user.email, "role": user.role }),
-            ip: None,
-        },
-    )
-    .await;
-    sessions::start_session(ctx, user, None).await
+    // The account, its audit entry and the first login go together.
+    ctx.run_to_end(move |ctx| async move {
+        let accepted = store::accept(&ctx.db, &invitation.id, &user)
+            .await
+            .map_err(|e| {
+                let e = ServiceError::from(e);
+                if is_unique_violation(&e) {
+                    ServiceError::Conflict(format!(
+                        "{} is already a user of this organization",
+                        user.email
+                    ))
+                } else {
+                    e
+                }
+            })?;
+        if !accepted {
+            return Err(invalid_invitation());
+        }
+        audit::record(
+            &ctx,
+            Event {
+                organization_id: &invitation.organization_id,
+                actor_type: "user",
+                actor_id: Some(&user.id),
+                action: "user.invitation_accepted",
+                target: Some(("invitation", &invitation.id)),
+                success: true,
+                details: json!({ "email": user.email, "role": user.role }),
+                ip: None,
+            },
+        )
+        .await;
+        sessions::start_session(&ctx, user, None).await
+    })
+    .await
 }

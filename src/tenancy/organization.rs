@@ -48,15 +48,19 @@ pub async fn rename(
 ) -> ServiceResult<Organization> {
     principal.require(Scope::OrganizationWrite)?;
     let name = DisplayName::parse("name", name)?;
-    let row = store::rename(&ctx.db, &principal.organization_id, name.as_str())
-        .await?
-        .ok_or(ServiceError::NotFound("organization"))?;
-    audit::record(
-        ctx,
-        Event::by(principal, "organization.updated")
-            .target("organization", &row.id)
-            .details(json!({ "name": row.name })),
-    )
-    .await;
-    Ok(row.into())
+    let (principal, name) = (principal.clone(), name.as_str().to_string());
+    ctx.run_to_end(move |ctx| async move {
+        let row = store::rename(&ctx.db, &principal.organization_id, &name)
+            .await?
+            .ok_or(ServiceError::NotFound("organization"))?;
+        audit::record(
+            &ctx,
+            Event::by(&principal, "organization.updated")
+                .target("organization", &row.id)
+                .details(json!({ "name": row.name })),
+        )
+        .await;
+        Ok(row.into())
+    })
+    .await
 }

@@ -75,37 +75,42 @@ pub async fn register(
             rate_limit: None,
         },
     )?;
-    store::register(&ctx.db, &org, &owner, &key_row)
-        .await
-        .map_err(|e| {
-            let e = ServiceError::from(e);
-            if is_unique_violation(&e) {
-                ServiceError::Conflict(format!(
-                    "the organization slug {:?} is taken",
-                    slug.as_str()
-                ))
-            } else {
-                e
-            }
-        })?;
-    audit::record(
-        ctx,
-        Event {
-            organization_id: &org.id,
-            actor_type: "user",
-            actor_id: Some(&owner.id),
-            action: "organization.registered",
-            target: Some(("organization", &org.id)),
-            success: true,
-            details: json!({
-                "slug": org.slug,
-                "channel": match channel { Channel::Api => "api", Channel::Cli => "cli" },
-                "api_key_id": key_row.id,
-            }),
-            ip: None,
-        },
-    )
-    .await;
+    let (org, owner, key_row) = ctx
+        .run_to_end(move |ctx| async move {
+            store::register(&ctx.db, &org, &owner, &key_row)
+                .await
+                .map_err(|e| {
+                    let e = ServiceError::from(e);
+                    if is_unique_violation(&e) {
+                        ServiceError::Conflict(format!(
+                            "the organization slug {:?} is taken",
+                            org.slug
+                        ))
+                    } else {
+                        e
+                    }
+                })?;
+            audit::record(
+                &ctx,
+                Event {
+                    organization_id: &org.id,
+                    actor_type: "user",
+                    actor_id: Some(&owner.id),
+                    action: "organization.registered",
+                    target: Some(("organization", &org.id)),
+                    success: true,
+                    details: json!({
+                        "slug": org.slug,
+                        "channel": match channel { Channel::Api => "api", Channel::Cli => "cli" },
+                        "api_key_id": key_row.id,
+                    }),
+                    ip: None,
+                },
+            )
+            .await;
+            Ok((org, owner, key_row))
+        })
+        .await?;
     Ok(Registered {
         organization: org.into(),
         user: owner.into(),

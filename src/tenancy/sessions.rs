@@ -56,9 +56,26 @@ fn invalid_refresh() -> ServiceError {
     ServiceError::Unauthenticated("the refresh token is not valid; log in again".into())
 }
 
+/// Logs in; the counters, the session and the audit entries of an attempt are written to
+/// their end, whoever stops waiting.
 pub async fn login(ctx: &Context, login: Login<'_>) -> ServiceResult<Tokens> {
     let email = login.email.trim().to_lowercase();
-    let slug = login.organization_slug.trim();
+    let slug = login.organization_slug.trim().to_string();
+    let password = login.password.to_string();
+    let ip = login.ip.map(str::to_string);
+    ctx.run_to_end(move |ctx| async move {
+        do_login(&ctx, &email, &slug, &password, ip.as_deref()).await
+    })
+    .await
+}
+
+async fn do_login(
+    ctx: &Context,
+    email: &str,
+    slug: &str,
+    password: &str,
+    ip: Option<&str>,
+) -> ServiceResult<Tokens> {
     let account = format!("{slug}:{email}");
     let lock_key = format!("login:lock:{account}");
     let failures_key = format!("login:failures:{account}");
@@ -68,17 +85,14 @@ pub async fn login(ctx: &Context, login: Login<'_>) -> ServiceResult<Tokens> {
     let locked = cache.get(&lock_key).await.map_err(bus_down)?.is_some();
     let org = organizations::by_slug(&ctx.db, slug).await?;
     let user = match &org {
-        Some(org) => user_store::by_email(&ctx.db, &org.id, &email).await?,
+        Some(org) => user_store::by_email(&ctx.db, &org.id, email).await?,
         None => None,
     };
     // Always one argon2 verification, so that time tells nothing either.
     let verified = ctx
         .tenancy
         .passwords
-        .verify(
-            login.password,
-            user.as_ref().map(|u| u.password_hash.as_str()),
-        )
+        .verify(password, user.as_ref().map(|u| u.password_hash.as_str()))
         .await;
     match (verified && !locked, &org, user) {
         (true, Some(org), Some(user)) => {
@@ -94,7 +108,7 @@ pub async fn login(ctx: &Context, login: Login<'_>) -> ServiceResult<Tokens> {
                     target: None,
                     success: true,
                     details: json!({}),
-                    ip: login.ip,
+                    ip,
                 },
             )
             .await;
@@ -121,7 +135,7 @@ pub async fn login(ctx: &Context, login: Login<'_>) -> ServiceResult<Tokens> {
             if let Some(org) = org {
                 let target = user.as_ref().map(|u| ("user", u.id.as_str()));
                 let failed = |action, reason| {
-                    failed_login(&org.id, target, action, reason, &email, login.ip)
+                    failed_login(&org.id, target, action, reason, email, ip)
                 };
                 audit::record(ctx, failed("auth.login_failed", reason)).await;
                 if now_locked {
@@ -199,7 +213,15 @@ pub(crate) async fn start_session(
     })
 }
 
+/// Exchanges a refresh token for new tokens; the rotation and the new session are written
+/// together, whoever stops waiting.
 pub async fn refresh(ctx: &Context, token: &str) -> ServiceResult<Tokens> {
+    let token = token.to_string();
+    ctx.run_to_end(move |ctx| async move { do_refresh(&ctx, &token).await })
+        .await
+}
+
+async fn do_refresh(ctx: &Context, token: &str) -> ServiceResult<Tokens> {
     let row = store::by_hash(&ctx.db, &hash_token(token))
         .await?
         .ok_or_else(invalid_refresh)?;
@@ -239,6 +261,12 @@ pub async fn refresh(ctx: &Context, token: &str) -> ServiceResult<Tokens> {
 
 /// Ends the login the refresh token belongs to. Unknown tokens are ignored.
 pub async fn logout(ctx: &Context, token: &str) -> ServiceResult<()> {
+    let token = token.to_string();
+    ctx.run_to_end(move |ctx| async move { do_logout(&ctx, &token).await })
+        .await
+}
+
+async fn do_logout(ctx: &Context, token: &str) -> ServiceResult<()> {
     if let Some(row) = store::by_hash(&ctx.db, &hash_token(token)).await? {
         store::revoke_family(&ctx.db, &row.family_id).await?;
         audit::record(

@@ -96,25 +96,29 @@ pub async fn create(ctx: &Context, principal: &Principal, new: NewUser<'_>) -> S
     }
     let org = &principal.organization_id;
     let row = build_row(ctx, org, &email, &name, new.role, &password).await?;
-    store::insert(&ctx.db, &row).await.map_err(|e| {
-        let e = ServiceError::from(e);
-        if is_unique_violation(&e) {
-            ServiceError::Conflict(format!(
-                "a user with the email {} already exists in this organization",
-                email.as_str()
-            ))
-        } else {
-            e
-        }
-    })?;
-    audit::record(
-        ctx,
-        Event::by(principal, "user.created")
-            .target("user", &row.id)
-            .details(json!({ "email": row.email, "role": row.role })),
-    )
-    .await;
-    Ok(row.into())
+    let principal = principal.clone();
+    ctx.run_to_end(move |ctx| async move {
+        store::insert(&ctx.db, &row).await.map_err(|e| {
+            let e = ServiceError::from(e);
+            if is_unique_violation(&e) {
+                ServiceError::Conflict(format!(
+                    "a user with the email {} already exists in this organization",
+                    row.email
+                ))
+            } else {
+                e
+            }
+        })?;
+        audit::record(
+            &ctx,
+            Event::by(&principal, "user.created")
+                .target("user", &row.id)
+                .details(json!({ "email": row.email, "role": row.role })),
+        )
+        .await;
+        Ok(row.into())
+    })
+    .await
 }
 
 pub async fn list(
@@ -176,17 +180,21 @@ pub async fn change_role(
     if role != Role::Owner {
         keep_an_owner(ctx, principal, &target).await?;
     }
-    let updated = store::set_role(&ctx.db, &principal.organization_id, id, role.as_str())
-        .await?
-        .ok_or(ServiceError::NotFound("user"))?;
-    audit::record(
-        ctx,
-        Event::by(principal, "user.role_changed")
-            .target("user", id)
-            .details(json!({ "from": from, "to": role.as_str() })),
-    )
-    .await;
-    Ok(updated.into())
+    let (principal, id) = (principal.clone(), id.to_string());
+    ctx.run_to_end(move |ctx| async move {
+        let updated = store::set_role(&ctx.db, &principal.organization_id, &id, role.as_str())
+            .await?
+            .ok_or(ServiceError::NotFound("user"))?;
+        audit::record(
+            &ctx,
+            Event::by(&principal, "user.role_changed")
+                .target("user", &id)
+                .details(json!({ "from": from, "to": role.as_str() })),
+        )
+        .await;
+        Ok(updated.into())
+    })
+    .await
 }
 
 pub async fn remove(ctx: &Context, principal: &Principal, id: &str) -> ServiceResult<()> {
@@ -196,17 +204,21 @@ pub async fn remove(ctx: &Context, principal: &Principal, id: &str) -> ServiceRe
         return Err(owners_only());
     }
     keep_an_owner(ctx, principal, &target).await?;
-    if !store::delete(&ctx.db, &principal.organization_id, id).await? {
-        return Err(ServiceError::NotFound("user"));
-    }
-    audit::record(
-        ctx,
-        Event::by(principal, "user.removed")
-            .target("user", id)
-            .details(json!({ "email": target.email })),
-    )
-    .await;
-    Ok(())
+    let principal = principal.clone();
+    ctx.run_to_end(move |ctx| async move {
+        if !store::delete(&ctx.db, &principal.organization_id, &target.id).await? {
+            return Err(ServiceError::NotFound("user"));
+        }
+        audit::record(
+            &ctx,
+            Event::by(&principal, "user.removed")
+                .target("user", &target.id)
+                .details(json!({ "email": target.email })),
+        )
+        .await;
+        Ok(())
+    })
+    .await
 }
 
 /// The signed-in user changes their own password; their other sessions end.
@@ -236,12 +248,16 @@ pub async fn change_password(
         .hash(new.expose())
         .await
         .map_err(ServiceError::Internal)?;
-    store::set_password(&ctx.db, &principal.organization_id, user_id, &hash).await?;
-    refresh_tokens::revoke_user(&ctx.db, user_id).await?;
-    audit::record(
-        ctx,
-        Event::by(principal, "user.password_changed").target("user", user_id),
-    )
-    .await;
-    Ok(())
+    let (principal, user_id) = (principal.clone(), user_id.to_string());
+    ctx.run_to_end(move |ctx| async move {
+        store::set_password(&ctx.db, &principal.organization_id, &user_id, &hash).await?;
+        refresh_tokens::revoke_user(&ctx.db, &user_id).await?;
+        audit::record(
+            &ctx,
+            Event::by(&principal, "user.password_changed").target("user", &user_id),
+        )
+        .await;
+        Ok(())
+    })
+    .await
 }
