@@ -152,6 +152,13 @@ impl Application {
         let mut tasks = JoinSet::new();
         tasks.spawn(telemetry::metrics::run_upkeep(background.clone()));
         tasks.spawn(prepare_database(ctx.clone(), background.clone()));
+        // Open connections and streams lose what their credential lost, on every node.
+        let grants = ctx.tenancy.grants.clone();
+        tasks.spawn(when_schema_ready(
+            ctx.clone(),
+            background.clone(),
+            grants.watch(ctx.clone(), background.clone()),
+        ));
         tasks.spawn(when_schema_ready(ctx.clone(), background.clone(), {
             let (ctx, token) = (ctx.clone(), background.clone());
             async move {

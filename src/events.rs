@@ -25,8 +25,9 @@ struct TenantEvent {
     change: Change,
 }
 
-/// Tells every node about a change. A bus that cannot be reached loses the event (and
-/// logs it): the change itself is already stored, only the notice is missed.
+/// Tells every node about a change. A bus that cannot be reached loses the event (counted
+/// in `devmesh_bus_unavailable_total{use="notice"}`): the change itself is already stored,
+/// only the notice is missed.
 pub async fn publish(node: &Context, organization_id: &str, change: Change) {
     let event = TenantEvent {
         organization_id: organization_id.to_string(),
@@ -34,7 +35,7 @@ pub async fn publish(node: &Context, organization_id: &str, change: Change) {
     };
     let message = serde_json::to_string(&event).expect("an event serializes");
     if let Err(e) = node.bus.pubsub.publish(CHANNEL, &message).await {
-        tracing::warn!(error = %e, "cannot publish a tenant event; connected clients miss it");
+        crate::bus::went_without("notice", &e);
     }
 }
 

@@ -26,7 +26,7 @@ impl Cache {
     pub async fn get(&self, key: &str) -> Result<Option<String>, CacheError> {
         match self {
             Cache::Memory(m) => Ok(m.get(key)),
-            Cache::Redis(r) => Ok(r.conn.client().get(r.key(key)).await?),
+            Cache::Redis(r) => Ok(r.conn.quick(r.conn.client().get(r.key(key))).await?),
         }
     }
 
@@ -40,8 +40,13 @@ impl Cache {
                 let ms = ttl.as_millis().max(1) as i64;
                 let _: Value = r
                     .conn
-                    .client()
-                    .set(r.key(key), value, Some(Expiration::PX(ms)), None, false)
+                    .quick(r.conn.client().set(
+                        r.key(key),
+                        value,
+                        Some(Expiration::PX(ms)),
+                        None,
+                        false,
+                    ))
                     .await?;
                 Ok(())
             }
@@ -52,7 +57,11 @@ impl Cache {
     pub async fn delete(&self, key: &str) -> Result<bool, CacheError> {
         match self {
             Cache::Memory(m) => Ok(m.delete(key)),
-            Cache::Redis(r) => Ok(r.conn.client().del::<i64, _>(r.key(key)).await? > 0),
+            Cache::Redis(r) => Ok(r
+                .conn
+                .quick(r.conn.client().del::<i64, _>(r.key(key)))
+                .await?
+                > 0),
         }
     }
 
@@ -69,8 +78,11 @@ return v
 "#;
                 let ms = ttl.as_millis().max(1).to_string();
                 Ok(r.conn
-                    .client()
-                    .eval(INCR, vec![r.key(key)], vec![delta.to_string(), ms])
+                    .quick(r.conn.client().eval(
+                        INCR,
+                        vec![r.key(key)],
+                        vec![delta.to_string(), ms],
+                    ))
                     .await?)
             }
         }
@@ -81,7 +93,7 @@ return v
         match self {
             Cache::Memory(m) => Ok(m.ttl(key)),
             Cache::Redis(r) => {
-                let ms: i64 = r.conn.client().pttl(r.key(key)).await?;
+                let ms: i64 = r.conn.quick(r.conn.client().pttl(r.key(key))).await?;
                 Ok((ms >= 0).then(|| Duration::from_millis(ms as u64)))
             }
         }

@@ -145,8 +145,7 @@ impl RedisPubSub {
     async fn publish(&self, channel: &str, message: &str) -> Result<(), PubSubError> {
         let _: i64 = self
             .conn
-            .client()
-            .publish(self.conn.key(channel), message)
+            .quick(self.conn.client().publish(self.conn.key(channel), message))
             .await?;
         Ok(())
     }

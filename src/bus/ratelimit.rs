@@ -169,8 +169,7 @@ impl RateLimiter {
                     .flat_map(|q| [interval_us(*q).to_string(), q.burst.max(1).to_string()])
                     .collect();
                 let flat: Vec<i64> = conn
-                    .client()
-                    .eval(GCRA_SCRIPT, keys, args)
+                    .quick(conn.client().eval(GCRA_SCRIPT, keys, args))
                     .await
                     .map_err(|e| e.to_string())?;
                 flat.chunks(3)

@@ -1,12 +1,18 @@
 //! The Redis connection shared by the queue, pub/sub, cache and counters.
 //!
-//! Commands share one multiplexed client (nothing devmesh sends to Redis blocks).
+//! Commands share one multiplexed client (nothing devmesh sends to Redis blocks). While
+//! Redis is away the client reconnects every few hundred milliseconds, so that the node is
+//! back to normal within a second of Redis returning; meanwhile commands on a request's path
+//! ([`RedisConn::quick`]) fail at once instead of waiting for the reconnection, and each
+//! caller takes its fallback (see the callers), counted in `devmesh_bus_unavailable_total`.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use fred::prelude::*;
 use fred::types::Builder;
+use fred::types::ClientState;
 use fred::types::config::ReconnectPolicy;
 
 use crate::config::RedisConfig;
@@ -14,11 +20,19 @@ use crate::config::RedisConfig;
 /// How long closing a connection may take.
 pub(crate) const QUIT_TIMEOUT: Duration = Duration::from_millis(500);
 
+/// The longest pause between two reconnection attempts.
+const RECONNECT_MAX_DELAY_MS: u32 = 400;
+
 #[derive(Clone)]
 pub struct RedisConn {
     client: Client,
     builder: Arc<Builder>,
     prefix: Arc<str>,
+    request_timeout: Duration,
+    command_timeout: Duration,
+    /// Whether the client has been connected once: until then (a node starting) commands
+    /// wait for the first connection, within their timeout.
+    was_connected: Arc<AtomicBool>,
 }
 
 impl RedisConn {
@@ -36,14 +50,64 @@ impl RedisConn {
                 c.internal_command_timeout = timeout;
                 c.max_command_attempts = 3;
             })
-            .set_policy(ReconnectPolicy::new_exponential(0, 100, 5_000, 2));
+            .set_policy(ReconnectPolicy::new_exponential(
+                0,
+                50,
+                RECONNECT_MAX_DELAY_MS,
+                2,
+            ));
         let client = builder.build()?;
         client.connect();
         Ok(Self {
             client,
             builder: Arc::new(builder),
             prefix: config.key_prefix.clone().into(),
+            request_timeout: config.request_timeout.get(),
+            command_timeout: timeout,
+            was_connected: Arc::default(),
         })
+    }
+
+    /// An error at once when the client lost its connection: a command sent now would wait
+    /// for the reconnection, up to the command timeout. Before the first connection (a
+    /// node starting) commands may wait for it.
+    pub fn check_connected(&self) -> Result<(), fred::error::Error> {
+        match self.client.state() {
+            ClientState::Connected => {
+                self.was_connected.store(true, Ordering::Relaxed);
+                Ok(())
+            }
+            _ if !self.was_connected.load(Ordering::Relaxed) => Ok(()),
+            state => Err(fred::error::Error::new(
+                fred::error::ErrorKind::Canceled,
+                format!("Redis is not connected ({state:?})"),
+            )),
+        }
+    }
+
+    /// Runs a command on a request's path: refused at once while Redis is disconnected,
+    /// and given up after `redis.request_timeout` (the command timeout while the node
+    /// waits for its first connection).
+    pub async fn quick<T>(
+        &self,
+        command: impl Future<Output = Result<T, fred::error::Error>>,
+    ) -> Result<T, fred::error::Error> {
+        self.check_connected()?;
+        let (limit, setting) = if self.was_connected.load(Ordering::Relaxed) {
+            (self.request_timeout, "redis.request_timeout")
+        } else {
+            (self.command_timeout, "redis.command_timeout")
+        };
+        match tokio::time::timeout(limit, command).await {
+            Ok(result) => result,
+            Err(_) => Err(fred::error::Error::new(
+                fred::error::ErrorKind::Timeout,
+                format!(
+                    "Redis did not answer within {} ms ({setting})",
+                    limit.as_millis()
+                ),
+            )),
+        }
     }
 
     pub fn client(&self) -> &Client {
@@ -64,6 +128,7 @@ impl RedisConn {
     }
 
     pub async fn ping(&self, timeout: Duration) -> Result<(), String> {
+        self.check_connected().map_err(|e| e.to_string())?;
         match tokio::time::timeout(timeout, self.client.ping::<String>(None)).await {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(e)) => Err(e.to_string()),

@@ -108,7 +108,12 @@ pub struct RedisConfig {
     pub url: Option<SecretUrl>,
     /// Prefix of every key and channel devmesh uses, so that several deployments can share one Redis.
     pub key_prefix: String,
+    /// How long one Redis command may take.
     pub command_timeout: Duration,
+    /// How long a Redis command on a request's path (the revocation check, rate limits,
+    /// notices) may take before the request goes on without it; while Redis is
+    /// disconnected such commands fail at once.
+    pub request_timeout: Duration,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -184,6 +189,7 @@ impl Default for Config {
                 url: None,
                 key_prefix: "devmesh:".into(),
                 command_timeout: Duration::from_secs(5),
+                request_timeout: Duration::from_millis(250),
             },
             jobs: JobsConfig {
                 visibility_timeout: Duration::from_secs(60),
@@ -313,6 +319,8 @@ impl Config {
             ("http.ready_timeout", self.http.ready_timeout),
             ("database.connect_timeout", self.database.connect_timeout),
             ("redis.command_timeout", self.redis.command_timeout),
+            ("redis.request_timeout", self.redis.request_timeout),
+            ("auth.recheck_interval", self.auth.recheck_interval),
             ("mcp.session_idle_timeout", self.mcp.session_idle_timeout),
             ("mcp.sse_keepalive", self.mcp.sse_keepalive),
             ("mcp.ws.ping_interval", self.mcp.ws.ping_interval),

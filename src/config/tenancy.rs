@@ -19,8 +19,12 @@ pub struct AuthConfig {
     /// Lifetime of a refresh token; each refresh rotates it.
     pub refresh_token_ttl: Duration,
     /// How long a node trusts an API key it has looked up before asking the database
-    /// again. Revocations are broadcast to every node at once; this is the backstop.
+    /// again. Revocations reach every node at once; this is the backstop.
     pub key_cache_ttl: Duration,
+    /// How often each node re-checks the credentials of its open connections and streams
+    /// (WebSockets, MCP sessions, listen streams), closing those whose credential was
+    /// revoked or expired.
+    pub recheck_interval: Duration,
     /// How long an invitation can be accepted.
     pub invitation_ttl: Duration,
     pub lockout: LockoutConfig,
@@ -86,6 +90,7 @@ impl Default for AuthConfig {
             access_token_ttl: Duration::from_secs(15 * 60),
             refresh_token_ttl: Duration::from_secs(30 * 24 * 3600),
             key_cache_ttl: Duration::from_secs(30),
+            recheck_interval: Duration::from_millis(500),
             invitation_ttl: Duration::from_secs(7 * 24 * 3600),
             lockout: LockoutConfig {
                 max_failures: 5,

@@ -126,7 +126,7 @@ async fn check_buckets(node: &Context, buckets: &[(String, Quota)]) -> Option<De
             Some(decision)
         }
         Err(e) => {
-            tracing::warn!(error = %e, "rate limiter unavailable; request let through");
+            crate::bus::went_without("rate_limit", &e);
             None
         }
     }

@@ -121,14 +121,16 @@ impl QueueWorker {
                     error_pause = Duration::from_millis(250);
                     running.spawn(self.attempt(delivery, permit));
                 }
-                Ok(None) => {}
+                Ok(None) => error_pause = Duration::from_millis(250),
                 Err(e) => {
                     tracing::warn!(queue, error = %e, retry_in_ms = error_pause.as_millis() as u64, "cannot fetch jobs");
                     tokio::select! {
                         _ = self.shutdown.cancelled() => break,
                         _ = tokio::time::sleep(error_pause) => {}
                     }
-                    error_pause = (error_pause * 2).min(Duration::from_secs(30));
+                    // At most a second: the queue is back to work within a second of its
+                    // store returning.
+                    error_pause = (error_pause * 2).min(Duration::from_secs(1));
                 }
             }
         }

@@ -25,6 +25,7 @@ use crate::context::Context;
 use crate::http::auth::{authenticate_credential, charge, credential, missing};
 use crate::http::errors::ApiError;
 use crate::tenancy::Principal;
+use crate::tenancy::grants::Grant;
 
 const SESSION_ID: &str = "mcp-session-id";
 const PROTOCOL_VERSION: &str = "mcp-protocol-version";
@@ -110,8 +111,24 @@ pub(super) fn check_origin(req: &HttpRequest, ctx: &Context) -> Result<(), RpcEr
     }
 }
 
+/// Who makes a request: the principal, and the credential it authenticated with (`None`
+/// for the anonymous tenant), which long-lived streams keep checking ([`Grant`]).
+pub(super) struct Caller {
+    pub principal: Principal,
+    pub credential: Option<String>,
+}
+
+impl Caller {
+    /// A grant for a connection or stream this caller opens.
+    pub(super) fn grant(&self, ctx: &Context) -> Arc<Grant> {
+        ctx.tenancy
+            .grants
+            .grant(self.credential.as_deref(), self.principal.clone())
+    }
+}
+
 /// The caller: its credentials, or the anonymous tenant where configured.
-async fn caller(req: &HttpRequest, ctx: &web::Data<Context>) -> Result<Principal, Refusal> {
+async fn caller(req: &HttpRequest, ctx: &web::Data<Context>) -> Result<Caller, Refusal> {
     caller_with(req, ctx, credential(req)?).await
 }
 
@@ -120,9 +137,12 @@ pub(super) async fn caller_with(
     req: &HttpRequest,
     ctx: &web::Data<Context>,
     credential: Option<String>,
-) -> Result<Principal, Refusal> {
-    if let Some(principal) = authenticate_credential(req, ctx, credential).await? {
-        return Ok(principal);
+) -> Result<Caller, Refusal> {
+    if let Some(principal) = authenticate_credential(req, ctx, credential.clone()).await? {
+        return Ok(Caller {
+            principal,
+            credential,
+        });
     }
     let Some(slug) = ctx.config.mcp.anonymous_tenant.clone() else {
         return Err(Refusal::Http(missing()));
@@ -134,7 +154,10 @@ pub(super) async fn caller_with(
         .await
         .map_err(ApiError::from)?;
     charge(req, ctx, &principal).await?;
-    Ok(principal)
+    Ok(Caller {
+        principal,
+        credential: None,
+    })
 }
 
 /// Reads the body, up to `mcp.max_message_bytes`.
@@ -213,7 +236,7 @@ type Posted = Result<(Option<String>, HttpResponse), (Option<String>, Refusal)>;
 async fn handle_post(req: &HttpRequest, payload: web::Payload, ctx: &web::Data<Context>) -> Posted {
     let early = |r: Refusal| (None, r);
     check_origin(req, ctx).map_err(|e| early(e.into()))?;
-    let principal = caller(req, ctx).await.map_err(early)?;
+    let caller = caller(req, ctx).await.map_err(early)?;
     check_content_type(req).map_err(|e| early(e.into()))?;
     let body = read_body(payload, ctx.config.mcp.max_message_bytes)
         .await
@@ -229,7 +252,7 @@ async fn handle_post(req: &HttpRequest, payload: web::Payload, ctx: &web::Data<C
         Incoming::Request { id, .. } => Some(id.clone()),
         _ => None,
     };
-    dispatch(req, ctx, principal, incoming)
+    dispatch(req, ctx, caller, incoming)
         .await
         .map(|r| (method.clone(), r))
         .map_err(|refusal| {
@@ -247,7 +270,7 @@ async fn handle_post(req: &HttpRequest, payload: web::Payload, ctx: &web::Data<C
 async fn dispatch(
     req: &HttpRequest,
     ctx: &web::Data<Context>,
-    principal: Principal,
+    caller: Caller,
     incoming: Incoming,
 ) -> Result<HttpResponse, Refusal> {
     let headers = req.headers();
@@ -257,7 +280,7 @@ async fn dispatch(
             .mcp
             .sessions
             .get(session_id)
-            .filter(|s| s.belongs_to(&principal))
+            .filter(|s| s.belongs_to(&caller.principal))
             .ok_or_else(session_not_found)?;
         if let Some(v) = header_version
             && v != session.version.as_str()
@@ -271,7 +294,10 @@ async fn dispatch(
             }
             .into());
         }
-        return in_session(req, ctx, session, principal, incoming).await;
+        // The session's streams go on with the credential of its latest request (an access
+        // token refreshed meanwhile).
+        session.renew(caller.credential.as_deref(), &caller.principal);
+        return in_session(req, ctx, session, caller.principal, incoming).await;
     }
     match incoming {
         // `initialize` opens a session, unless the request speaks the stateless protocol,
@@ -282,19 +308,19 @@ async fn dispatch(
                     .and_then(Version::parse)
                     .is_some_and(Version::is_stateless) =>
         {
-            initialize(ctx, principal, id, &params).await
+            initialize(ctx, &caller, id, &params).await
         }
         Incoming::Request { id, method, params } => {
             let (version, client_capabilities) =
                 stateless_meta(headers, header_version, &method, &params)?;
             if method == "subscriptions/listen" {
-                return Ok(listen::open(ctx, &principal.organization_id, id, &params).await?);
+                return Ok(listen::open(ctx, caller.grant(ctx), id, &params).await?);
             }
             let speaking = Speaking::Alone {
                 version,
                 client_capabilities,
             };
-            let call = Call::start(ctx, principal, speaking, &params)?;
+            let call = Call::start(ctx, caller.principal, speaking, &params)?;
             Ok(respond::run(req, ctx, call, None, id, method, params).await)
         }
         Incoming::Notification { .. } => Ok(HttpResponse::Accepted().finish()),
@@ -312,7 +338,7 @@ fn session_not_found() -> RpcError {
 
 async fn initialize(
     ctx: &web::Data<Context>,
-    principal: Principal,
+    caller: &Caller,
     id: Value,
     params: &Map<String, Value>,
 ) -> Result<HttpResponse, Refusal> {
@@ -320,7 +346,7 @@ async fn initialize(
     let session = ctx
         .mcp
         .sessions
-        .open(ctx, version, principal, capabilities)
+        .open(ctx, version, caller.grant(ctx), capabilities)
         .await
         .map_err(|e| {
             tracing::warn!(error = %e, "cannot open an MCP session");
@@ -392,7 +418,7 @@ async fn get(req: HttpRequest, ctx: web::Data<Context>) -> HttpResponse {
 
 async fn open_stream(req: &HttpRequest, ctx: &web::Data<Context>) -> Result<HttpResponse, Refusal> {
     check_origin(req, ctx)?;
-    let principal = caller(req, ctx).await?;
+    let caller = caller(req, ctx).await?;
     let Some(session_id) = header_str(req.headers(), SESSION_ID)? else {
         return Ok(crate::http::errors::method_not_allowed_for(req, &["POST"]));
     };
@@ -400,8 +426,9 @@ async fn open_stream(req: &HttpRequest, ctx: &web::Data<Context>) -> Result<Http
         .mcp
         .sessions
         .get(session_id)
-        .filter(|s| s.belongs_to(&principal))
+        .filter(|s| s.belongs_to(&caller.principal))
         .ok_or_else(session_not_found)?;
+    session.renew(caller.credential.as_deref(), &caller.principal);
     if !accepts(req, "text/event-stream") {
         return Err(
             RpcError::invalid_request("GET /mcp needs Accept: text/event-stream")
@@ -424,11 +451,13 @@ async fn open_stream(req: &HttpRequest, ctx: &web::Data<Context>) -> Result<Http
         (rx, keepalive, closed),
         |(mut rx, mut keepalive, closed)| async move {
             tokio::select! {
-                _ = closed.cancelled() => None,
+                // What was pushed before the session closed (its last word) goes first.
+                biased;
                 event = rx.recv() => {
                     let (id, text) = event?;
                     Some((Ok::<_, actix_web::Error>(sse::event(Some(id), &text)), (rx, keepalive, closed)))
                 }
+                _ = closed.cancelled() => None,
                 _ = keepalive.tick() => Some((Ok(sse::keepalive()), (rx, keepalive, closed))),
             }
         },
@@ -440,7 +469,7 @@ async fn open_stream(req: &HttpRequest, ctx: &web::Data<Context>) -> Result<Http
 async fn delete(req: HttpRequest, ctx: web::Data<Context>) -> HttpResponse {
     let result = async {
         check_origin(&req, &ctx)?;
-        let principal = caller(&req, &ctx).await?;
+        let caller = caller(&req, &ctx).await?;
         let Some(session_id) = header_str(req.headers(), SESSION_ID)? else {
             return Ok(crate::http::errors::method_not_allowed_for(&req, &["POST"]));
         };
@@ -448,7 +477,7 @@ async fn delete(req: HttpRequest, ctx: web::Data<Context>) -> HttpResponse {
             .mcp
             .sessions
             .get(session_id)
-            .is_some_and(|s| s.belongs_to(&principal));
+            .is_some_and(|s| s.belongs_to(&caller.principal));
         if !owned || !ctx.mcp.sessions.remove(session_id) {
             return Err(Refusal::Rpc(session_not_found()));
         }

@@ -1,6 +1,7 @@
 //! `subscriptions/listen` (protocol 2026-07-28): a long-lived response stream that carries
 //! the notifications the client asked for, each tagged with the subscription's id (the
-//! JSON-RPC id of the listen request).
+//! JSON-RPC id of the listen request). When the credential it was opened with no longer
+//! stands, the stream ends with the listen request's answer: an error that says why.
 
 use actix_web::HttpResponse;
 use actix_web::web::Bytes;
@@ -9,10 +10,12 @@ use rmcp::model::SubscriptionFilter;
 use serde_json::{Map, Value, json};
 
 use super::notices::Notice;
-use super::protocol::{RpcError, meta, notification};
+use super::protocol::{RpcError, code, meta, notification};
 use super::sse;
 use crate::context::Context;
 use crate::events::{Change, TenantEvents};
+use crate::tenancy::grants::{EndKind, Ended, Grant};
+use std::sync::Arc;
 
 /// One listen request: what it asked to hear, and its id, which tags what it hears.
 pub(super) struct Listen {
@@ -34,6 +37,19 @@ impl Listen {
             "notifications/subscriptions/acknowledged",
             json!({ "notifications": self.filter, "_meta": { meta::SUBSCRIPTION_ID: self.id } }),
         )
+    }
+
+    /// The listen request's answer when its credential no longer stands: -32001 (revoked
+    /// or expired) or -32003 (its scopes reduced), `data.reason` naming which.
+    pub(super) fn ended(&self, ended: &Ended) -> Value {
+        let code = match ended.kind {
+            EndKind::Revoked | EndKind::Expired => code::UNAUTHENTICATED,
+            EndKind::Reduced => code::FORBIDDEN,
+        };
+        RpcError::new(code, ended.message.clone())
+            .with_data(json!({ "reason": ended.kind.label() }))
+            .with_id(self.id.clone())
+            .to_message()
     }
 
     /// The notification a change makes on this stream, if any.
@@ -67,38 +83,41 @@ pub(super) async fn follow(
         })
 }
 
+/// Opens a listen stream over HTTP, going on with `grant`.
 pub async fn open(
     node: &Context,
-    organization_id: &str,
+    grant: Arc<Grant>,
     id: Value,
     params: &Map<String, Value>,
 ) -> Result<HttpResponse, RpcError> {
     let listen = Listen::parse(id, params)?;
-    let events = follow(node, organization_id).await?;
+    let events = follow(node, &grant.principal().organization_id).await?;
     let first = sse::event(None, &listen.acknowledgement().to_string());
     let keepalive = sse::keepalive_timer(node.config.mcp.sse_keepalive.get());
-    let state = (Some(first), events, keepalive, listen);
-    let body = stream::unfold(
-        state,
-        |(first, mut events, mut keepalive, listen)| async move {
-            if let Some(first) = first {
-                return Some((Ok(first), (None, events, keepalive, listen)));
-            }
-            loop {
-                tokio::select! {
-                    _ = keepalive.tick() => {
-                        return Some((Ok(sse::keepalive()), (None, events, keepalive, listen)));
-                    }
-                    change = events.recv() => {
-                        let change = change?;
-                        if let Some(message) = listen.message_for(&change) {
-                            let bytes: Bytes = sse::event(None, &message.to_string());
-                            return Some((Ok(bytes), (None, events, keepalive, listen)));
-                        }
+    let state = Some((Some(first), events, keepalive, listen, grant));
+    let body = stream::unfold(state, |state| async move {
+        let (first, mut events, mut keepalive, listen, grant) = state?;
+        if let Some(first) = first {
+            return Some((Ok(first), Some((None, events, keepalive, listen, grant))));
+        }
+        loop {
+            tokio::select! {
+                ended = grant.ended() => {
+                    let last: Bytes = sse::event(None, &listen.ended(ended).to_string());
+                    return Some((Ok(last), None));
+                }
+                _ = keepalive.tick() => {
+                    return Some((Ok(sse::keepalive()), Some((None, events, keepalive, listen, grant))));
+                }
+                change = events.recv() => {
+                    let change = change?;
+                    if let Some(message) = listen.message_for(&change) {
+                        let bytes: Bytes = sse::event(None, &message.to_string());
+                        return Some((Ok(bytes), Some((None, events, keepalive, listen, grant))));
                     }
                 }
             }
-        },
-    );
+        }
+    });
     Ok(sse::response(body))
 }

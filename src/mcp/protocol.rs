@@ -240,6 +240,17 @@ impl RpcError {
         Self::new(code::INTERNAL_ERROR, "internal error")
     }
 
+    /// The database (or another dependency) cannot serve the request now: retry shortly
+    /// (HTTP 503 where the transport has a status).
+    pub fn unavailable() -> Self {
+        Self::new(
+            code::INTERNAL_ERROR,
+            "the database is unavailable; retry shortly",
+        )
+        .with_status(StatusCode::SERVICE_UNAVAILABLE)
+        .with_data(json!({ "reason": "unavailable", "retryAfterMs": 1000 }))
+    }
+
     pub fn unsupported_version(requested: &str) -> Self {
         Self::new(
             code::UNSUPPORTED_PROTOCOL_VERSION,

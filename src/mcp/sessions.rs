@@ -1,10 +1,12 @@
 //! Sessions of the older protocols (2025-06-18, 2025-11-25): made by `initialize`, named by
-//! `Mcp-Session-Id`, ended by DELETE or by idleness. A session belongs to the principal
-//! that made it and lives on the node that made it.
+//! `Mcp-Session-Id`, ended by DELETE, by idleness, or when the credential it goes on with
+//! no longer stands (its [`Grant`] ends: the GET stream gets a last `notifications/message`
+//! saying why, then ends). A session belongs to the principal that made it and lives on the
+//! node that made it.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
@@ -17,6 +19,21 @@ use super::protocol::Version;
 use crate::context::Context;
 use crate::events::{Change, TenantEvents};
 use crate::tenancy::Principal;
+use crate::tenancy::grants::{Ended, Grant};
+
+/// The last message of a session or stream whose credential no longer stands: a log
+/// message at level error, whatever level the client asked for, since it explains why the
+/// stream ends. `data.reason` is `revoked`, `expired` or `reduced`.
+pub fn ended_notice(ended: &Ended) -> Value {
+    super::protocol::notification(
+        "notifications/message",
+        serde_json::json!({
+            "level": "error",
+            "logger": "devmesh",
+            "data": { "reason": ended.kind.label(), "message": ended.message },
+        }),
+    )
+}
 
 /// A message on the session's own stream (the GET stream), with its event id.
 pub type StreamEvent = (u64, Arc<str>);
@@ -36,6 +53,9 @@ pub struct Session {
     pub principal: Principal,
     pub client_capabilities: Arc<Map<String, Value>>,
     pub requests: Arc<ClientRequests>,
+    /// The authority its streams go on with (`None` for a WebSocket's session: the
+    /// connection holds the grant).
+    grant: Option<Arc<Grant>>,
     log_level: Mutex<Option<LogLevel>>,
     subscriptions: Mutex<HashSet<String>>,
     stream: Mutex<ServerStream>,
@@ -50,6 +70,13 @@ impl Session {
     pub fn belongs_to(&self, principal: &Principal) -> bool {
         principal.organization_id == self.principal.organization_id
             && principal.actor_id() == self.principal.actor_id()
+    }
+
+    /// Goes on with the credential of the session's latest request.
+    pub fn renew(&self, credential: Option<&str>, principal: &Principal) {
+        if let Some(grant) = &self.grant {
+            grant.renew(credential, principal);
+        }
     }
 
     pub fn touch(&self) {
@@ -161,12 +188,29 @@ impl Session {
         client_capabilities: Map<String, Value>,
         replay_capacity: usize,
     ) -> Arc<Self> {
+        Self::build(
+            version,
+            principal,
+            None,
+            client_capabilities,
+            replay_capacity,
+        )
+    }
+
+    fn build(
+        version: Version,
+        principal: Principal,
+        grant: Option<Arc<Grant>>,
+        client_capabilities: Map<String, Value>,
+        replay_capacity: usize,
+    ) -> Arc<Self> {
         Arc::new(Session {
             id: format!("mcp-{}", uuid::Uuid::now_v7().simple()),
             version,
             principal,
             client_capabilities: Arc::new(client_capabilities),
             requests: Arc::new(ClientRequests::default()),
+            grant,
             log_level: Mutex::new(None),
             subscriptions: Mutex::new(HashSet::new()),
             stream: Mutex::new(ServerStream {
@@ -194,11 +238,28 @@ impl Session {
         Some(notice.message(None))
     }
 
-    /// Turns tenant changes into this session's notifications until it closes.
-    async fn follow(self: Arc<Self>, mut events: TenantEvents) {
+    /// Turns tenant changes into this session's notifications until it closes; ends the
+    /// session when its grant ends.
+    async fn follow(self: Arc<Self>, mut events: TenantEvents, sessions: Weak<Sessions>) {
+        let grant = self.grant.clone();
+        let grant_ended = async {
+            match &grant {
+                Some(grant) => grant.ended().await.clone(),
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(grant_ended);
         loop {
             let change = tokio::select! {
                 _ = self.closed.cancelled() => return,
+                ended = &mut grant_ended => {
+                    self.push(&ended_notice(&ended));
+                    if let Some(sessions) = sessions.upgrade() {
+                        sessions.remove(&self.id);
+                    }
+                    tracing::debug!(session = %self.id, reason = ended.kind.label(), "MCP session ended: its credential no longer stands");
+                    return;
+                }
                 change = events.recv() => match change {
                     Some(change) => change,
                     None => return,
@@ -229,22 +290,26 @@ impl Sessions {
         }
     }
 
-    /// Opens a session and starts following its tenant's changes.
+    /// Opens a session that goes on with `grant`, and starts following its tenant's
+    /// changes.
     pub async fn open(
         self: &Arc<Self>,
         node: &Context,
         version: Version,
-        principal: Principal,
+        grant: Arc<Grant>,
         client_capabilities: Map<String, Value>,
     ) -> Result<Arc<Session>, crate::bus::pubsub::PubSubError> {
+        let principal = grant.principal();
         let events = TenantEvents::subscribe(node, &principal.organization_id).await?;
-        let session = Session::new(
+        let session = Session::build(
             version,
             principal,
+            Some(grant),
             client_capabilities,
             self.replay_capacity,
         );
-        node.runtime.spawn(session.clone().follow(events));
+        node.runtime
+            .spawn(session.clone().follow(events, Arc::downgrade(self)));
         self.map
             .write()
             .unwrap()

@@ -124,8 +124,38 @@ impl From<diesel::result::Error> for StorageError {
     fn from(e: diesel::result::Error) -> Self {
         match e {
             diesel::result::Error::NotFound => StorageError::NotFound,
+            e if is_unavailable(&e) => StorageError::Unavailable(e.to_string()),
             e => StorageError::Query(e),
         }
+    }
+}
+
+/// Whether a query failed because the database could not be reached or could not serve it
+/// now, rather than because of the query: a connection lost or closed (PostgreSQL restarting,
+/// SQLSTATE classes 08 and 57P), a server starting up or shutting down, SQLite busy past
+/// its busy timeout. These answer 503 with `Retry-After`, never 500.
+fn is_unavailable(e: &diesel::result::Error) -> bool {
+    use diesel::result::{DatabaseErrorKind as K, Error as E};
+    match e {
+        E::DatabaseError(K::UnableToSendCommand | K::ClosedConnection, _) => true,
+        E::DatabaseError(K::Unknown, info) => {
+            // diesel-async hides the SQLSTATE; these are PostgreSQL's and SQLite's texts.
+            const PHRASES: [&str; 9] = [
+                "terminating connection",
+                "the database system is",
+                "connection closed",
+                "server closed the connection",
+                "could not connect",
+                "canceling statement due to conflict with recovery",
+                "database is locked",
+                "database table is locked",
+                "database is busy",
+            ];
+            let message = info.message().to_ascii_lowercase();
+            PHRASES.iter().any(|p| message.contains(p))
+        }
+        E::BrokenTransactionManager => true,
+        _ => false,
     }
 }
 

@@ -66,5 +66,6 @@ async fn resolve(ctx: &Context, slug: &str) -> ServiceResult<Principal> {
         },
         scopes: Role::Member.scopes(),
         quota: None,
+        expires_at: None,
     })
 }

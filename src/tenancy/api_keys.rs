@@ -9,7 +9,7 @@ use crate::context::Context;
 use crate::service::{Page, PageRequest, ServiceError, ServiceResult};
 use crate::storage::api_keys::{self as store, ApiKeyRow};
 use crate::tenancy::audit::{self, Event};
-use crate::tenancy::authenticate::keys_changed;
+use crate::tenancy::authenticate::authority_changed;
 use crate::tenancy::names::DisplayName;
 use crate::tenancy::scopes::{KeyType, Scope, ScopeSet};
 use crate::tenancy::secrets::{API_KEY_PREFIX, NewApiKey, hash_token};
@@ -161,7 +161,9 @@ pub async fn create(
                 &ctx,
                 Event::by(&principal, "api_key.created")
                     .target("api_key", &row.id)
-                    .details(json!({ "name": row.name, "key_type": row.key_type, "scopes": row.scopes })),
+                    .details(
+                        json!({ "name": row.name, "key_type": row.key_type, "scopes": row.scopes }),
+                    ),
             )
             .await;
             Ok(row)
@@ -204,7 +206,7 @@ pub async fn revoke(ctx: &Context, principal: &Principal, id: &str) -> ServiceRe
         let row = store::revoke(&ctx.db, &principal.organization_id, &id)
             .await?
             .ok_or(ServiceError::NotFound("API key"))?;
-        keys_changed(&ctx).await;
+        authority_changed(&ctx).await;
         audit::record(
             &ctx,
             Event::by(&principal, "api_key.revoked")

@@ -1,14 +1,15 @@
 //! Turning a credential (an API key or an access token) into a [`Principal`].
 //!
 //! API keys are long random secrets, so a SHA-256 hash is enough to keep them and no
-//! per-request argon2 is needed. Each node caches what it looked up; a revocation bumps a
-//! counter that every check reads, so a revoked key stops working at once everywhere.
-//! The counter lives where the nodes of a shape meet: in Redis when the bus is
-//! distributed, else in a file in the data directory next to the SQLite database.
+//! per-request argon2 is needed. Each node caches what it looked up, with the generation
+//! of [`AUTH`] it saw then (`bus::generation`); every change that takes authority away (a
+//! key revoked, a user removed or given another role) advances that generation after it is
+//! stored, so a revoked key stops working at once on every node, and a generation that
+//! cannot be read, or that a reset store made anew, makes the node ask the database.
 //! Expiry is checked on every request.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::config::Quota;
@@ -18,8 +19,8 @@ use crate::storage::{api_keys, users};
 use crate::tenancy::scopes::{KeyType, Role, ScopeSet};
 use crate::tenancy::{Actor, Principal, secrets};
 
-/// The bus counter that changes whenever a key is revoked.
-pub const KEYS_EPOCH: &str = "auth:keys_epoch";
+/// The generation that moves whenever authority is taken away from a credential.
+pub const AUTH: &str = "auth";
 /// How often a key's `last_used_at` is written, at most.
 const TOUCH_EVERY: Duration = Duration::from_secs(60);
 
@@ -33,7 +34,7 @@ struct CachedKey {
     quota: Option<Quota>,
     expires_at: Option<chrono::NaiveDateTime>,
     revoked: bool,
-    epoch: Option<String>,
+    generation: Option<Arc<str>>,
     fetched: Instant,
     touched: Option<Instant>,
 }
@@ -51,11 +52,16 @@ impl KeyCache {
         }
     }
 
-    fn lookup(&self, lookup: &str, epoch: &Option<String>) -> Option<CachedKey> {
+    /// A cached key, if it was looked up under the current generation and not too long ago.
+    fn lookup(&self, lookup: &str, generation: &Option<Arc<str>>) -> Option<CachedKey> {
         let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         entries
             .get(lookup)
-            .filter(|k| epoch.is_some() && &k.epoch == epoch && k.fetched.elapsed() < self.ttl)
+            .filter(|k| {
+                generation.is_some()
+                    && &k.generation == generation
+                    && k.fetched.elapsed() < self.ttl
+            })
             .cloned()
     }
 
@@ -80,55 +86,14 @@ impl KeyCache {
     }
 }
 
-/// The file that holds the revocation counter when the bus is not distributed.
-fn epoch_file(ctx: &Context) -> std::path::PathBuf {
-    ctx.config.data_dir.join("auth-keys.epoch")
-}
-
-/// The revocation counter; `None` when it cannot be read (then nothing cached is trusted).
-async fn current_epoch(ctx: &Context) -> Option<String> {
-    if ctx.bus.is_distributed() {
-        match ctx.bus.cache.get(KEYS_EPOCH).await {
-            Ok(v) => Some(v.unwrap_or_else(|| "0".into())),
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot read the key revocation counter; checking keys in the database");
-                None
-            }
-        }
-    } else {
-        // Each bump replaces the file (a rename), so its inode and time name the epoch:
-        // one stat per request instead of opening and reading it.
-        use std::os::unix::fs::MetadataExt;
-        match std::fs::metadata(epoch_file(ctx)) {
-            Ok(m) => Some(format!("{}.{}.{}", m.ino(), m.mtime(), m.mtime_nsec())),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some("0".into()),
-            Err(_) => None,
-        }
-    }
-}
-
-/// Tells every node that cached key lookups are stale.
-pub async fn keys_changed(ctx: &Context) {
-    let result = if ctx.bus.is_distributed() {
-        let year = Duration::from_secs(365 * 24 * 3600);
-        ctx.bus
-            .cache
-            .incr(KEYS_EPOCH, 1, year)
-            .await
-            .map(drop)
-            .map_err(|e| e.to_string())
-    } else {
-        // A fresh id rather than an increment: two nodes bumping at once still change it.
-        let path = epoch_file(ctx);
-        let temp = path.with_extension(format!("epoch.{}", crate::tenancy::new_id()));
-        std::fs::create_dir_all(&ctx.config.data_dir)
-            .and_then(|()| std::fs::write(&temp, crate::tenancy::new_id()))
-            .and_then(|()| std::fs::rename(&temp, &path))
-            .map_err(|e| e.to_string())
-    };
-    if let Err(e) = result {
-        tracing::error!(error = %e, "cannot announce a key revocation; other nodes see it within auth.key_cache_ttl");
-    }
+/// Tells every node that authority was taken away (a key revoked, a user removed or
+/// demoted): call it after the change is stored.
+pub async fn authority_changed(ctx: &Context) {
+    ctx.bus
+        .generations
+        .advance(AUTH, ctx.config.auth.key_cache_ttl.get())
+        .await;
+    ctx.tenancy.grants.wake();
 }
 
 fn invalid_key() -> ServiceError {
@@ -147,20 +112,10 @@ pub async fn authenticate(ctx: &Context, credential: &str) -> ServiceResult<Prin
     }
 }
 
-/// The principal behind a credential when this node can tell without the database (an API
-/// key it has cached, and the revocation counter unchanged); `None` when it cannot.
-/// Nothing here blocks or touches the SQLite driver, so it may run on an HTTP worker.
-pub async fn from_cache(ctx: &Context, credential: &str) -> Option<ServiceResult<Principal>> {
-    let lookup = secrets::api_key_lookup(credential)?;
-    let epoch = current_epoch(ctx).await;
-    let cached = ctx.tenancy.keys.lookup(lookup, &epoch)?;
-    Some(check_key(ctx, credential, lookup, cached))
-}
-
 async fn authenticate_key(ctx: &Context, key: &str, lookup: &str) -> ServiceResult<Principal> {
     let cache = &ctx.tenancy.keys;
-    let epoch = current_epoch(ctx).await;
-    let cached = match cache.lookup(lookup, &epoch) {
+    let generation = ctx.bus.generations.current(AUTH).await;
+    let cached = match cache.lookup(lookup, &generation) {
         Some(k) => k,
         None => {
             let Some(row) = api_keys::by_prefix(&ctx.db, lookup).await? else {
@@ -182,7 +137,7 @@ async fn authenticate_key(ctx: &Context, key: &str, lookup: &str) -> ServiceResu
                 quota,
                 expires_at: row.expires_at,
                 revoked: row.revoked_at.is_some(),
-                epoch,
+                generation,
                 fetched: Instant::now(),
                 touched: None,
             };
@@ -228,6 +183,7 @@ fn check_key(
         },
         scopes: cached.scopes,
         quota: cached.quota,
+        expires_at: cached.expires_at,
     })
 }
 
@@ -246,5 +202,6 @@ async fn authenticate_token(ctx: &Context, token: &str) -> ServiceResult<Princip
         actor: Actor::User { id: user.id, role },
         scopes: role.scopes(),
         quota: None,
+        expires_at: chrono::DateTime::from_timestamp(claims.exp, 0).map(|t| t.naive_utc()),
     })
 }

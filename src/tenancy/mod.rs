@@ -8,6 +8,7 @@ pub mod anonymous;
 pub mod api_keys;
 pub mod audit;
 pub mod authenticate;
+pub mod grants;
 pub mod invitations;
 pub mod names;
 pub mod organization;
@@ -25,12 +26,13 @@ use std::sync::Arc;
 use crate::config::Config;
 pub use principal::{Actor, Principal};
 
-/// The tenancy layer's per-node state: the password hasher, the token signer and the
-/// cache of API key lookups.
+/// The tenancy layer's per-node state: the password hasher, the token signer, the cache
+/// of API key lookups and the grants of open connections.
 pub struct TenancyState {
     pub passwords: passwords::PasswordHashing,
     pub signer: tokens::Signer,
     pub keys: authenticate::KeyCache,
+    pub grants: Arc<grants::Grants>,
 }
 
 impl TenancyState {
@@ -39,6 +41,7 @@ impl TenancyState {
             passwords: passwords::PasswordHashing::new(&config.auth.argon2),
             signer: tokens::Signer::new(config.auth.jwt_secret.clone()),
             keys: authenticate::KeyCache::new(config.auth.key_cache_ttl.get()),
+            grants: Arc::default(),
         })
     }
 }

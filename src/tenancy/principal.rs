@@ -17,6 +17,8 @@ pub struct Principal {
     pub scopes: ScopeSet,
     /// This principal's own rate limit, when it has one (a key's `rate_limit`).
     pub quota: Option<Quota>,
+    /// When its credential expires (UTC): a key's `expires_at`, an access token's `exp`.
+    pub expires_at: Option<chrono::NaiveDateTime>,
 }
 
 impl Principal {

@@ -134,9 +134,8 @@ async fn do_login(
             }
             if let Some(org) = org {
                 let target = user.as_ref().map(|u| ("user", u.id.as_str()));
-                let failed = |action, reason| {
-                    failed_login(&org.id, target, action, reason, email, ip)
-                };
+                let failed =
+                    |action, reason| failed_login(&org.id, target, action, reason, email, ip);
                 audit::record(ctx, failed("auth.login_failed", reason)).await;
                 if now_locked {
                     audit::record(ctx, failed("auth.locked", "too many failed logins")).await;

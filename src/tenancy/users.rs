@@ -10,6 +10,7 @@ use crate::service::{Page, PageRequest, ServiceError, ServiceResult, is_unique_v
 use crate::storage::refresh_tokens;
 use crate::storage::users::{self as store, UserRow};
 use crate::tenancy::audit::{self, Event};
+use crate::tenancy::authenticate::authority_changed;
 use crate::tenancy::names::{DisplayName, Email, Password};
 use crate::tenancy::scopes::{Role, Scope};
 use crate::tenancy::{Actor, Principal, new_id, utc};
@@ -185,6 +186,7 @@ pub async fn change_role(
         let updated = store::set_role(&ctx.db, &principal.organization_id, &id, role.as_str())
             .await?
             .ok_or(ServiceError::NotFound("user"))?;
+        authority_changed(&ctx).await;
         audit::record(
             &ctx,
             Event::by(&principal, "user.role_changed")
@@ -209,6 +211,7 @@ pub async fn remove(ctx: &Context, principal: &Principal, id: &str) -> ServiceRe
         if !store::delete(&ctx.db, &principal.organization_id, &target.id).await? {
             return Err(ServiceError::NotFound("user"));
         }
+        authority_changed(&ctx).await;
         audit::record(
             &ctx,
             Event::by(&principal, "user.removed")

@@ -21,6 +21,7 @@ mod process;
 mod queue_contract;
 mod rate_limits;
 mod rest;
+mod revocation;
 mod strict_bodies;
 mod system;
 mod users;

@@ -344,8 +344,7 @@ impl Provider for ContextsProvider {
                     Ok(json!({ "contents": [contents] }))
                 }
                 Err(crate::service::ServiceError::Storage(e)) => {
-                    tracing::error!(error = %e, "cannot read a context resource");
-                    Err(RpcError::internal())
+                    Err(super::storage_failure(&e, "reading a context resource"))
                 }
                 Err(crate::service::ServiceError::MissingScope(scope)) => Err(
                     RpcError::invalid_params(format!("reading {uri} needs the scope {scope}")),
@@ -389,8 +388,7 @@ impl Provider for ContextsProvider {
             let context = match contexts::get(&call.node, &call.principal, id, None).await {
                 Ok(c) => c,
                 Err(crate::service::ServiceError::Storage(e)) => {
-                    tracing::error!(error = %e, "cannot read a context for a prompt");
-                    return Err(RpcError::internal());
+                    return Err(super::storage_failure(&e, "a context prompt"));
                 }
                 Err(e) => return Err(RpcError::invalid_params(format!("context_id: {e}"))),
             };

@@ -10,6 +10,7 @@ use serde_json::Value;
 use super::engine::tool_error;
 use super::protocol::RpcError;
 use crate::service::ServiceError;
+use crate::storage::StorageError;
 
 /// A tool's successful result: the value as structured content, and as JSON text for
 /// clients that read only text.
@@ -27,10 +28,26 @@ pub fn structured<T: Serialize>(value: &T) -> Value {
 /// itself (storage) as a protocol error that carries no internals.
 pub fn service_failure(e: ServiceError) -> Result<Value, RpcError> {
     match e {
-        ServiceError::Storage(_) | ServiceError::Internal(_) => {
+        ServiceError::Storage(e) => Err(storage_failure(&e, "an MCP tool")),
+        ServiceError::Internal(_) => {
             tracing::error!(error = %e, "an MCP tool failed inside the platform");
             Err(RpcError::internal())
         }
         e => Ok(tool_error(e.to_string())),
+    }
+}
+
+/// A storage failure met by `what` as the protocol error the client gets: retry shortly
+/// when the database is away, an internal error (the cause logged, not sent) otherwise.
+pub fn storage_failure(e: &StorageError, what: &str) -> RpcError {
+    match e {
+        StorageError::Unavailable(cause) => {
+            tracing::warn!(error = %cause, "{what} met an unavailable database");
+            RpcError::unavailable()
+        }
+        e => {
+            tracing::error!(error = %e, "{what} failed inside the platform");
+            RpcError::internal()
+        }
     }
 }

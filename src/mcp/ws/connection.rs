@@ -25,6 +25,7 @@ use crate::mcp::respond::{answer, count_error, method_label, perform};
 use crate::mcp::sessions::Session;
 use crate::mcp::stateless::{message_meta, object};
 use crate::tenancy::Principal;
+use crate::tenancy::grants::{EndKind, Ended, Grant};
 
 /// Close codes of our own (4000-4999 are for applications).
 pub mod close {
@@ -32,6 +33,14 @@ pub mod close {
     pub const SLOW_CONSUMER: u16 = 4001;
     /// The client did not answer a ping before the next one was due.
     pub const PING_TIMEOUT: u16 = 4002;
+    /// The connection's credential was revoked, or its user removed: do not reconnect
+    /// with it.
+    pub const CREDENTIAL_REVOKED: u16 = 4003;
+    /// The connection's credential expired: reconnect with a fresh one.
+    pub const CREDENTIAL_EXPIRED: u16 = 4004;
+    /// The connection's credential lost scopes it was opened with: reconnect to go on
+    /// with the ones it has now.
+    pub const CREDENTIAL_REDUCED: u16 = 4005;
 }
 
 /// How long a closing handshake may wait on a client that is not reading.
@@ -41,7 +50,9 @@ type Inflight = Arc<Mutex<HashMap<String, CancellationToken>>>;
 
 pub(super) struct Connection {
     pub node: Context,
-    pub principal: Principal,
+    /// The authority of the credential the connection was opened with; every request is
+    /// authorized again with it.
+    pub grant: Arc<Grant>,
     pub link: Arc<Link>,
     pub registration: Registration,
     session: Option<(Arc<Session>, TenantEvents)>,
@@ -51,13 +62,13 @@ pub(super) struct Connection {
 impl Connection {
     pub fn new(
         node: Context,
-        principal: Principal,
+        grant: Arc<Grant>,
         link: Arc<Link>,
         registration: Registration,
     ) -> Self {
         Self {
             node,
-            principal,
+            grant,
             link,
             registration,
             session: None,
@@ -78,6 +89,7 @@ impl Connection {
         let mut awaiting_pong = false;
         let overflowed = self.link.overflowed().clone();
         let closing = self.node.mcp.hub.closing().clone();
+        let grant = self.grant.clone();
         let reason = loop {
             tokio::select! {
                 biased;
@@ -96,6 +108,8 @@ impl Connection {
                         break None;
                     }
                 }
+                // After what is queued: a refused request hears why before the close.
+                ended = grant.ended() => break Some(credential_ended(ended)),
                 message = frames.recv() => match message {
                     None => break None,
                     Some(Err(e)) => break Some(protocol_error(e)),
@@ -216,7 +230,7 @@ impl Connection {
                 session,
                 streams: true,
             };
-            let call = Call::start(&self.node, self.principal.clone(), speaking, &params)?;
+            let call = Call::start(&self.node, self.grant.principal(), speaking, &params)?;
             let session = Some(session.clone());
             self.spawn_request(call, session, id, kind, method, params);
             return Ok(());
@@ -246,7 +260,7 @@ impl Connection {
             version,
             client_capabilities,
         };
-        let call = Call::start(&self.node, self.principal.clone(), speaking, &params)?;
+        let call = Call::start(&self.node, self.grant.principal(), speaking, &params)?;
         self.spawn_request(call, None, id, kind, method, params);
         Ok(())
     }
@@ -259,8 +273,9 @@ impl Connection {
         params: &Map<String, Value>,
     ) -> Result<(), RpcError> {
         let (version, capabilities) = engine::negotiate(params)?;
-        let events = listen::follow(&self.node, &self.principal.organization_id).await?;
-        let session = Session::new(version, self.principal.clone(), capabilities, 1);
+        let principal = self.grant.principal();
+        let events = listen::follow(&self.node, &principal.organization_id).await?;
+        let session = Session::new(version, principal, capabilities, 1);
         self.session = Some((session, events));
         self.link
             .send(kind, &response(&id, engine::initialize_result(version)));
@@ -280,7 +295,7 @@ impl Connection {
     /// result, go out in the kind of frame the request came in.
     fn spawn_request(
         &self,
-        (call, mut outbound): (Call, mpsc::UnboundedReceiver<Value>),
+        (mut call, mut outbound): (Call, mpsc::UnboundedReceiver<Value>),
         session: Option<Arc<Session>>,
         id: Value,
         kind: FrameKind,
@@ -290,9 +305,24 @@ impl Connection {
         let guard = self.track(&id, call.cancel.clone());
         let link = self.link.clone();
         let node = self.node.clone();
+        let grant = self.grant.clone();
         let started = std::time::Instant::now();
         self.node.runtime.spawn(async move {
             let _guard = guard;
+            // Authorized now, not when the connection opened; a refusal is answered
+            // before the connection closes.
+            let checked = grant.check(&node).await;
+            if let Err(e) = &checked {
+                let e = unauthorized(e);
+                count_error(&e);
+                link.send(kind, &e.with_id(id).to_message());
+                grant.settle(&checked);
+                return;
+            }
+            grant.settle(&checked);
+            if let Ok(principal) = checked {
+                call.principal = principal;
+            }
             if let Err(e) = charge(&node, &call.principal).await {
                 count_error(&e);
                 link.send(kind, &e.with_id(id).to_message());
@@ -336,7 +366,7 @@ impl Connection {
         let guard = self.track(&id, token.clone());
         let link = self.link.clone();
         let node = self.node.clone();
-        let organization_id = self.principal.organization_id.clone();
+        let organization_id = self.grant.principal().organization_id;
         self.node.runtime.spawn(async move {
             let _guard = guard;
             let mut events = match listen::follow(&node, &organization_id).await {
@@ -376,6 +406,30 @@ impl Drop for InflightGuard {
     }
 }
 
+/// A request whose credential no longer stands; the database or bus being away is a
+/// retryable internal error.
+fn unauthorized(e: &crate::service::ServiceError) -> RpcError {
+    match e {
+        crate::service::ServiceError::Unauthenticated(message) => {
+            RpcError::new(code::UNAUTHENTICATED, message.clone())
+        }
+        e => {
+            tracing::warn!(error = %e, "cannot authorize a WebSocket request");
+            RpcError::internal()
+        }
+    }
+}
+
+/// The close of a connection whose credential no longer stands.
+fn credential_ended(ended: &Ended) -> CloseReason {
+    let code = match ended.kind {
+        EndKind::Revoked => close::CREDENTIAL_REVOKED,
+        EndKind::Expired => close::CREDENTIAL_EXPIRED,
+        EndKind::Reduced => close::CREDENTIAL_REDUCED,
+    };
+    counted("credential", code, ended.message.clone())
+}
+
 /// A request over WebSocket is charged to the same rate limits as one over HTTP.
 async fn charge(node: &Context, principal: &Principal) -> Result<(), RpcError> {
     match check_limits(node, principal).await {
@@ -409,10 +463,21 @@ async fn write(ws: &mut actix_ws::Session, out: Outgoing) -> Result<(), actix_ws
     }
 }
 
+/// A close reason; its description is cut to the 123 bytes a close frame can carry
+/// (RFC 6455, section 5.5: control frames carry at most 125 bytes, two for the code).
 fn reason(code: CloseCode, description: impl Into<String>) -> CloseReason {
+    let mut description = description.into();
+    if description.len() > 123 {
+        let mut end = 120;
+        while !description.is_char_boundary(end) {
+            end -= 1;
+        }
+        description.truncate(end);
+        description.push_str("...");
+    }
     CloseReason {
         code,
-        description: Some(description.into()),
+        description: Some(description),
     }
 }
 
@@ -434,14 +499,12 @@ fn slow_consumer(node: &Context) -> CloseReason {
 
 fn protocol_error(e: actix_ws::ProtocolError) -> CloseReason {
     use actix_ws::ProtocolError as P;
-    let code = match e {
-        P::Overflow => 1009,
-        _ => 1002,
-    };
-    let label = if code == 1009 {
-        "too_large"
-    } else {
-        "protocol_error"
+    // RFC 6455, section 7.4.1: 1009 for a message too big, 1007 for data that does not
+    // match its type (a text frame that is not UTF-8), 1002 for the rest.
+    let (code, label) = match &e {
+        P::Overflow => (1009, "too_large"),
+        P::Io(io) if io.kind() == std::io::ErrorKind::InvalidData => (1007, "bad_frame"),
+        _ => (1002, "protocol_error"),
     };
     counted(label, code, e.to_string())
 }

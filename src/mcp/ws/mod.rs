@@ -62,7 +62,8 @@ async fn accept(
         Some(token) => Some(token),
         None => query_token(req),
     };
-    let principal = caller_with(req, ctx, token).await?;
+    let caller = caller_with(req, ctx, token).await?;
+    let (grant, principal) = (caller.grant(ctx), caller.principal);
     let slot = ctx
         .mcp
         .hub
@@ -88,7 +89,7 @@ async fn accept(
     if let Ok(id) = header::HeaderValue::from_str(&registration.info.id) {
         response.headers_mut().insert(CONNECTION_ID.clone(), id);
     }
-    let connection = Connection::new(node, principal, link, registration);
+    let connection = Connection::new(node, grant, link, registration);
     // The frames of the connection can only be read on this worker.
     actix_web::rt::spawn(connection.run(ws, frames, queued));
     Ok(response)
