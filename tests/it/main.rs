@@ -7,6 +7,7 @@ mod api_keys;
 mod api_surface;
 mod auth_flow;
 mod bus_contract;
+mod cancellation;
 mod cli;
 mod contexts;
 mod edge;
