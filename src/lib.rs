@@ -10,6 +10,7 @@
 //! - [`jobs`]: the job trait, the runner that drains queues, and the platform's own jobs.
 //! - [`nodes`]: this node's identity and heartbeat in the node registry.
 //! - [`service`]: the domain error and pagination every service shares.
+//! - [`decode`]: JSON into typed values (request bodies, tool arguments), as JSON Schema reads numbers.
 //! - [`tenancy`]: organizations, users, API keys, sessions, scopes and the audit log.
 //! - [`contexts`]: conversation contexts shared by agents, the first tenant resource.
 //! - [`events`]: changes within a tenant, told to every node over the bus.
@@ -28,6 +29,7 @@ pub mod cli;
 pub mod config;
 pub mod context;
 pub mod contexts;
+pub mod decode;
 pub mod edge;
 pub mod events;
 pub mod health;

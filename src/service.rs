@@ -100,9 +100,10 @@ impl PageRequest {
                 format!("must be from 1 to {MAX_PAGE} (it is {limit})"),
             ));
         }
+        // Cursors are the ids this API gives out: hyphenated UUIDs.
         let after = match cursor {
-            None | Some("") => None,
-            Some(c) if uuid::Uuid::parse_str(c).is_ok() => Some(c.to_string()),
+            None => None,
+            Some(c) if c.len() == 36 && uuid::Uuid::parse_str(c).is_ok() => Some(c.to_string()),
             Some(c) => {
                 return Err(ServiceError::invalid(
                     "cursor",

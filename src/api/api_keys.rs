@@ -11,11 +11,13 @@ use crate::http::errors::{ApiError, ErrorBody};
 use crate::http::json::StrictJson;
 use crate::service::Page;
 use crate::tenancy::api_keys::{self, ApiKeyInfo, CreatedKey, NewKey, RateLimit};
+use crate::tenancy::names::DisplayName;
 use crate::tenancy::scopes::{KeyType, Scope};
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateApiKey {
+    #[schema(schema_with = DisplayName::schema)]
     pub name: String,
     pub key_type: KeyType,
     /// Default: the key type's scopes (admin: all; user: organization:read, users:read,

@@ -24,8 +24,10 @@ pub struct AuditQuery {
     /// Only entries before this time (RFC 3339).
     pub until: Option<chrono::DateTime<chrono::Utc>>,
     /// Items per page, 1 to 200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
     /// `next_cursor` of the previous page.
+    #[param(value_type = Option<uuid::Uuid>)]
     pub cursor: Option<String>,
 }
 

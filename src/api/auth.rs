@@ -9,6 +9,7 @@ use crate::context::Context;
 use crate::http::auth::{Anonymous, Authenticated};
 use crate::http::errors::ApiError;
 use crate::http::json::StrictJson;
+use crate::tenancy::names::{DisplayName, Email, Password, Slug};
 use crate::tenancy::registration::{self, Channel, Registered, Registration};
 use crate::tenancy::scopes::{KeyType, Role, Scope};
 use crate::tenancy::sessions::{self, Login, Tokens};
@@ -17,12 +18,18 @@ use crate::tenancy::{Actor, invitations, users};
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterOrganization {
+    #[schema(schema_with = DisplayName::schema)]
     pub organization_name: String,
-    /// 3 to 63 lowercase letters, digits and dashes; unique.
+    /// 3 to 63 lowercase letters, digits and dashes, starting with a letter and not ending
+    /// with a dash; unique.
+    #[schema(schema_with = Slug::schema)]
     pub organization_slug: String,
+    #[schema(schema_with = Email::schema)]
     pub admin_email: String,
+    #[schema(schema_with = DisplayName::schema)]
     pub admin_name: String,
-    /// 12 to 256 characters.
+    /// 12 to 256 characters, not one character repeated.
+    #[schema(schema_with = Password::schema)]
     pub admin_password: String,
 }
 
@@ -191,7 +198,8 @@ pub async fn me(auth: Authenticated) -> HttpResponse {
 #[serde(deny_unknown_fields)]
 pub struct ChangePassword {
     pub current_password: String,
-    /// 12 to 256 characters.
+    /// 12 to 256 characters, not one character repeated.
+    #[schema(schema_with = Password::schema)]
     pub new_password: String,
 }
 
@@ -222,8 +230,10 @@ pub struct AcceptInvitation {
     /// The invitation token (`dmi_...`).
     pub token: String,
     /// Your name.
+    #[schema(schema_with = DisplayName::schema)]
     pub name: String,
-    /// 12 to 256 characters.
+    /// 12 to 256 characters, not one character repeated.
+    #[schema(schema_with = Password::schema)]
     pub password: String,
 }
 
@@ -236,6 +246,7 @@ pub struct AcceptInvitation {
         (status = 429, description = "Too many requests from this address", body = crate::http::errors::ErrorBody),
         (status = 201, description = "Account created; logged in", body = Tokens),
         (status = 401, description = "The invitation is unknown, used, revoked or expired", body = crate::http::errors::ErrorBody),
+        (status = 409, description = "The invited email has become a user of the organization meanwhile", body = crate::http::errors::ErrorBody),
         (status = 422, description = "A weak password or an empty name", body = crate::http::errors::ErrorBody),
     )
 )]

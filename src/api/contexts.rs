@@ -8,7 +8,7 @@ use utoipa::IntoParams;
 
 use crate::context::Context as Node;
 use crate::contexts::model::{AppendItems, Appended, Context, ContextPatch, NewContext, Summary};
-use crate::contexts::{self, Precondition};
+use crate::contexts::{self, NO_VERSION, Precondition};
 use crate::http::auth::Authenticated;
 use crate::http::errors::{ApiError, ErrorBody};
 use crate::http::json::StrictJson;
@@ -19,23 +19,41 @@ fn etag(version: i64) -> String {
     format!("\"{version}\"")
 }
 
-/// `If-Match`: `*`, or one of our ETags (`"3"`, weak or strong). Anything else can never
-/// match, so it is a stale version.
-fn precondition(req: &HttpRequest) -> Precondition {
-    let Some(value) = req.headers().get(IF_MATCH).and_then(|v| v.to_str().ok()) else {
-        return Precondition::None;
+/// `If-Match` (RFC 9110, section 13.1.1): `*`, or a list of entity tags. Ours are versions
+/// (`"3"`, weak or strong); another tag can never match, and an empty list matches
+/// nothing. A value that is not such a list is a 400.
+fn precondition(req: &HttpRequest) -> Result<Precondition, ApiError> {
+    let Some(value) = req.headers().get(IF_MATCH) else {
+        return Ok(Precondition::None);
     };
-    let value = value.trim();
+    let value = value.to_str().unwrap_or("\u{0}").trim();
     if value == "*" {
-        return Precondition::Any;
+        return Ok(Precondition::Any);
     }
-    let tag = value.strip_prefix("W/").unwrap_or(value);
-    let version = tag
-        .strip_prefix('"')
-        .and_then(|t| t.strip_suffix('"'))
-        .and_then(|t| t.parse::<i64>().ok())
-        .unwrap_or(-1);
-    Precondition::Version(version)
+    let invalid = || {
+        ApiError::bad_request(
+            "invalid_header",
+            format!(
+                "If-Match {value:?} is neither * nor a list of entity tags such as \"3\" (RFC 9110, section 13.1.1)"
+            ),
+        )
+    };
+    let mut versions = Vec::new();
+    let mut rest = value;
+    while !rest.is_empty() {
+        let tag = rest.strip_prefix("W/").unwrap_or(rest);
+        let opaque = tag.strip_prefix('"').ok_or_else(invalid)?;
+        let end = opaque.find('"').ok_or_else(invalid)?;
+        versions.push(opaque[..end].parse::<i64>().unwrap_or(NO_VERSION));
+        rest = &opaque[end + 1..];
+        rest = rest.trim_start_matches([' ', '\t']);
+        if let Some(next) = rest.strip_prefix(',') {
+            rest = next.trim_start_matches([' ', '\t']);
+        } else if !rest.is_empty() {
+            return Err(invalid());
+        }
+    }
+    Ok(Precondition::OneOf(versions))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -53,8 +71,10 @@ pub struct ContextQuery {
     /// Only contexts last active before this time (RFC 3339).
     pub until: Option<chrono::DateTime<chrono::Utc>>,
     /// Items per page, 1 to 200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
     /// `next_cursor` of the previous page.
+    #[param(value_type = Option<uuid::Uuid>)]
     pub cursor: Option<String>,
 }
 
@@ -112,6 +132,7 @@ pub async fn create_context(
 #[into_params(parameter_in = Query)]
 pub struct GetQuery {
     /// Only the newest `last` items.
+    #[param(value_type = Option<i64>, minimum = 0, maximum = 4294967295u32)]
     pub last: Option<u32>,
 }
 
@@ -145,7 +166,7 @@ pub async fn get_context(
     tag = "contexts",
     params(
         ("id" = String, Path, description = "The context's id"),
-        ("If-Match" = String, Header, description = "The ETag the change is based on, or `*`"),
+        ("If-Match" = String, Header, description = "The ETag the change is based on, or `*`", pattern = r#"^(\*|((W/)?"[^"]*"([ \t]*,[ \t]*(W/)?"[^"]*")*)?)$"#),
     ),
     request_body = ContextPatch,
     responses(
@@ -164,7 +185,7 @@ pub async fn update_context(
     id: web::Path<String>,
     body: StrictJson<ContextPatch>,
 ) -> Result<HttpResponse, ApiError> {
-    let pre = precondition(&req);
+    let pre = precondition(&req)?;
     let context = contexts::update(&node, &auth.0, &id, pre, body.into_inner()).await?;
     Ok(HttpResponse::Ok()
         .insert_header((ETAG, etag(context.version)))
@@ -176,7 +197,7 @@ pub async fn update_context(
     tag = "contexts",
     params(
         ("id" = String, Path, description = "The context's id"),
-        ("If-Match" = Option<String>, Header, description = "Delete only if the context is still at this ETag"),
+        ("If-Match" = Option<String>, Header, nullable = false, description = "Delete only if the context is still at this ETag", pattern = r#"^(\*|((W/)?"[^"]*"([ \t]*,[ \t]*(W/)?"[^"]*")*)?)$"#),
     ),
     responses(
         (status = 204, description = "Deleted"),
@@ -192,7 +213,7 @@ pub async fn delete_context(
     req: HttpRequest,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let pre = precondition(&req);
+    let pre = precondition(&req)?;
     contexts::delete(&node, &auth.0, &id, pre).await?;
     Ok(HttpResponse::NoContent().finish())
 }

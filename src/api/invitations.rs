@@ -16,6 +16,7 @@ use crate::tenancy::scopes::Role;
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateInvitation {
+    #[schema(schema_with = crate::tenancy::names::Email::schema)]
     pub email: String,
     /// Default `member`. Only an owner can invite an owner.
     pub role: Option<Role>,

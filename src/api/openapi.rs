@@ -81,6 +81,7 @@ fn complete(doc: &mut Value) {
     });
     components["responses"] = json!({
         "BadRequest": error_response("The body or the query is malformed, has an unknown field, or a value of the wrong type; the message names it"),
+        "Unprocessable": error_response("A value breaks its field's rule (a name too long, a cursor this API did not give out), or the request breaks a rule of the state of things (a token budget, a limit); the message names it"),
         "Unauthenticated": error_response("No credentials, or credentials that are not valid (with `WWW-Authenticate`)"),
         "MissingScope": error_response("The credentials lack the scope this route needs; the message names it"),
         "RateLimited": error_response("Over the rate limit of the key or the organization; see `Retry-After`"),
@@ -120,12 +121,14 @@ fn complete_operation(op: &mut Map<String, Value>) {
         .get("security")
         .is_some_and(|s| s.as_array().is_some_and(|a| !a.is_empty()));
     let has_body = op.contains_key("requestBody");
+    // Query and header parameters are checked like bodies.
     let has_query = op
         .get("parameters")
         .and_then(Value::as_array)
-        .is_some_and(|ps| ps.iter().any(|p| p["in"] == "query"));
+        .is_some_and(|ps| ps.iter().any(|p| p["in"] == "query" || p["in"] == "header"));
     if has_body || has_query {
         add_response(op, "400", "BadRequest");
+        add_response(op, "422", "Unprocessable");
     }
     if has_body {
         add_response(op, "413", "TooLarge");

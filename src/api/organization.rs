@@ -27,6 +27,7 @@ pub async fn get_organization(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OrganizationPatch {
+    #[schema(schema_with = crate::tenancy::names::DisplayName::schema)]
     pub name: String,
 }
 

@@ -10,17 +10,22 @@ use crate::http::auth::Authenticated;
 use crate::http::errors::{ApiError, ErrorBody};
 use crate::http::json::StrictJson;
 use crate::service::Page;
+use crate::tenancy::names::{DisplayName, Email, Password};
 use crate::tenancy::scopes::Role;
 use crate::tenancy::users::{self, NewUser, User};
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateUser {
+    #[schema(schema_with = Email::schema)]
     pub email: String,
+    #[schema(schema_with = DisplayName::schema)]
     pub name: String,
     /// Default `member`. Only an owner can make an owner.
     pub role: Option<Role>,
-    /// 12 to 256 characters; tell it to the user, who can change it.
+    /// 12 to 256 characters, not one character repeated; tell it to the user, who can
+    /// change it.
+    #[schema(schema_with = Password::schema)]
     pub password: String,
 }
 

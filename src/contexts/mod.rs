@@ -1,6 +1,7 @@
 //! Contexts: conversation and session history that agents share, the first tenant
 //! resource. Every function takes the caller's principal and touches only its organization.
 
+pub mod fields;
 pub mod model;
 
 use std::collections::BTreeMap;
@@ -21,49 +22,20 @@ use model::{
     Truncation,
 };
 
-/// What a conditional write names: a version (`If-Match: "3"`), any version (`*`), or
-/// nothing at all.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What a conditional write names: some versions (`If-Match: "3"`, or a list of entity
+/// tags, of which only ours can match; an empty list matches nothing), any version (`*`),
+/// or nothing at all.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Precondition {
-    Version(i64),
+    OneOf(Vec<i64>),
     Any,
     None,
 }
 
+/// A version no context is at: what an entity tag that is not ours stands for.
+pub const NO_VERSION: i64 = -1;
+
 const NOT_FOUND: ServiceError = ServiceError::NotFound("context");
-
-fn check_label(field: &'static str, value: &str) -> ServiceResult<String> {
-    if value.is_empty() || value.chars().count() > 200 || value.chars().any(char::is_control) {
-        return Err(ServiceError::invalid(
-            field,
-            "must be 1 to 200 characters without control characters",
-        ));
-    }
-    Ok(value.to_string())
-}
-
-fn check_type(value: &str) -> ServiceResult<String> {
-    let ok = (1..=64).contains(&value.len())
-        && value
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
-    if !ok {
-        return Err(ServiceError::invalid(
-            "type",
-            format!(
-                "{value:?} is not a context type: use 1 to 64 lowercase letters, digits, '_' or '-'"
-            ),
-        ));
-    }
-    Ok(value.to_string())
-}
-
-fn check_budget(budget: u64) -> ServiceResult<i64> {
-    if budget == 0 || budget > i64::MAX as u64 {
-        return Err(ServiceError::invalid("token_budget", "must be at least 1"));
-    }
-    Ok(budget as i64)
-}
 
 fn metadata_text(
     node: &Node,
@@ -124,9 +96,9 @@ fn over_budget(tokens: i64, budget: i64) -> ServiceError {
 pub async fn create(node: &Node, principal: &Principal, new: NewContext) -> ServiceResult<Context> {
     principal.require(Scope::ContextsWrite)?;
     let name = DisplayName::parse("name", &new.name)?;
-    let context_type = check_type(new.context_type.as_deref().unwrap_or("conversation"))?;
-    let label = |field, v: Option<String>| v.map(|v| check_label(field, &v)).transpose();
-    let token_budget = new.token_budget.map(check_budget).transpose()?;
+    let context_type = fields::context_type(new.context_type.as_deref().unwrap_or("conversation"))?;
+    let label = |field, v: Option<String>| v.map(|v| fields::label(field, &v)).transpose();
+    let token_budget = new.token_budget.map(fields::token_budget).transpose()?;
     let items = prepare_items(node, new.items.unwrap_or_default())?;
     let count = items.len() as i64;
     let tokens: i64 = items.iter().map(|i| i.token_count).sum();
@@ -235,12 +207,26 @@ async fn expected_version(
     id: &str,
     pre: Precondition,
 ) -> ServiceResult<i64> {
+    let current = async {
+        Ok::<_, ServiceError>(
+            store::get(&node.db, &principal.organization_id, id)
+                .await?
+                .ok_or(NOT_FOUND)?
+                .version,
+        )
+    };
     match pre {
-        Precondition::Version(v) => Ok(v),
-        Precondition::Any => Ok(store::get(&node.db, &principal.organization_id, id)
-            .await?
-            .ok_or(NOT_FOUND)?
-            .version),
+        Precondition::OneOf(versions) if versions.len() == 1 => Ok(versions[0]),
+        // The write is made conditional on the current version if the list names it.
+        Precondition::OneOf(versions) => {
+            let current = current.await?;
+            Ok(if versions.contains(&current) {
+                current
+            } else {
+                NO_VERSION
+            })
+        }
+        Precondition::Any => current.await,
         Precondition::None => Err(ServiceError::PreconditionRequired(
             "send If-Match with the context's ETag, so that a change made meanwhile is not overwritten".into(),
         )),
@@ -256,7 +242,7 @@ pub async fn update(
 ) -> ServiceResult<Context> {
     principal.require(Scope::ContextsWrite)?;
     let label = |field, v: Option<Option<String>>| -> ServiceResult<Option<Option<String>>> {
-        v.map(|v| v.map(|v| check_label(field, &v)).transpose())
+        v.map(|v| v.map(|v| fields::label(field, &v)).transpose())
             .transpose()
     };
     let changes = ContextChanges {
@@ -264,7 +250,10 @@ pub async fn update(
             .name
             .map(|n| DisplayName::parse("name", &n).map(|n| n.as_str().to_string()))
             .transpose()?,
-        context_type: patch.context_type.map(|t| check_type(&t)).transpose()?,
+        context_type: patch
+            .context_type
+            .map(|t| fields::context_type(&t))
+            .transpose()?,
         agent_id: label("agent_id", patch.agent_id)?,
         model_id: label("model_id", patch.model_id)?,
         session_id: label("session_id", patch.session_id)?,
@@ -274,7 +263,7 @@ pub async fn update(
             .transpose()?,
         token_budget: patch
             .token_budget
-            .map(|b| b.map(check_budget).transpose())
+            .map(|b| b.map(fields::token_budget).transpose())
             .transpose()?,
     };
     let version = expected_version(node, principal, id, pre).await?;
@@ -309,7 +298,7 @@ pub async fn delete(
 ) -> ServiceResult<()> {
     principal.require(Scope::ContextsWrite)?;
     let version = match pre {
-        Precondition::Version(v) => Some(v),
+        Precondition::OneOf(_) => Some(expected_version(node, principal, id, pre).await?),
         Precondition::Any | Precondition::None => None,
     };
     let (org, id) = (principal.organization_id.clone(), id.to_string());

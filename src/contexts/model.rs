@@ -7,7 +7,9 @@ use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
+use super::fields;
 use crate::storage::contexts::{ContextRow, ItemRow};
+use crate::tenancy::names::DisplayName;
 use crate::tenancy::utc;
 
 /// Who wrote an item.
@@ -48,6 +50,7 @@ pub struct NewItem {
     pub role: ItemRole,
     pub content: String,
     /// Tokens this item counts for; estimated as one per four characters when absent.
+    #[schema(value_type = Option<i64>, minimum = 0, maximum = 4294967295u32)]
     pub token_count: Option<u32>,
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<Map<String, Value>>,
@@ -56,16 +59,22 @@ pub struct NewItem {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewContext {
+    #[schema(schema_with = DisplayName::schema)]
     pub name: String,
     /// A kind of context, such as `conversation` (the default), `session` or `task`.
     #[serde(rename = "type")]
+    #[schema(schema_with = fields::context_type_schema)]
     pub context_type: Option<String>,
+    #[schema(schema_with = fields::label_schema)]
     pub agent_id: Option<String>,
+    #[schema(schema_with = fields::label_schema)]
     pub model_id: Option<String>,
+    #[schema(schema_with = fields::label_schema)]
     pub session_id: Option<String>,
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<Map<String, Value>>,
     /// Most tokens the items may add up to.
+    #[schema(schema_with = fields::token_budget_schema)]
     pub token_budget: Option<u64>,
     /// Items to start with, in order.
     pub items: Option<Vec<NewItem>>,
@@ -82,29 +91,32 @@ fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ContextPatch {
+    #[schema(schema_with = fields::display_name_or_null)]
     pub name: Option<String>,
     #[serde(rename = "type")]
+    #[schema(schema_with = fields::context_type_schema)]
     pub context_type: Option<String>,
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(schema_with = fields::label_schema)]
     pub agent_id: Option<Option<String>>,
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(schema_with = fields::label_schema)]
     pub model_id: Option<Option<String>>,
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(schema_with = fields::label_schema)]
     pub session_id: Option<Option<String>>,
     /// Replaces the whole metadata object.
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<Map<String, Value>>,
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<u64>)]
+    #[schema(schema_with = fields::token_budget_schema)]
     pub token_budget: Option<Option<u64>>,
 }
 
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AppendItems {
+    #[schema(min_items = 1)]
     pub items: Vec<NewItem>,
     /// What to do if the token budget would be exceeded (default `refuse`).
     #[serde(default)]

@@ -13,6 +13,7 @@ use futures_util::future::LocalBoxFuture;
 use serde::de::DeserializeOwned;
 
 use super::errors::ApiError;
+use crate::decode::DecodeError;
 
 pub struct StrictJson<T>(pub T);
 
@@ -41,26 +42,14 @@ impl<T> StrictJson<T> {
     }
 }
 
-/// Parses a JSON body into `T`, with errors that name the field.
+/// Parses a JSON body into `T`, with errors that name the field (see [`crate::decode`]).
 pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    let de = &mut serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        match inner.classify() {
-            serde_json::error::Category::Data => {
-                let at = if path == "." {
-                    String::new()
-                } else {
-                    format!("field `{path}`: ")
-                };
-                ApiError::bad_request("invalid_body", format!("{at}{inner}"))
-            }
-            _ => ApiError::bad_request(
-                "malformed_json",
-                format!("the body is not valid JSON: {inner}"),
-            ),
-        }
+    crate::decode::from_slice(body).map_err(|e| match e {
+        DecodeError::Data { .. } => ApiError::bad_request("invalid_body", e.to_string()),
+        DecodeError::Syntax(inner) => ApiError::bad_request(
+            "malformed_json",
+            format!("the body is not valid JSON: {inner}"),
+        ),
     })
 }
 

@@ -19,10 +19,12 @@ use crate::tenancy::{Principal, new_id, utc};
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimit {
-    /// Requests per minute (the bucket's refill rate).
+    /// Requests per minute (the bucket's refill rate), 1 to 1000000.
+    #[schema(minimum = 1, maximum = 1000000)]
     pub per_minute: u32,
     /// Requests that may come at once (the bucket's size); three times `per_minute` if
     /// not given.
+    #[schema(value_type = Option<i64>, minimum = 1, maximum = 4294967295u32)]
     pub burst: Option<u32>,
 }
 

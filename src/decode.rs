@@ -1,0 +1,175 @@
+//! JSON into typed values, for every request that carries JSON (REST bodies, MCP tool
+//! arguments): the one place where what a JSON Schema accepts is accepted.
+//!
+//! JSON Schema counts a number with no fractional part as an integer, whatever its
+//! spelling (draft 2020-12, Validation section 6.1.1: `5.0` and `1e1` are integers), and
+//! clients (models especially) send `5.0`. serde refuses a float for an integer field, so a
+//! value is decoded as it is first and, where the decoder wanted an integer and found an
+//! integral float, that number is rewritten as an integer and decoding tried again. Nothing
+//! else is rewritten: a float field keeps its float, free-form JSON keeps its spelling.
+//!
+//! Errors name the field by its path (`items[2].token_count`, `.` for the whole value).
+
+use serde::de::DeserializeOwned;
+use serde_json::{Number, Value};
+use serde_path_to_error::Segment;
+
+/// Why a value could not be decoded.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    /// The text is not JSON.
+    #[error("not valid JSON: {0}")]
+    Syntax(serde_json::Error),
+    /// The JSON does not fit: `path` names the field (`.` for the whole value).
+    #[error("{}{error}", at(path))]
+    Data {
+        path: String,
+        error: serde_json::Error,
+    },
+}
+
+fn at(path: &str) -> String {
+    if path == "." {
+        String::new()
+    } else {
+        format!("field `{path}`: ")
+    }
+}
+
+/// Decodes JSON text.
+pub fn from_slice<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    match serde_path_to_error::deserialize(de) {
+        Ok(value) => Ok(value),
+        Err(e) if e.inner().classify() != serde_json::error::Category::Data => {
+            Err(DecodeError::Syntax(e.into_inner()))
+        }
+        // Only a value that does not fit is looked at again, as a tree.
+        Err(_) => from_value(serde_json::from_slice(bytes).map_err(DecodeError::Syntax)?),
+    }
+}
+
+/// Decodes a JSON value.
+pub fn from_value<T: DeserializeOwned>(mut value: Value) -> Result<T, DecodeError> {
+    loop {
+        let error = match serde_path_to_error::deserialize(&value) {
+            Ok(decoded) => return Ok(decoded),
+            Err(error) => error,
+        };
+        let integral = find(&mut value, error.path()).and_then(|n| integral(n).map(|int| (n, int)));
+        match integral {
+            Some((slot, int)) => *slot = Value::Number(int),
+            None => {
+                return Err(DecodeError::Data {
+                    path: error.path().to_string(),
+                    error: error.into_inner(),
+                });
+            }
+        }
+    }
+}
+
+/// The value at `path`, if the path leads to one.
+fn find<'v>(mut value: &'v mut Value, path: &serde_path_to_error::Path) -> Option<&'v mut Value> {
+    for segment in path.iter() {
+        value = match segment {
+            Segment::Seq { index } => value.as_array_mut()?.get_mut(*index)?,
+            Segment::Map { key } => value.as_object_mut()?.get_mut(key)?,
+            Segment::Enum { variant } => value.as_object_mut()?.get_mut(variant)?,
+            Segment::Unknown => return None,
+        };
+    }
+    Some(value)
+}
+
+/// The integer a float stands for, when it has no fractional part and fits in 64 bits.
+fn integral(value: &Value) -> Option<Number> {
+    let Value::Number(n) = value else {
+        return None;
+    };
+    if n.is_i64() || n.is_u64() {
+        return None;
+    }
+    let f = n.as_f64()?;
+    if f.fract() != 0.0 || !f.is_finite() {
+        return None;
+    }
+    const TWO_63: f64 = 9_223_372_036_854_775_808.0;
+    if (-TWO_63..TWO_63).contains(&f) {
+        Some(Number::from(f as i64))
+    } else if (0.0..2.0 * TWO_63).contains(&f) {
+        Some(Number::from(f as u64))
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+    use serde_json::json;
+
+    #[derive(Debug, Deserialize, PartialEq)]
+    #[serde(deny_unknown_fields)]
+    struct Item {
+        token_count: Option<i64>,
+        weight: Option<f64>,
+        metadata: Option<Value>,
+    }
+
+    #[derive(Debug, Deserialize, PartialEq)]
+    struct Body {
+        limit: u32,
+        items: Vec<Item>,
+    }
+
+    #[test]
+    fn integral_floats_count_as_integers_where_integers_are_wanted() {
+        let body: Body = from_slice(
+            br#"{"limit": 1e1, "items": [{"token_count": 3.0, "weight": 2.0, "metadata": {"n": 5.0}}, {"token_count": -7.0}]}"#,
+        )
+        .unwrap();
+        assert_eq!(body.limit, 10);
+        assert_eq!(body.items[0].token_count, Some(3));
+        assert_eq!(body.items[1].token_count, Some(-7));
+        // Floats stay floats; free-form JSON keeps its spelling.
+        assert_eq!(body.items[0].weight, Some(2.0));
+        assert_eq!(body.items[0].metadata, Some(json!({ "n": 5.0 })));
+        assert!(body.items[0].metadata.as_ref().unwrap()["n"].is_f64());
+    }
+
+    #[test]
+    fn what_is_not_an_integer_is_refused_naming_the_field() {
+        for (text, path, says) in [
+            (r#"{"limit": 5.5, "items": []}"#, "limit", "floating point"),
+            (r#"{"limit": -1.0, "items": []}"#, "limit", "integer `-1`"),
+            (
+                r#"{"limit": 1e300, "items": []}"#,
+                "limit",
+                "floating point",
+            ),
+            (
+                r#"{"limit": 1, "items": [{}, {"token_count": "3"}]}"#,
+                "items[1].token_count",
+                "string",
+            ),
+            (
+                r#"{"limit": 1, "items": [{"extra": 1}]}"#,
+                "items[0].extra",
+                "unknown field",
+            ),
+        ] {
+            let Err(DecodeError::Data { path: got, error }) = from_slice::<Body>(text.as_bytes())
+            else {
+                panic!("{text} is refused");
+            };
+            assert_eq!(got, path, "{text}");
+            assert!(error.to_string().contains(says), "{text}: {error}");
+        }
+        assert!(matches!(
+            from_slice::<Body>(b"{\"limit\": "),
+            Err(DecodeError::Syntax(_))
+        ));
+    }
+}
