@@ -206,6 +206,43 @@ async fn whole_context_writes_are_conditional(shape: Shape) {
     .await;
     assert_eq!(r.status, 200);
     assert!(r.body["session_id"].is_null());
+    // If-Match is `*` or a list of entity tags (RFC 9110): one of them current matches, an
+    // empty list matches nothing, and what is not such a list is a 400 that says so.
+    let current = r.header("etag").unwrap().to_string();
+    let patch = json!({ "name": "plan v3" });
+    for (if_match, status) in [
+        ("", 412),
+        ("\"other\", W/\"1\"", 412),
+        ("3", 400),
+        ("\"3", 400),
+        ("\"1\" \"2\"", 400),
+    ] {
+        let r = call_with(
+            &app,
+            "PATCH",
+            &path,
+            Some(&acme.key),
+            Some(&patch),
+            &[("If-Match", if_match)],
+        )
+        .await;
+        assert_eq!(r.status, status, "If-Match {if_match:?}: {:?}", r.body);
+        if status == 400 {
+            assert!(r.message().contains("entity tag"), "{}", r.message());
+        }
+    }
+    let list = format!("\"1\", {current}");
+    let r = call_with(
+        &app,
+        "PATCH",
+        &path,
+        Some(&acme.key),
+        Some(&patch),
+        &[("If-Match", &list)],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["name"], "plan v3");
     let r = call_with(
         &app,
         "DELETE",

@@ -121,3 +121,56 @@ async fn bad_bodies_are_named_and_change_nothing(shape: Shape) {
     let keys = call(&app, "GET", "/api/v1/api-keys", Some(&acme.key), None).await;
     assert_eq!(keys.body["items"].as_array().unwrap().len(), 1);
 }
+
+/// A number with no fractional part is an integer, as JSON Schema has it: `632.0`, `1e1`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn integral_numbers_are_integers() {
+    let env = TestEnv::new(Shape::Sqlite).await;
+    let app = env.spawn_app().await;
+    app.wait_ready().await;
+    let acme = register(&app, "acme").await;
+    let body = json!({
+        "name": "floats", "token_budget": 632.0,
+        "items": [{ "role": "user", "content": "hi", "token_count": 1e1 }]
+    });
+    let r = call(
+        &app,
+        "POST",
+        "/api/v1/contexts",
+        Some(&acme.key),
+        Some(&body),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    assert_eq!(r.body["token_budget"], 632);
+    assert_eq!(r.body["items"][0]["token_count"], 10);
+    // Free-form metadata keeps what it was sent.
+    let body = json!({ "name": "meta", "metadata": { "ratio": 2.0 } });
+    let r = call(
+        &app,
+        "POST",
+        "/api/v1/contexts",
+        Some(&acme.key),
+        Some(&body),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    assert!(r.body["metadata"]["ratio"].is_f64(), "{:?}", r.body);
+    // A fraction is not an integer, and the error says where.
+    let body =
+        json!({ "name": "c", "items": [{ "role": "user", "content": "a", "token_count": 2.5 }] });
+    let r = call(
+        &app,
+        "POST",
+        "/api/v1/contexts",
+        Some(&acme.key),
+        Some(&body),
+    )
+    .await;
+    assert_eq!(r.status, 400);
+    assert!(
+        r.message().contains("items[0].token_count"),
+        "{}",
+        r.message()
+    );
+}

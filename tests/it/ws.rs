@@ -389,6 +389,22 @@ async fn bad_frames_close_cleanly(shape: Shape) {
     let mut ws = connect(&app, &tenant.key).await;
     ws.send_text(&json!({ "big": "x".repeat(70 * 1024) })).await;
     assert_eq!(ws.closed().await.0, 1009);
+    // A text frame that is not UTF-8 is data that does not match its type: 1007.
+    let mut ws = connect(&app, &tenant.key).await;
+    let not_utf8 = tokio_tungstenite::tungstenite::protocol::frame::Frame::message(
+        vec![b'{', 0xC3, 0x28, b'}'],
+        tokio_tungstenite::tungstenite::protocol::frame::coding::OpCode::Data(
+            tokio_tungstenite::tungstenite::protocol::frame::coding::Data::Text,
+        ),
+        true,
+    );
+    futures_util::SinkExt::send(
+        &mut ws.stream,
+        tokio_tungstenite::tungstenite::Message::Frame(not_utf8),
+    )
+    .await
+    .unwrap();
+    assert_eq!(ws.closed().await.0, 1007);
     // The node is fine.
     let mut ws = connect(&app, &tenant.key).await;
     ws.send_binary(&modern(1, "server/discover", json!({})), Compression::Zstd)
