@@ -7,30 +7,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/test-tools.sh
 
-cargo build --quiet --bin devmesh
-binary="${CARGO_TARGET_DIR:-target}/debug/devmesh"
-work=$(mktemp -d)
+source scripts/devmesh-under-test.sh
 results="${CARGO_TARGET_DIR:-target}/conformance"
 rm -rf "$results" && mkdir -p "$results"
-
-DEVMESH_DATA_DIR="$work/data" \
-DEVMESH_MCP__LISTEN=127.0.0.1:0 \
-DEVMESH_API__LISTEN=127.0.0.1:0 \
-DEVMESH_MCP__CONFORMANCE_FIXTURES=true \
-DEVMESH_MCP__ANONYMOUS_TENANT=conformance \
-DEVMESH_LOG__FORMAT=json \
-  "$binary" serve >"$work/devmesh.log" 2>&1 &
-pid=$!
-trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$work"' EXIT
-
-addr=""
-for _ in $(seq 1 100); do
-  addr=$(grep -o '"listener":"mcp","addr":"[^"]*"' "$work/devmesh.log" | sed 's/.*"addr":"\([^"]*\)"/\1/' || true)
-  [ -n "$addr" ] && break
-  kill -0 $pid 2>/dev/null || { cat "$work/devmesh.log" >&2; exit 1; }
-  sleep 0.1
-done
-[ -n "$addr" ] || { echo "[conformance] devmesh did not start" >&2; cat "$work/devmesh.log" >&2; exit 1; }
+start_devmesh mcp DEVMESH_MCP__CONFORMANCE_FIXTURES=true DEVMESH_MCP__ANONYMOUS_TENANT=conformance
+addr=$DEVMESH_ADDR
 echo "[conformance] devmesh at http://$addr/mcp" >&2
 
 failed=0

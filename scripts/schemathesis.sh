@@ -9,31 +9,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/test-tools.sh
 
-cargo build --quiet --bin devmesh
-binary="${CARGO_TARGET_DIR:-target}/debug/devmesh"
-work=$(mktemp -d)
+source scripts/devmesh-under-test.sh
 results="$(pwd)/${CARGO_TARGET_DIR:-target}/schemathesis"
 rm -rf "$results" && mkdir -p "$results"
-
 # The routes without credentials allow 60 requests a minute per address: lifted for the run.
-DEVMESH_DATA_DIR="$work/data" \
-DEVMESH_MCP__LISTEN=127.0.0.1:0 \
-DEVMESH_API__LISTEN=127.0.0.1:0 \
-DEVMESH_RATE_LIMITS__ANONYMOUS__PER_MINUTE=1000000 \
-DEVMESH_RATE_LIMITS__ANONYMOUS__BURST=1000000 \
-DEVMESH_LOG__FORMAT=json \
-  "$binary" serve >"$work/devmesh.log" 2>&1 &
-pid=$!
-trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; cp "$work/devmesh.log" "$results/" 2>/dev/null; rm -rf "$work"' EXIT
-
-addr=""
-for _ in $(seq 1 100); do
-  addr=$(grep -o '"listener":"api","addr":"[^"]*"' "$work/devmesh.log" | sed 's/.*"addr":"\([^"]*\)"/\1/' || true)
-  [ -n "$addr" ] && curl -fs "http://$addr/ready" >/dev/null && break
-  kill -0 $pid 2>/dev/null || { cat "$work/devmesh.log" >&2; exit 1; }
-  sleep 0.1
-done
-[ -n "$addr" ] || { echo "[schemathesis] devmesh did not start" >&2; exit 1; }
+DEVMESH_LOG_COPY="$results/devmesh.log"
+start_devmesh api DEVMESH_RATE_LIMITS__ANONYMOUS__PER_MINUTE=1000000 DEVMESH_RATE_LIMITS__ANONYMOUS__BURST=1000000
+addr=$DEVMESH_ADDR
+work=$DEVMESH_WORK
 api="http://$addr/api/v1"
 
 post() { curl -fsS -X POST "$api$1" -H 'content-type: application/json' ${3:+-H "Authorization: Bearer $3"} -d "$2"; }

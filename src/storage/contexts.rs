@@ -189,8 +189,8 @@ pub async fn get_with_items(
                 })
                 .await
         }
-        Db::Postgres(db) => {
-            let pool = (**db).clone();
+        Db::Postgres(pg) => {
+            let pool = (**pg).clone();
             db.run_to_end(async move {
                 let mut pooled = pool.get().await.map_err(StorageError::from)?;
                 let conn = &mut *pooled;

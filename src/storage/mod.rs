@@ -181,10 +181,11 @@ macro_rules! with_conn {
         $crate::with_conn!($db, [], |$conn| $body)
     };
     ($db:expr, [$($carried:ident),* $(,)?], |$conn:ident| $body:expr) => {{
+        let db: &$crate::storage::Db = $db;
         $( let $carried = $crate::storage::Carry::carry($carried); )*
-        match $db {
-            $crate::storage::Db::Postgres(db) => {
-                let pool = ::std::clone::Clone::clone(&**db);
+        match db {
+            $crate::storage::Db::Postgres(pg) => {
+                let pool = ::std::clone::Clone::clone(&**pg);
                 db.run_to_end(async move {
                     $( #[allow(unused_variables)] let $carried = &$carried; )*
                     let mut pooled = pool
@@ -196,8 +197,8 @@ macro_rules! with_conn {
                 })
                 .await
             }
-            $crate::storage::Db::Sqlite(db) => {
-                let pool = ::std::clone::Clone::clone(&**db);
+            $crate::storage::Db::Sqlite(sqlite) => {
+                let pool = ::std::clone::Clone::clone(&**sqlite);
                 db.run_to_end(async move {
                     $( #[allow(unused_variables)] let $carried = &$carried; )*
                     let mut pooled = pool
@@ -213,21 +214,9 @@ macro_rules! with_conn {
     }};
 }
 
-/// Spawns a storage call on `runtime` and waits for it; dropping the wait leaves the call
-/// running to its end.
-async fn spawn_to_end<T: Send + 'static>(
-    runtime: &tokio::runtime::Handle,
-    call: impl Future<Output = StorageResult<T>> + Send + 'static,
-) -> StorageResult<T> {
-    runtime
-        .spawn(call)
-        .await
-        .map_err(|e| StorageError::Unavailable(format!("a storage call stopped: {e}")))?
-}
-
 impl Db {
-    /// Runs a storage call on the node's runtime to its end (see the module's rules): for
-    /// storage code that does not go through [`with_conn!`].
+    /// Runs a storage call on the node's runtime to its end (see the module's rules):
+    /// [`with_conn!`] does, and storage code that reads otherwise.
     pub async fn run_to_end<T: Send + 'static>(
         &self,
         call: impl Future<Output = StorageResult<T>> + Send + 'static,
@@ -236,27 +225,10 @@ impl Db {
             Db::Postgres(db) => &db.runtime,
             Db::Sqlite(db) => &db.runtime,
         };
-        spawn_to_end(runtime, call).await
-    }
-}
-
-impl PgDb {
-    /// Runs a storage call on the node's runtime to its end (see the module's rules).
-    pub async fn run_to_end<T: Send + 'static>(
-        &self,
-        call: impl Future<Output = StorageResult<T>> + Send + 'static,
-    ) -> StorageResult<T> {
-        spawn_to_end(&self.runtime, call).await
-    }
-}
-
-impl SqliteDb {
-    /// Runs a storage call on the node's runtime to its end (see the module's rules).
-    pub async fn run_to_end<T: Send + 'static>(
-        &self,
-        call: impl Future<Output = StorageResult<T>> + Send + 'static,
-    ) -> StorageResult<T> {
-        spawn_to_end(&self.runtime, call).await
+        runtime
+            .spawn(call)
+            .await
+            .map_err(|e| StorageError::Unavailable(format!("a storage call stopped: {e}")))?
     }
 }
 
