@@ -29,15 +29,15 @@ pub struct RedisConn {
     builder: Arc<Builder>,
     prefix: Arc<str>,
     request_timeout: Duration,
-    command_timeout: Duration,
-    /// Whether the client has been connected once: until then (a node starting) commands
-    /// wait for the first connection, within their timeout.
+    /// Until the first connection, or the end of this window after the client was made
+    /// (a node starting), commands wait for Redis, within their timeout; after it, a
+    /// disconnected client refuses them at once.
+    patient_until: tokio::time::Instant,
     was_connected: Arc<AtomicBool>,
 }
 
 impl RedisConn {
-    /// Starts connecting in the background; commands wait (up to the command timeout)
-    /// while Redis is unreachable, and readiness reports it.
+    /// Starts connecting in the background; readiness reports Redis until it answers.
     pub fn connect(config: &RedisConfig, url: &str) -> Result<Self, fred::error::Error> {
         let mut fred_config = Config::from_url(url)?;
         fred_config.fail_fast = false;
@@ -63,21 +63,25 @@ impl RedisConn {
             builder: Arc::new(builder),
             prefix: config.key_prefix.clone().into(),
             request_timeout: config.request_timeout.get(),
-            command_timeout: timeout,
+            patient_until: tokio::time::Instant::now() + timeout,
             was_connected: Arc::default(),
         })
     }
 
-    /// An error at once when the client lost its connection: a command sent now would wait
-    /// for the reconnection, up to the command timeout. Before the first connection (a
-    /// node starting) commands may wait for it.
+    /// An error at once when the client is not connected: a command sent now would wait
+    /// for the reconnection, up to the command timeout. A node that has just started may
+    /// wait for its first connection.
     pub fn check_connected(&self) -> Result<(), fred::error::Error> {
         match self.client.state() {
             ClientState::Connected => {
                 self.was_connected.store(true, Ordering::Relaxed);
                 Ok(())
             }
-            _ if !self.was_connected.load(Ordering::Relaxed) => Ok(()),
+            _ if !self.was_connected.load(Ordering::Relaxed)
+                && tokio::time::Instant::now() < self.patient_until =>
+            {
+                Ok(())
+            }
             state => Err(fred::error::Error::new(
                 fred::error::ErrorKind::Canceled,
                 format!("Redis is not connected ({state:?})"),
@@ -86,25 +90,19 @@ impl RedisConn {
     }
 
     /// Runs a command on a request's path: refused at once while Redis is disconnected,
-    /// and given up after `redis.request_timeout` (the command timeout while the node
-    /// waits for its first connection).
+    /// and given up after `redis.request_timeout`.
     pub async fn quick<T>(
         &self,
         command: impl Future<Output = Result<T, fred::error::Error>>,
     ) -> Result<T, fred::error::Error> {
         self.check_connected()?;
-        let (limit, setting) = if self.was_connected.load(Ordering::Relaxed) {
-            (self.request_timeout, "redis.request_timeout")
-        } else {
-            (self.command_timeout, "redis.command_timeout")
-        };
-        match tokio::time::timeout(limit, command).await {
+        match tokio::time::timeout(self.request_timeout, command).await {
             Ok(result) => result,
             Err(_) => Err(fred::error::Error::new(
                 fred::error::ErrorKind::Timeout,
                 format!(
-                    "Redis did not answer within {} ms ({setting})",
-                    limit.as_millis()
+                    "Redis did not answer within {} ms (redis.request_timeout)",
+                    self.request_timeout.as_millis()
                 ),
             )),
         }

@@ -102,11 +102,14 @@ impl Grant {
     }
 
     /// Takes the credential a later request of the same caller authenticated with (a
-    /// session's requests each carry one, and an access token is refreshed meanwhile).
+    /// session's requests each carry one, and an access token is refreshed meanwhile),
+    /// and what it authenticated as: fewer scopes end the grant, as a check would.
     pub fn renew(&self, credential: Option<&str>, principal: &Principal) {
-        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        state.credential = credential.map(|c| Credential(c.to_string()));
-        state.principal = principal.clone();
+        self.state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .credential = credential.map(|c| Credential(c.to_string()));
+        self.settle(&Ok(principal.clone()));
     }
 
     /// Resolves when the grant has ended; then [`Grant::reason`] says why.
