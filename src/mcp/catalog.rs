@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
 use rmcp::model::{Prompt, Resource, ResourceTemplate, Tool};
+use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
 
 use super::call::Call;
@@ -54,6 +55,16 @@ impl ToolSpec {
             Err(problems.join("; "))
         }
     }
+}
+
+/// Tool (or prompt) arguments into a typed value: the one place where arguments are
+/// decoded, so what a tool's input schema accepts the tool accepts. An integral number
+/// (`5.0`, `1e1`) is an integer, as in JSON Schema (draft 2020-12, Validation 6.1.1); see
+/// [`crate::decode`]. The error names the field by its path
+/// (`invalid arguments: field `items[0].token_count`: …`).
+pub fn decode_arguments<T: DeserializeOwned>(arguments: Map<String, Value>) -> Result<T, String> {
+    crate::decode::from_value(Value::Object(arguments))
+        .map_err(|e| format!("invalid arguments: {e}"))
 }
 
 /// `^[a-zA-Z0-9_-]{1,64}$`: a tool name every client and model API accepts.

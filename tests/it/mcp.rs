@@ -927,6 +927,92 @@ async fn anonymous_tenant_serves_requests_without_keys(shape: Shape) {
     assert_eq!(again["structuredContent"]["organization_id"], org.as_str());
 }
 
+/// JSON Schema counts `5.0` and `1e1` as integers (draft 2020-12, Validation 6.1.1), and
+/// models send them: what a tool's schema accepts, the tool accepts; what it does not fit
+/// is named by its field.
+#[tokio::test]
+async fn tool_arguments_take_integral_numbers_as_integers() {
+    let env = TestEnv::new(Shape::Sqlite).await;
+    let app = env.spawn_app().await;
+    app.wait_ready().await;
+    let tenant = register(&app, "acme").await;
+    let mcp = McpClient::new(&app, Some(&tenant.key));
+
+    let created = mcp
+        .call_tool(
+            "devmesh_context_create",
+            json!({ "name": "floats", "token_budget": 1000.0, "items": [{ "role": "user", "content": "a", "token_count": 2.0 }] }),
+        )
+        .await;
+    assert_eq!(created["isError"], false, "{created}");
+    let id = created["structuredContent"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let appended = mcp
+        .call_tool(
+            "devmesh_context_append",
+            json!({ "id": id, "items": [{ "role": "user", "content": "b", "token_count": 3.0 }] }),
+        )
+        .await;
+    assert_eq!(appended["isError"], false, "{appended}");
+    assert_eq!(appended["structuredContent"]["items"][0]["token_count"], 3);
+    let got = mcp
+        .call_tool("devmesh_context_get", json!({ "id": id, "last": 1.0 }))
+        .await;
+    assert_eq!(got["isError"], false, "{got}");
+    assert_eq!(
+        got["structuredContent"]["items"].as_array().unwrap().len(),
+        1
+    );
+    for limit in [json!(5.0), serde_json::from_str::<Value>("1e1").unwrap()] {
+        let listed = mcp
+            .call_tool("devmesh_context_list", json!({ "limit": limit }))
+            .await;
+        assert_eq!(listed["isError"], false, "{limit}: {listed}");
+        assert_eq!(
+            listed["structuredContent"]["items"]
+                .as_array()
+                .unwrap()
+                .len(),
+            1
+        );
+    }
+
+    // A fraction is not an integer: the schema refuses it and says where.
+    let fraction = mcp
+        .call_tool(
+            "devmesh_context_append",
+            json!({ "id": id, "items": [{ "role": "user", "content": "c", "token_count": 3.5 }] }),
+        )
+        .await;
+    assert_eq!(fraction["isError"], true, "{fraction}");
+    assert!(text_of(&fraction).contains("token_count"), "{fraction}");
+    // Past the schema, the decoder names the field too (a value the schema allows but the
+    // type cannot hold).
+    let huge = mcp
+        .call_tool(
+            "devmesh_context_append",
+            json!({ "id": id, "items": [{ "role": "user", "content": "c", "token_count": 1e30 }] }),
+        )
+        .await;
+    assert_eq!(huge["isError"], true, "{huge}");
+    assert!(text_of(&huge).contains("token_count"), "{huge}");
+    let after = rest::call(
+        &app,
+        "GET",
+        &format!("/api/v1/contexts/{id}"),
+        Some(&tenant.key),
+        None,
+    )
+    .await;
+    assert_eq!(
+        after.body["items"].as_array().unwrap().len(),
+        2,
+        "nothing half-written"
+    );
+}
+
 for_shapes!([
     stateless_tools_run_as_the_caller,
     sessions_live_and_end,

@@ -12,7 +12,7 @@ use serde_json::{Map, Value, json};
 use super::{service_failure, structured};
 use crate::contexts::{self, model};
 use crate::mcp::call::Call;
-use crate::mcp::catalog::{Provider, Reply, ToolSpec, not_found, schema};
+use crate::mcp::catalog::{Provider, Reply, ToolSpec, decode_arguments, not_found, schema};
 use crate::mcp::engine::tool_error;
 use crate::mcp::protocol::RpcError;
 use crate::service::PageRequest;
@@ -172,8 +172,7 @@ impl ContextsProvider {
 
 /// Arguments into a request type; what does not fit is a tool error naming it.
 fn parse<T: DeserializeOwned>(args: Map<String, Value>) -> Result<T, Value> {
-    serde_path_to_error::deserialize(Value::Object(args))
-        .map_err(|e| tool_error(format!("invalid arguments: {}: {}", e.path(), e.inner())))
+    decode_arguments(args).map_err(tool_error)
 }
 
 #[derive(Deserialize)]
@@ -187,8 +186,11 @@ struct GetArgs {
 #[serde(deny_unknown_fields)]
 struct AppendArgs {
     id: String,
-    #[serde(flatten)]
-    append: model::AppendItems,
+    // Spelled out rather than `#[serde(flatten)]`: a flattened field hides its path from
+    // the decoder, so an error could not name the field and `3.0` would not be an integer.
+    items: Vec<model::NewItem>,
+    #[serde(default)]
+    truncation: model::Truncation,
 }
 
 #[derive(Deserialize)]
@@ -248,7 +250,11 @@ impl ContextsProvider {
             }
             "devmesh_context_append" => {
                 let a: AppendArgs = args_or_error!(args);
-                contexts::append(node, principal, &a.id, a.append)
+                let append = model::AppendItems {
+                    items: a.items,
+                    truncation: a.truncation,
+                };
+                contexts::append(node, principal, &a.id, append)
                     .await
                     .map(|c| structured(&c))
             }
