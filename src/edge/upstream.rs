@@ -14,6 +14,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_util::sync::CancellationToken;
 
+use crate::mcp::header_value;
 use crate::mcp::protocol::{Version, named_target};
 
 pub const VERSION: Version = Version::V2026_07_28;
@@ -138,7 +139,7 @@ impl Http {
             .header("mcp-protocol-version", VERSION.as_str())
             .header("mcp-method", method);
         if let Some(name) = named_target(method, &params) {
-            request = request.header("mcp-name", name);
+            request = request.header("mcp-name", header_value::encode(name).as_ref());
         }
         let body = json!({ "jsonrpc": "2.0", "id": id, "method": method, "params": params });
         request

@@ -15,6 +15,7 @@ pub mod call;
 pub mod catalog;
 mod endpoint;
 pub mod engine;
+pub mod header_value;
 mod listen;
 mod notices;
 mod origin;

@@ -4,6 +4,7 @@
 use actix_web::http::header::HeaderMap;
 use serde_json::{Map, Value};
 
+use super::header_value;
 use super::protocol::{RpcError, Version, code, meta, named_target};
 
 const MCP_METHOD: &str = "mcp-method";
@@ -23,10 +24,12 @@ pub(super) fn header_str<'a>(
 ) -> Result<Option<&'a str>, RpcError> {
     match headers.get(name) {
         None => Ok(None),
-        Some(v) => v
-            .to_str()
-            .map(|s| Some(s.trim()))
-            .map_err(|_| RpcError::invalid_request(format!("the {name} header is not valid text"))),
+        Some(v) => v.to_str().map(|s| Some(s.trim())).map_err(|_| {
+            header_mismatch(format!(
+                "the {name} header is not visible ASCII: send a value outside it as \
+                     =?base64?{{Base64 of its UTF-8}}?="
+            ))
+        }),
     }
 }
 
@@ -70,7 +73,14 @@ pub(super) fn stateless_meta(
         }
     }
     let named = named_target(method, params);
-    match (header_str(headers, MCP_NAME)?, named) {
+    let name_header = match header_str(headers, MCP_NAME)? {
+        None => None,
+        Some(raw) => Some(
+            header_value::decode(raw)
+                .map_err(|e| header_mismatch(format!("the Mcp-Name header ({raw}) {e}")))?,
+        ),
+    };
+    match (name_header.as_deref(), named) {
         (Some(h), Some(n)) if h == n => {}
         (None, None) => {}
         (Some(h), n) => {

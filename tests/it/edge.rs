@@ -187,6 +187,22 @@ async fn edge_forwards_over_both_transports(shape: Shape) {
             updated["params"].get("_meta").is_none(),
             "the subscription tag is the edge's"
         );
+        // A URI no header holds plainly travels encoded: both transports give the same
+        // answer (not found, here).
+        let odd = edge
+            .call(
+                50,
+                "resources/read",
+                json!({ "uri": "devmesh://contexts/Załączniki 報告" }),
+            )
+            .await;
+        assert!(
+            odd["error"]["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains("not found"),
+            "{transport}: {odd}"
+        );
         let read = edge.call(5, "resources/read", json!({ "uri": uri })).await;
         assert!(
             read["result"]["contents"][0]["text"]

@@ -927,6 +927,89 @@ async fn anonymous_tenant_serves_requests_without_keys(shape: Shape) {
     assert_eq!(again["structuredContent"]["organization_id"], org.as_str());
 }
 
+/// `Mcp-*` header values are decoded before they are compared with the body (2026-07-28
+/// Streamable HTTP, "Value Encoding"): a Base64 sentinel names the same tool, a resource
+/// URI no header could hold plainly can be read, and what is not a valid value says so.
+#[tokio::test]
+async fn encoded_header_values_are_decoded() {
+    let env = TestEnv::new(Shape::Sqlite).await;
+    let app = env.spawn_app().await;
+    app.wait_ready().await;
+    let tenant = register(&app, "acme").await;
+    let mcp = McpClient::new(&app, Some(&tenant.key));
+
+    let mut whoami = modern_request(
+        1,
+        "tools/call",
+        json!({ "name": "devmesh_whoami", "arguments": {} }),
+    );
+    whoami.set_header("mcp-name", Some("=?base64?ZGV2bWVzaF93aG9hbWk=?="));
+    let answer = mcp.post_modern(&whoami).await;
+    assert_eq!(answer.status, 200, "{}", answer.message);
+    assert_eq!(
+        answer.result()["structuredContent"]["organization_id"],
+        tenant.org_id
+    );
+
+    // Surrounding whitespace is not part of the value (RFC 9110 section 5.5).
+    whoami.set_header("mcp-name", Some("  devmesh_whoami  "));
+    assert_eq!(mcp.post_modern(&whoami).await.status, 200);
+
+    // A URI with spaces and non-ASCII characters is read (and is not found), the header
+    // carrying it encoded.
+    let uri = "devmesh://contexts/Załączniki 報告";
+    let read = mcp.modern("resources/read", json!({ "uri": uri })).await;
+    assert_ne!(read.error_code(), -32020, "{}", read.message);
+    assert_ne!(read.error_code(), -32600, "{}", read.message);
+    assert!(
+        read.error_message().contains("not found"),
+        "{:?}",
+        read.message
+    );
+
+    // A sentinel for another name is a mismatch; broken Base64 is refused as such.
+    for (value, phrase) in [
+        ("=?base64?ZGV2bWVzaF9jb250ZXh0X2xpc3Q=?=", "does not match"),
+        ("=?base64?ZGV2bWVzaF93aG9hbWk?=", "Base64"),
+        ("=?base64?ZGV2!!!bWVzaF93aG9hbWk=?=", "Base64"),
+    ] {
+        whoami.set_header("mcp-name", Some(value));
+        let refused = mcp.post_modern(&whoami).await;
+        assert_eq!(refused.status, 400, "{value}: {}", refused.message);
+        assert_eq!(refused.error_code(), -32020, "{value}");
+        assert!(
+            refused.error_message().contains(phrase),
+            "{value}: {:?}",
+            refused.message
+        );
+    }
+    // Raw UTF-8 in a header is not a value a client may send: it is told how to send it.
+    let mut raw = modern_request(2, "resources/read", json!({ "uri": uri }));
+    raw.set_header("mcp-name", None);
+    let response = mcp
+        .request(reqwest::Method::POST)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", MODERN)
+        .header("mcp-method", "resources/read")
+        .header(
+            "mcp-name",
+            reqwest::header::HeaderValue::from_bytes(uri.as_bytes()).unwrap(),
+        )
+        .body(raw.body.to_string())
+        .send()
+        .await
+        .unwrap();
+    let refused = crate::mcp_client::read(response).await;
+    assert_eq!(refused.status, 400);
+    assert_eq!(refused.error_code(), -32020);
+    assert!(
+        refused.error_message().contains("=?base64?"),
+        "{:?}",
+        refused.message
+    );
+}
+
 /// JSON Schema counts `5.0` and `1e1` as integers (draft 2020-12, Validation 6.1.1), and
 /// models send them: what a tool's schema accepts, the tool accepts; what it does not fit
 /// is named by its field.

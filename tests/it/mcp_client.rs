@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use devmesh::mcp::header_value;
 use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
 
@@ -228,6 +229,14 @@ pub struct ModernRequest {
 }
 
 impl ModernRequest {
+    /// Replaces (or, with `None`, removes) a header.
+    pub fn set_header(&mut self, name: &'static str, value: Option<&str>) {
+        self.headers.retain(|(k, _)| *k != name);
+        if let Some(value) = value {
+            self.headers.push((name, value.to_string()));
+        }
+    }
+
     pub fn headers(&self) -> Vec<(&str, &str)> {
         self.headers.iter().map(|(k, v)| (*k, v.as_str())).collect()
     }
@@ -260,7 +269,7 @@ pub fn modern_request(id: i64, method: &str, mut params: Value) -> ModernRequest
         _ => None,
     };
     if let Some(name) = name.and_then(Value::as_str) {
-        headers.push(("mcp-name", name.to_string()));
+        headers.push(("mcp-name", header_value::encode(name).into_owned()));
     }
     ModernRequest {
         body: json!({ "jsonrpc": "2.0", "id": id, "method": method, "params": params }),
