@@ -103,6 +103,9 @@ pub struct Http {
     endpoint: String,
     key: String,
     sink: Sink,
+    /// Per tool, the arguments its schema asks to repeat in `Mcp-Param-*` headers, as
+    /// learned from the last `tools/list` that passed through.
+    header_params: Mutex<HashMap<String, Vec<(String, String)>>>,
 }
 
 impl Http {
@@ -122,7 +125,30 @@ impl Http {
             endpoint,
             key: key.to_string(),
             sink,
+            header_params: Mutex::default(),
         })
+    }
+
+    /// Remembers which tools take `Mcp-Param-*` headers.
+    fn learn_tools(&self, result: &Value) {
+        let Some(tools) = result.get("tools").and_then(Value::as_array) else {
+            return;
+        };
+        let mut known = self.header_params.lock().unwrap();
+        for tool in tools {
+            let (Some(name), Some(schema)) = (
+                tool.get("name").and_then(Value::as_str),
+                tool.get("inputSchema").and_then(Value::as_object),
+            ) else {
+                continue;
+            };
+            let params = header_value::header_params(schema);
+            if params.is_empty() {
+                known.remove(name);
+            } else {
+                known.insert(name.to_string(), params);
+            }
+        }
     }
 
     async fn post(
@@ -141,6 +167,19 @@ impl Http {
         if let Some(name) = named_target(method, &params) {
             request = request.header("mcp-name", header_value::encode(name).as_ref());
         }
+        if method == "tools/call" {
+            let name = params.get("name").and_then(Value::as_str).unwrap_or("");
+            let arguments = params.get("arguments").and_then(Value::as_object);
+            let known = self.header_params.lock().unwrap().get(name).cloned();
+            for (property, header) in known.into_iter().flatten() {
+                let value = arguments
+                    .and_then(|a| a.get(&property))
+                    .and_then(header_value::argument_text);
+                if let Some(value) = value {
+                    request = request.header(header, header_value::encode(&value).as_ref());
+                }
+            }
+        }
         let body = json!({ "jsonrpc": "2.0", "id": id, "method": method, "params": params });
         request
             .json(&body)
@@ -150,6 +189,19 @@ impl Http {
     }
 
     async fn request(
+        &self,
+        method: &str,
+        params: Map<String, Value>,
+    ) -> Result<Value, UpstreamError> {
+        let listing = method == "tools/list";
+        let answer = self.answer(method, params).await;
+        if let (true, Ok(result)) = (listing, &answer) {
+            self.learn_tools(result);
+        }
+        answer
+    }
+
+    async fn answer(
         &self,
         method: &str,
         params: Map<String, Value>,

@@ -16,6 +16,10 @@ use super::protocol::RpcError;
 pub struct ToolSpec {
     pub tool: Tool,
     validator: jsonschema::Validator,
+    /// Arguments a 2026-07-28 client over Streamable HTTP repeats in a header: the input
+    /// schema's top-level properties marked `"x-mcp-header": "{Name}"`, as
+    /// (property, lowercase header name `mcp-param-{name}`).
+    pub header_params: Vec<(String, String)>,
 }
 
 impl ToolSpec {
@@ -30,7 +34,12 @@ impl ToolSpec {
         let schema = Value::Object((*tool.input_schema).clone());
         let validator = jsonschema::draft202012::new(&schema)
             .unwrap_or_else(|e| panic!("the input schema of {} does not compile: {e}", tool.name));
-        Arc::new(Self { tool, validator })
+        let header_params = super::header_value::header_params(&tool.input_schema);
+        Arc::new(Self {
+            tool,
+            validator,
+            header_params,
+        })
     }
 
     /// What is wrong with these arguments, if anything, one line per problem.

@@ -8,6 +8,7 @@ use std::borrow::Cow;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use serde_json::{Map, Value};
 
 const PREFIX: &str = "=?base64?";
 const SUFFIX: &str = "?=";
@@ -57,6 +58,35 @@ pub fn decode(raw: &str) -> Result<Cow<'_, str>, HeaderValueError> {
     String::from_utf8(bytes)
         .map(Cow::Owned)
         .map_err(|_| HeaderValueError::Utf8)
+}
+
+/// The arguments an input schema asks a client to repeat in headers: its top-level
+/// properties marked `"x-mcp-header": "{Name}"`, as (property, lowercase header name
+/// `mcp-param-{name}`).
+pub fn header_params(input_schema: &Map<String, Value>) -> Vec<(String, String)> {
+    input_schema
+        .get("properties")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .filter_map(|(property, schema)| {
+            let name = schema.get("x-mcp-header")?.as_str()?;
+            Some((
+                property.clone(),
+                format!("mcp-param-{}", name.to_ascii_lowercase()),
+            ))
+        })
+        .collect()
+}
+
+/// An argument as its header carries it (before encoding): strings as they are, numbers
+/// and booleans in their JSON spelling; other values are not carried in headers.
+pub fn argument_text(value: &Value) -> Option<String> {
+    match value {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(_) | Value::Bool(_) => Some(value.to_string()),
+        _ => None,
+    }
 }
 
 #[cfg(test)]

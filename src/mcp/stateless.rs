@@ -4,6 +4,7 @@
 use actix_web::http::header::HeaderMap;
 use serde_json::{Map, Value};
 
+use super::catalog::ToolSpec;
 use super::header_value;
 use super::protocol::{RpcError, Version, code, meta, named_target};
 
@@ -162,4 +163,40 @@ fn stateless_version(meta_version: &str) -> Result<Version, RpcError> {
 
 fn header_mismatch(message: String) -> RpcError {
     RpcError::new(code::HEADER_MISMATCH, message)
+}
+
+/// Checks the `Mcp-Param-*` headers of a 2026-07-28 `tools/call` over Streamable HTTP
+/// against its arguments ("Custom Headers", SEP-2243): every argument the tool's schema
+/// marks with `x-mcp-header` must be repeated, encoded as [`header_value`] says, in its
+/// header, and a header must not name an argument that is absent. A mismatch is 400 with
+/// -32020 (HeaderMismatch).
+pub(super) fn check_param_headers(
+    headers: &HeaderMap,
+    spec: &ToolSpec,
+    arguments: &Map<String, Value>,
+) -> Result<(), RpcError> {
+    for (property, header) in &spec.header_params {
+        let body = arguments
+            .get(property)
+            .and_then(header_value::argument_text);
+        let sent = header_str(headers, header)?;
+        match (sent, body) {
+            (None, None) => {}
+            (Some(raw), body) => {
+                let decoded = header_value::decode(raw)
+                    .map_err(|e| header_mismatch(format!("the {header} header ({raw}) {e}")))?;
+                if body.as_deref() != Some(decoded.as_ref()) {
+                    return Err(header_mismatch(format!(
+                        "the {header} header ({raw}) does not match the argument `{property}`"
+                    )));
+                }
+            }
+            (None, Some(_)) => {
+                return Err(header_mismatch(format!(
+                    "the {header} header is required: it repeats the argument `{property}`"
+                )));
+            }
+        }
+    }
+    Ok(())
 }

@@ -553,6 +553,32 @@ async fn python_stdio_client_survives_a_server_restart(_shape: Shape) {
     }
 }
 
+/// A tool that asks for an argument in an `Mcp-Param-*` header gets it from the edge,
+/// encoded, over Streamable HTTP.
+#[tokio::test]
+async fn edge_sends_the_headers_a_tool_asks_for() {
+    let mut env = TestEnv::new(Shape::Sqlite).await;
+    env.config.mcp.conformance_fixtures = true;
+    let app = env.spawn_app().await;
+    app.wait_ready().await;
+    let tenant = register(&app, "acme").await;
+    let url = format!("http://{}", app.mcp);
+    let mut edge = Edge::start(&["--url", &url, "--transport", "http"], &tenant.key);
+    edge.initialize().await;
+    edge.call(1, "tools/list", json!({})).await;
+    let answer = edge
+        .call(
+            2,
+            "tools/call",
+            json!({ "name": "test_custom_header", "arguments": { "region": "Zürich 北" } }),
+        )
+        .await;
+    assert_eq!(
+        answer["result"]["content"][0]["text"], "region: Zürich 北",
+        "{answer}"
+    );
+}
+
 for_shapes!([
     edge_forwards_over_both_transports,
     edge_answers_clearly_while_the_server_is_away,

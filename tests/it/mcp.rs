@@ -1010,6 +1010,46 @@ async fn encoded_header_values_are_decoded() {
     );
 }
 
+/// An argument a tool marks `x-mcp-header` is repeated in its `Mcp-Param-*` header, which
+/// the server checks like `Mcp-Name` (SEP-2243, "Custom Headers").
+#[tokio::test]
+async fn custom_param_headers_must_repeat_their_arguments() {
+    let mut env = TestEnv::new(Shape::Sqlite).await;
+    let app = app_with_fixtures(&mut env).await;
+    let tenant = register(&app, "acme").await;
+    let mcp = McpClient::new(&app, Some(&tenant.key));
+    let region = "eu-central 北";
+    let mut call = modern_request(
+        1,
+        "tools/call",
+        json!({ "name": "test_custom_header", "arguments": { "region": region } }),
+    );
+    let encoded = devmesh::mcp::header_value::encode(region).into_owned();
+    for (header, status) in [
+        (Some(encoded.as_str()), 200),
+        (Some("eu-west"), 400),
+        (Some("=?base64?ZXUtd2VzdA?="), 400),
+        (None, 400),
+    ] {
+        call.set_header("mcp-param-region", header);
+        let answer = mcp.post_modern(&call).await;
+        assert_eq!(answer.status, status, "{header:?}: {}", answer.message);
+        if status == 200 {
+            assert_eq!(
+                answer.result()["content"][0]["text"],
+                format!("region: {region}")
+            );
+        } else {
+            assert_eq!(answer.error_code(), -32020, "{header:?}");
+            assert!(
+                answer.error_message().contains("mcp-param-region"),
+                "{}",
+                answer.message
+            );
+        }
+    }
+}
+
 /// JSON Schema counts `5.0` and `1e1` as integers (draft 2020-12, Validation 6.1.1), and
 /// models send them: what a tool's schema accepts, the tool accepts; what it does not fit
 /// is named by its field.
