@@ -157,9 +157,14 @@ pub trait Provider: Send + Sync + 'static {
     }
 }
 
-/// The error for a resource that does not exist (or is another tenant's).
+/// The error for a resource that does not exist (or is another tenant's): -32602 from
+/// 2026-07-28 on, -32002 in the sessions era (2025-06-18 and 2025-11-25, "Resources",
+/// Error Handling).
 pub fn not_found(uri: &str) -> RpcError {
-    RpcError::invalid_params(format!("resource not found: {uri}")).with_data(json!({ "uri": uri }))
+    let mut error = RpcError::invalid_params(format!("resource not found: {uri}"))
+        .with_data(json!({ "uri": uri }));
+    error.legacy_code = Some(super::protocol::code::RESOURCE_NOT_FOUND_LEGACY);
+    error
 }
 
 /// All providers of a node.

@@ -94,7 +94,8 @@ pub async fn handle(
             Ok(json!({}))
         }
         _ => Err(RpcError::method_not_found(method)),
-    }?;
+    }
+    .map_err(|e| e.in_era(call.version))?;
     Ok(finish(mcp, call.version, method, result))
 }
 

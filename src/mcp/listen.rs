@@ -39,8 +39,8 @@ impl Listen {
         )
     }
 
-    /// The listen request's answer when its credential no longer stands: -32001 (revoked
-    /// or expired) or -32003 (its scopes reduced), `data.reason` naming which.
+    /// The listen request's answer when its credential no longer stands: -31001 (revoked
+    /// or expired) or -31003 (its scopes reduced), `data.reason` naming which.
     pub(super) fn ended(&self, ended: &Ended) -> Value {
         let code = match ended.kind {
             EndKind::Revoked | EndKind::Expired => code::UNAUTHENTICATED,

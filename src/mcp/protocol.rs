@@ -67,23 +67,57 @@ pub mod meta {
     pub const SUBSCRIPTION_ID: &str = "io.modelcontextprotocol/subscriptionId";
 }
 
-/// JSON-RPC error codes used by MCP.
+/// Every JSON-RPC error code devmesh sends, on any transport and in any protocol era;
+/// `docs/json-rpc-errors.md` is the table of them, with the rule each follows.
+///
+/// JSON-RPC 2.0 (section 5.1) reserves -32768..=-32000 for codes defined by the
+/// specification; MCP 2026-07-28 defines its own in -32020..=-32099 and asks new
+/// implementations not to use -32000..=-32019, which older MCP revisions and SDKs used
+/// loosely. devmesh's own codes therefore sit outside the reserved range (-31xxx), with
+/// the HTTP status of the same condition in the last two digits where there is one.
 pub mod code {
+    /// JSON-RPC 2.0: the message is not JSON.
     pub const PARSE_ERROR: i32 = -32700;
+    /// JSON-RPC 2.0: the message is not a valid request.
     pub const INVALID_REQUEST: i32 = -32600;
+    /// JSON-RPC 2.0: no such method (or not in this era).
     pub const METHOD_NOT_FOUND: i32 = -32601;
+    /// JSON-RPC 2.0: the params are wrong; from 2026-07-28 also an unknown resource.
     pub const INVALID_PARAMS: i32 = -32602;
+    /// JSON-RPC 2.0: the server failed (or its database is away: `data.reason`).
     pub const INTERNAL_ERROR: i32 = -32603;
+    /// MCP 2025-06-18 and 2025-11-25: the resource does not exist.
+    pub const RESOURCE_NOT_FOUND_LEGACY: i32 = -32002;
+    /// MCP 2026-07-28 (SEP-2243): an `Mcp-*` header does not match the body.
     pub const HEADER_MISMATCH: i32 = -32020;
+    /// MCP 2026-07-28 (SEP-2575): the request needs a capability the client did not declare.
     pub const MISSING_CLIENT_CAPABILITY: i32 = -32021;
+    /// MCP 2026-07-28 (SEP-2575): the request's protocol version is not supported.
     pub const UNSUPPORTED_PROTOCOL_VERSION: i32 = -32022;
-    /// Not a JSON-RPC code of the specification: the request was refused by the
-    /// caller's rate limit.
-    pub const RATE_LIMITED: i32 = -32029;
-    /// Not of the specification: the request has no valid credentials (HTTP 401).
-    pub const UNAUTHENTICATED: i32 = -32001;
-    /// Not of the specification: the caller may not do this (HTTP 403).
-    pub const FORBIDDEN: i32 = -32003;
+    /// devmesh: the request has no valid credential, or its credential was revoked or
+    /// expired (HTTP 401).
+    pub const UNAUTHENTICATED: i32 = -31001;
+    /// devmesh: the caller may not do this, or its scopes were reduced (HTTP 403).
+    pub const FORBIDDEN: i32 = -31003;
+    /// devmesh: the caller's rate limit refused the request (HTTP 429);
+    /// `data.retryAfterMs` says when to retry.
+    pub const RATE_LIMITED: i32 = -31029;
+
+    /// Every code above, with its name as `docs/json-rpc-errors.md` spells it.
+    pub const ALL: [(i32, &str); 12] = [
+        (PARSE_ERROR, "PARSE_ERROR"),
+        (INVALID_REQUEST, "INVALID_REQUEST"),
+        (METHOD_NOT_FOUND, "METHOD_NOT_FOUND"),
+        (INVALID_PARAMS, "INVALID_PARAMS"),
+        (INTERNAL_ERROR, "INTERNAL_ERROR"),
+        (RESOURCE_NOT_FOUND_LEGACY, "RESOURCE_NOT_FOUND_LEGACY"),
+        (HEADER_MISMATCH, "HEADER_MISMATCH"),
+        (MISSING_CLIENT_CAPABILITY, "MISSING_CLIENT_CAPABILITY"),
+        (UNSUPPORTED_PROTOCOL_VERSION, "UNSUPPORTED_PROTOCOL_VERSION"),
+        (UNAUTHENTICATED, "UNAUTHENTICATED"),
+        (FORBIDDEN, "FORBIDDEN"),
+        (RATE_LIMITED, "RATE_LIMITED"),
+    ];
 }
 
 /// A JSON-RPC request or notification id.
@@ -190,6 +224,9 @@ pub struct RpcError {
     pub message: String,
     pub data: Option<Value>,
     pub status: StatusCode,
+    /// The code the sessions era (2025-06-18, 2025-11-25) uses for the same condition,
+    /// where it differs; [`RpcError::in_era`] picks.
+    pub legacy_code: Option<i32>,
 }
 
 impl RpcError {
@@ -206,7 +243,17 @@ impl RpcError {
             message: message.into(),
             data: None,
             status,
+            legacy_code: None,
         }
+    }
+
+    /// This error as a request of `version` is answered: the one place where a code that
+    /// differs between protocol eras is chosen.
+    pub fn in_era(mut self, version: Version) -> Self {
+        if let (false, Some(legacy)) = (version.is_stateless(), self.legacy_code) {
+            self.code = legacy;
+        }
+        self
     }
 
     pub fn invalid_request(message: impl Into<String>) -> Self {
@@ -345,5 +392,70 @@ mod tests {
         assert!(Version::V2026_07_28.is_stateless());
         assert!(!Version::V2025_11_25.is_stateless());
         assert_eq!(Version::parse("2024-11-05"), None);
+    }
+
+    /// The codes JSON-RPC 2.0 and MCP define, by the revision that defines them.
+    const SPECIFIED: [(i32, &str); 9] = [
+        (code::PARSE_ERROR, "JSON-RPC 2.0"),
+        (code::INVALID_REQUEST, "JSON-RPC 2.0"),
+        (code::METHOD_NOT_FOUND, "JSON-RPC 2.0"),
+        (code::INVALID_PARAMS, "JSON-RPC 2.0"),
+        (code::INTERNAL_ERROR, "JSON-RPC 2.0"),
+        (code::RESOURCE_NOT_FOUND_LEGACY, "MCP 2025-11-25"),
+        (code::HEADER_MISMATCH, "MCP 2026-07-28"),
+        (code::MISSING_CLIENT_CAPABILITY, "MCP 2026-07-28"),
+        (code::UNSUPPORTED_PROTOCOL_VERSION, "MCP 2026-07-28"),
+    ];
+
+    #[test]
+    fn every_code_keeps_to_the_reserved_bands() {
+        for (value, name) in code::ALL {
+            match SPECIFIED.iter().find(|(c, _)| *c == value) {
+                Some((_, "MCP 2026-07-28")) => {
+                    assert!((-32099..=-32020).contains(&value), "{name}")
+                }
+                Some(_) => {}
+                // devmesh's own: outside what JSON-RPC reserves for the specifications.
+                None => assert!(!(-32768..=-32000).contains(&value), "{name} ({value})"),
+            }
+            // MCP 2026-07-28 asks new implementations not to use -32000..=-32019: only the
+            // sessions era's resource-not-found, and only in that era.
+            if (-32019..=-32000).contains(&value) {
+                assert_eq!(value, code::RESOURCE_NOT_FOUND_LEGACY, "{name}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_documented_table_is_the_list() {
+        let table = include_str!("../../docs/json-rpc-errors.md");
+        let rows: Vec<&str> = table.lines().filter(|l| l.starts_with("| `-")).collect();
+        assert_eq!(rows.len(), code::ALL.len(), "one row per code");
+        for (value, name) in code::ALL {
+            let row = format!("| `{value}` | `{name}` |");
+            assert!(
+                rows.iter().any(|r| r.starts_with(&row)),
+                "{row} is documented"
+            );
+        }
+    }
+
+    #[test]
+    fn an_unknown_resource_is_answered_in_the_era_of_the_request() {
+        let error = crate::mcp::catalog::not_found("devmesh://contexts/x");
+        assert_eq!(
+            error.clone().in_era(Version::V2026_07_28).code,
+            code::INVALID_PARAMS
+        );
+        assert_eq!(
+            error.clone().in_era(Version::V2025_11_25).code,
+            code::RESOURCE_NOT_FOUND_LEGACY
+        );
+        assert_eq!(
+            error.in_era(Version::V2025_06_18).code,
+            code::RESOURCE_NOT_FOUND_LEGACY
+        );
+        let other = RpcError::invalid_params("x").in_era(Version::V2025_11_25);
+        assert_eq!(other.code, code::INVALID_PARAMS);
     }
 }

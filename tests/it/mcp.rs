@@ -514,6 +514,24 @@ async fn bad_requests_are_refused_clearly(shape: Shape) {
         not_found.message["error"]["data"]["uri"],
         "devmesh://contexts/nope"
     );
+    // The sessions era names the same condition -32002 (2025-11-25, Resources).
+    for version in [LEGACY, "2025-06-18"] {
+        let session = mcp.initialize(version).await;
+        let old = mcp
+            .in_session(
+                &session,
+                version,
+                9,
+                "resources/read",
+                json!({ "uri": "devmesh://contexts/nope" }),
+            )
+            .await;
+        assert_eq!(old.error_code(), -32002, "{version}: {}", old.message);
+        assert_eq!(
+            old.message["error"]["data"]["uri"],
+            "devmesh://contexts/nope"
+        );
+    }
 
     // Nothing stored was harmed: the endpoint still serves.
     assert_eq!(mcp.modern("tools/list", json!({})).await.status, 200);
@@ -564,7 +582,8 @@ async fn tenants_see_only_their_own(shape: Shape) {
     let read = beta
         .in_session(&session, LEGACY, 1, "resources/read", json!({ "uri": uri }))
         .await;
-    assert_eq!(read.error_code(), -32602);
+    // Another tenant's resource is, in that era's words, not found.
+    assert_eq!(read.error_code(), -32002);
     // And alpha still has it, untouched.
     let mine = alpha
         .call_tool("devmesh_context_get", json!({ "id": id }))

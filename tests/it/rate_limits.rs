@@ -51,6 +51,13 @@ async fn a_keys_bucket_is_shared_by_two_nodes_on_redis() {
         assert_eq!(remaining(&r), 0);
         assert!(r.header("ratelimit-reset").is_some());
     }
+    // The MCP endpoint answers the same refusal with devmesh's code, outside the bands
+    // JSON-RPC and MCP reserve (docs/json-rpc-errors.md).
+    let refused = crate::mcp_client::McpClient::new(&a, Some(&key))
+        .modern("tools/list", serde_json::json!({}))
+        .await;
+    assert_eq!(refused.status, 429, "{}", refused.message);
+    assert_eq!(refused.error_code(), -31029, "{}", refused.message);
     // Other keys of the organization have their own buckets.
     let r = call(&b, "GET", "/api/v1/contexts", Some(&acme.key), None).await;
     assert_eq!(r.status, 200);

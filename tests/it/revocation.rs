@@ -104,7 +104,7 @@ async fn revoked_key_closes_what_it_opened_on_every_node(shape: Shape) {
     let rest = until_end(&mut listen_b).await;
     let last = rest.last().expect("the stream says why it ends");
     assert_eq!(last["id"], 7, "{last}");
-    assert_eq!(last["error"]["code"], -32001, "{last}");
+    assert_eq!(last["error"]["code"], -31001, "{last}");
     assert_eq!(last["error"]["data"]["reason"], "revoked", "{last}");
     // The session's GET stream ends with a last message saying why; the session is gone.
     let rest = until_end(&mut stream_a).await;
@@ -175,7 +175,7 @@ async fn requests_on_an_open_socket_are_authorized_again(shape: Shape) {
     assert_eq!(r.status, 200);
     let mut id = 2;
     let refused = ws.call(id, "tools/call", create.clone()).await;
-    assert_eq!(refused["error"]["code"], -32001, "{refused}");
+    assert_eq!(refused["error"]["code"], -31001, "{refused}");
     let (code, _) = ws.closed().await;
     assert_eq!(code, 4003);
 
@@ -198,7 +198,7 @@ async fn requests_on_an_open_socket_are_authorized_again(shape: Shape) {
         }
         created += 1;
     };
-    assert_eq!(refused["error"]["code"], -32001, "{refused}");
+    assert_eq!(refused["error"]["code"], -31001, "{refused}");
     let message = refused["error"]["message"].as_str().unwrap();
     assert!(message.contains("expired"), "{refused}");
     let (code, reason) = expiring.closed().await;
@@ -252,7 +252,7 @@ async fn removed_or_demoted_user_loses_its_connections(shape: Shape) {
     assert!(reason.contains("contexts:write"), "{reason}");
     let rest = until_end(&mut listen_b).await;
     let last = rest.last().expect("the stream says why it ends");
-    assert_eq!(last["error"]["code"], -32003, "{last}");
+    assert_eq!(last["error"]["code"], -31003, "{last}");
     assert_eq!(last["error"]["data"]["reason"], "reduced", "{last}");
 
     // Reconnected as a viewer, it reads but cannot write; removed, it is closed.

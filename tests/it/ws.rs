@@ -426,7 +426,7 @@ async fn credentials_are_checked_before_the_upgrade(shape: Shape) {
 
     let none = try_connect(&url, None).await.err().expect("refused");
     assert_eq!(none.status, 401);
-    assert_eq!(none.body["error"]["code"], -32001, "{:?}", none.body);
+    assert_eq!(none.body["error"]["code"], -31001, "{:?}", none.body);
     let bad = try_connect(&url, Some("dm_live_not_a_real_key"))
         .await
         .err()
