@@ -69,6 +69,7 @@ impl<T: DeserializeOwned + 'static> FromRequest for StrictJson<T> {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<usize>().ok());
         let mut payload = payload.take();
+        let req = req.clone();
         Box::pin(async move {
             if !is_json {
                 return Err(ApiError::new(
@@ -92,6 +93,7 @@ impl<T: DeserializeOwned + 'static> FromRequest for StrictJson<T> {
                     ApiError::bad_request("invalid_body", format!("cannot read the body: {e}"))
                 })?;
                 if body.len() + chunk.len() > limit {
+                    super::unread::leave_unread(&req, payload);
                     return Err(too_large(limit).into());
                 }
                 body.extend_from_slice(&chunk);

@@ -7,6 +7,7 @@ pub mod errors;
 pub mod json;
 pub mod middleware;
 pub mod system;
+pub mod unread;
 
 use std::net::TcpListener;
 
@@ -49,6 +50,7 @@ pub fn serve(
             .app_data(ListenerName(name))
             .configure(|cfg| configure_extractors(cfg, body_limit))
             .wrap(actix_web::middleware::from_fn(auth::rate_limit_headers))
+            .wrap(actix_web::middleware::from_fn(unread::close_when_unread))
             .wrap(actix_web::middleware::from_fn(middleware::observe))
             .configure(system::configure)
             .configure(routes)

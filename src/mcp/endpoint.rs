@@ -161,12 +161,17 @@ pub(super) async fn caller_with(
 }
 
 /// Reads the body, up to `mcp.max_message_bytes`.
-async fn read_body(mut payload: web::Payload, limit: usize) -> Result<Bytes, RpcError> {
+async fn read_body(
+    req: &HttpRequest,
+    mut payload: web::Payload,
+    limit: usize,
+) -> Result<Bytes, RpcError> {
     let mut body = web::BytesMut::new();
     while let Some(chunk) = payload.next().await {
         let chunk =
             chunk.map_err(|e| RpcError::invalid_request(format!("cannot read the body: {e}")))?;
         if body.len() + chunk.len() > limit {
+            crate::http::unread::leave_unread(req, payload);
             return Err(RpcError::invalid_request(format!(
                 "the message is larger than the limit of {limit} bytes (mcp.max_message_bytes)"
             ))
@@ -238,7 +243,7 @@ async fn handle_post(req: &HttpRequest, payload: web::Payload, ctx: &web::Data<C
     check_origin(req, ctx).map_err(|e| early(e.into()))?;
     let caller = caller(req, ctx).await.map_err(early)?;
     check_content_type(req).map_err(|e| early(e.into()))?;
-    let body = read_body(payload, ctx.config.mcp.max_message_bytes)
+    let body = read_body(req, payload, ctx.config.mcp.max_message_bytes)
         .await
         .map_err(|e| early(e.into()))?;
     let incoming = Incoming::parse(&body).map_err(|e| early(e.into()))?;

@@ -106,3 +106,53 @@ async fn bad_bodies_get_clear_4xx() {
         "{body}"
     );
 }
+
+/// A chunked body past `mcp.max_message_bytes` gets its 413 and the connection closes:
+/// the server does not go on reading (and discarding) a body that may never end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_chunked_body_is_answered_and_the_connection_closed() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut env = crate::helpers::TestEnv::new(crate::helpers::Shape::Sqlite).await;
+    env.config.mcp.max_message_bytes = 4096;
+    let app = env.spawn_app().await;
+    app.wait_ready().await;
+    let tenant = crate::rest::register(&app, "acme").await;
+    for (addr, path) in [(app.mcp, "/mcp"), (app.api, "/api/v1/contexts")] {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+             Accept: application/json, text/event-stream\r\nAuthorization: Bearer {}\r\n\
+             Transfer-Encoding: chunked\r\n\r\n",
+            tenant.key
+        );
+        stream.write_all(head.as_bytes()).await.unwrap();
+        let chunk = format!("{:x}\r\n{}\r\n", 65536, " ".repeat(65536));
+        // A body without end: only the server closing the connection stops the writer.
+        let (mut reader, mut writer) = stream.into_split();
+        let writing = tokio::spawn(async move {
+            let mut sent = 0usize;
+            while writer.write_all(chunk.as_bytes()).await.is_ok() {
+                sent += chunk.len();
+            }
+            sent
+        });
+        let mut answer = Vec::new();
+        let _ = tokio::time::timeout(
+            std::time::Duration::from_secs(20),
+            reader.read_to_end(&mut answer),
+        )
+        .await;
+        let text = String::from_utf8_lossy(&answer);
+        assert!(text.starts_with("HTTP/1.1 413"), "{path}: {text}");
+        assert!(
+            text.to_ascii_lowercase().contains("connection: close"),
+            "{path}: {text}"
+        );
+        let sent = tokio::time::timeout(std::time::Duration::from_secs(20), writing).await;
+        let sent = sent.unwrap_or_else(|_| panic!("{path}: the server reads on and never closes"));
+        eprintln!(
+            "{path}: the server closed after {} MiB",
+            sent.unwrap() >> 20
+        );
+    }
+}
