@@ -34,14 +34,27 @@ pgvector_available() {
       "select count(*) from pg_available_extensions where name = 'vector'")" = 1 ]
 }
 
+# The URI of the Debian archive in this machine's apt sources (not its security archive).
+debian_archive() {
+  {
+    grep -hE '^[[:space:]]*URIs:' /etc/apt/sources.list.d/*.sources 2>/dev/null | awk '{print $2}'
+    grep -hE '^[[:space:]]*deb[[:space:]]' /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null \
+      | awk '{ for (i = 2; i <= NF; i++) if ($i ~ /^[a-z]+:\/\//) { print $i; break } }'
+  } | grep -v -- '-security' | head -1
+}
+
 install_pgvector() {
   pgvector_available && return
   log "building pgvector from Debian's source package"
   local pg_major src
   pg_major=$(psql -h "$PG_HOST" -p "$PG_PORT" -U "$PG_USER" -d postgres -Atqc "show server_version_num" | cut -c1-2)
-  if [ ! -f /etc/apt/sources.list.d/devmesh-trixie-src.list ]; then
-    echo "deb-src http://deb.debian.org/debian trixie main" | as_root tee /etc/apt/sources.list.d/devmesh-trixie-src.list >/dev/null
-  fi
+  # Source packages from the Debian archive this machine already uses, whatever mirror
+  # that is: the first archive URI of its apt sources (deb822 or one-line form).
+  local archive
+  archive=$(debian_archive)
+  [ -n "$archive" ] || { log "no Debian archive in the apt sources"; exit 1; }
+  as_root rm -f /etc/apt/sources.list.d/devmesh-trixie-src.list
+  echo "deb-src $archive trixie main" | as_root tee /etc/apt/sources.list.d/devmesh-pgvector-src.list >/dev/null
   as_root apt-get update -qq
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "postgresql-server-dev-${pg_major}" make gcc dpkg-dev >/dev/null
   src=$(mktemp -d)
