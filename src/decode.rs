@@ -36,16 +36,73 @@ fn at(path: &str) -> String {
     }
 }
 
-/// Decodes JSON text.
+/// Decodes JSON text. Nothing but whitespace may follow the value, and no object may name
+/// a key twice (RFC 8259 section 4 leaves duplicates to the receiver; devmesh refuses them
+/// rather than keep one silently), in typed fields and free-form JSON alike.
 pub fn from_slice<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
     let de = &mut serde_json::Deserializer::from_slice(bytes);
-    match serde_path_to_error::deserialize(de) {
-        Ok(value) => Ok(value),
-        Err(e) if e.inner().classify() != serde_json::error::Category::Data => {
-            Err(DecodeError::Syntax(e.into_inner()))
+    let Unique(value) = serde::Deserialize::deserialize(&mut *de).map_err(DecodeError::Syntax)?;
+    de.end().map_err(DecodeError::Syntax)?;
+    from_value(value)
+}
+
+/// A JSON value whose objects name each key once.
+struct Unique(Value);
+
+impl<'de> serde::Deserialize<'de> for Unique {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(UniqueVisitor).map(Unique)
+    }
+}
+
+struct UniqueVisitor;
+
+impl<'de> serde::de::Visitor<'de> for UniqueVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(Unique(item)) = seq.next_element()? {
+            items.push(item);
         }
-        // Only a value that does not fit is looked at again, as a tree.
-        Err(_) => from_value(serde_json::from_slice(bytes).map_err(DecodeError::Syntax)?),
+        Ok(Value::Array(items))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut object = serde_json::Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let Unique(value) = map.next_value()?;
+            if object.contains_key(&key) {
+                return Err(serde::de::Error::custom(format!(
+                    "duplicate key `{key}` in an object"
+                )));
+            }
+            object.insert(key, value);
+        }
+        Ok(Value::Object(object))
     }
 }
 
@@ -171,5 +228,41 @@ mod tests {
             from_slice::<Body>(b"{\"limit\": "),
             Err(DecodeError::Syntax(_))
         ));
+    }
+}
+
+#[cfg(test)]
+mod strictness {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Named {
+        name: String,
+    }
+
+    #[test]
+    fn nothing_may_follow_the_value_and_a_field_comes_once() {
+        assert!(matches!(
+            from_slice::<Named>(br#"{"name": "a"} trailing"#),
+            Err(DecodeError::Syntax(_))
+        ));
+        assert!(from_slice::<Named>(b"{\"name\": \"a\"}  \n").is_ok());
+        let duplicate = from_slice::<Named>(br#"{"name": "a", "name": "b"}"#).unwrap_err();
+        assert!(
+            duplicate.to_string().contains("duplicate key `name`"),
+            "{duplicate}"
+        );
+        let nested = from_slice::<Value>(br#"{"m": {"k": 1, "k": 2}}"#).unwrap_err();
+        assert!(nested.to_string().contains("duplicate key `k`"), "{nested}");
+        // Also when an integral float sent the decoder down the second path.
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Counted {
+            n: u32,
+            name: String,
+        }
+        let both = from_slice::<Counted>(br#"{"n": 1.0, "name": "a", "name": "b"}"#);
+        assert!(both.is_err(), "{both:?}");
     }
 }
