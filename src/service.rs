@@ -44,7 +44,7 @@ pub enum ServiceError {
     #[error("registration is closed")]
     RegistrationClosed,
     #[error(transparent)]
-    Storage(#[from] StorageError),
+    Storage(StorageError),
     #[error("{0}")]
     Internal(String),
 }
@@ -55,9 +55,19 @@ impl From<FieldError> for ServiceError {
     }
 }
 
+impl From<StorageError> for ServiceError {
+    /// A value the database cannot hold is the caller's to fix (422), on every path.
+    fn from(e: StorageError) -> Self {
+        match e {
+            StorageError::Unrepresentable(message) => ServiceError::Unprocessable(message),
+            e => ServiceError::Storage(e),
+        }
+    }
+}
+
 impl From<diesel::result::Error> for ServiceError {
     fn from(e: diesel::result::Error) -> Self {
-        ServiceError::Storage(e.into())
+        StorageError::from(e).into()
     }
 }
 

@@ -215,6 +215,9 @@ impl From<ServiceError> for ApiError {
                 )
                 .with_header(RETRY_AFTER, "1")
             }
+            ServiceError::Storage(StorageError::Unrepresentable(message)) => {
+                ApiError::new(S::UNPROCESSABLE_ENTITY, "unprocessable", message)
+            }
             ServiceError::Storage(StorageError::NotFound) => {
                 ApiError::new(S::NOT_FOUND, "not_found", "not found")
             }

@@ -118,6 +118,10 @@ pub enum StorageError {
     Query(diesel::result::Error),
     #[error("migration failed: {0}")]
     Migration(String),
+    /// The database cannot hold a value the caller sent (SQLSTATE class 22, "data
+    /// exception": a NUL character in text, a timestamp or number out of its range).
+    #[error("{0}")]
+    Unrepresentable(String),
 }
 
 impl From<diesel::result::Error> for StorageError {
@@ -125,7 +129,10 @@ impl From<diesel::result::Error> for StorageError {
         match e {
             diesel::result::Error::NotFound => StorageError::NotFound,
             e if is_unavailable(&e) => StorageError::Unavailable(e.to_string()),
-            e => StorageError::Query(e),
+            e => match unrepresentable(&e) {
+                Some(message) => StorageError::Unrepresentable(message.into()),
+                None => StorageError::Query(e),
+            },
         }
     }
 }
@@ -157,6 +164,32 @@ fn is_unavailable(e: &diesel::result::Error) -> bool {
         E::BrokenTransactionManager => true,
         _ => false,
     }
+}
+
+/// What the caller sent that the database cannot hold, when a query failed for that
+/// (PostgreSQL's SQLSTATE class 22; diesel-async hides the code, so by its texts).
+fn unrepresentable(e: &diesel::result::Error) -> Option<&'static str> {
+    let diesel::result::Error::DatabaseError(_, info) = e else {
+        return None;
+    };
+    let message = info.message().to_ascii_lowercase();
+    const CAUSES: [(&str, &str); 5] = [
+        (
+            "invalid byte sequence",
+            "text must not contain the NUL character (\\u0000)",
+        ),
+        ("out of range", "a timestamp or number is out of range"),
+        ("date/time field value", "a timestamp is out of range"),
+        (
+            "invalid input syntax",
+            "a value is not in the form it must have",
+        ),
+        ("value too long", "a value is too long"),
+    ];
+    CAUSES
+        .iter()
+        .find(|(phrase, _)| message.contains(phrase))
+        .map(|(_, says)| *says)
 }
 
 impl From<PoolError> for StorageError {

@@ -5,7 +5,73 @@ use serde_json::json;
 use crate::helpers::{Shape, TestEnv};
 use crate::rest::{call, register};
 
-for_shapes!([bad_bodies_are_named_and_change_nothing] on sqlite => Sqlite, redis => PostgresRedis);
+for_shapes!([bad_bodies_are_named_and_change_nothing, values_the_database_cannot_hold] on sqlite => Sqlite, redis => PostgresRedis);
+
+/// Text with NUL characters and timestamps far out of range: what a database cannot hold
+/// is stored faithfully where it can be (SQLite) or refused with 422 saying why
+/// (PostgreSQL), never a 500 — on every route, with or without credentials, and over MCP.
+async fn values_the_database_cannot_hold(shape: Shape) {
+    let env = TestEnv::new(shape).await;
+    let app = env.spawn_app().await;
+    app.wait_ready().await;
+    let t = register(&app, "acme").await;
+    let key = Some(t.key.as_str());
+    let created = call(
+        &app,
+        "POST",
+        "/api/v1/contexts",
+        key,
+        Some(&json!({ "name": "nul", "items": [{ "role": "user", "content": "a\u{0}b" }] })),
+    )
+    .await;
+    match created.status {
+        201 => {
+            let id = created.body["id"].as_str().unwrap();
+            let read = call(&app, "GET", &format!("/api/v1/contexts/{id}"), key, None).await;
+            assert_eq!(
+                read.body["items"][0]["content"], "a\u{0}b",
+                "stored as sent"
+            );
+        }
+        422 => assert!(
+            created.message().contains("NUL"),
+            "{:?}",
+            created.body
+        ),
+        s => panic!("{s}: {:?}", created.body),
+    }
+    for path in [
+        "/api/v1/contexts?agent_id=%00",
+        "/api/v1/contexts?type=%00",
+        "/api/v1/audit?action=%00",
+        "/api/v1/contexts/%00",
+        "/api/v1/contexts?since=-9999-01-01T00:00:00Z",
+    ] {
+        let r = call(&app, "GET", path, key, None).await;
+        assert!(r.status < 500, "{path}: {} {:?}", r.status, r.body);
+    }
+    let login = call(&app, "POST", "/api/v1/auth/login", None, Some(&json!({ "email": "x\u{0}@y.io", "password": "abcdefghijklm", "organization_slug": "acme" }))).await;
+    assert!(
+        (400..500).contains(&login.status),
+        "{} {:?}",
+        login.status,
+        login.body
+    );
+    let mcp = crate::mcp_client::McpClient::new(&app, key);
+    let tool = mcp
+        .call_tool(
+            "devmesh_context_create",
+            json!({ "name": "nul over MCP", "items": [{ "role": "user", "content": "x\u{0}y" }] }),
+        )
+        .await;
+    assert!(
+        tool.get("isError").is_some(),
+        "a tool result, not a protocol error: {tool}"
+    );
+    // Nothing else was harmed.
+    let list = call(&app, "GET", "/api/v1/contexts", key, None).await;
+    assert_eq!(list.status, 200);
+}
 
 async fn bad_bodies_are_named_and_change_nothing(shape: Shape) {
     let mut env = TestEnv::new(shape).await;

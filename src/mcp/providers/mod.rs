@@ -45,6 +45,7 @@ pub fn storage_failure(e: &StorageError, what: &str) -> RpcError {
             tracing::warn!(error = %cause, "{what} met an unavailable database");
             RpcError::unavailable()
         }
+        StorageError::Unrepresentable(message) => RpcError::invalid_params(message.clone()),
         e => {
             tracing::error!(error = %e, "{what} failed inside the platform");
             RpcError::internal()
