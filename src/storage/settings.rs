@@ -27,3 +27,33 @@ pub async fn get_or_insert(db: &Db, key: &str, candidate: &str) -> StorageResult
             .await?)
     })
 }
+
+/// The value of `key`, if it has one.
+pub async fn get(db: &Db, key: &str) -> StorageResult<Option<String>> {
+    with_conn!(db, [key], |conn| {
+        Ok(settings::table
+            .find(key)
+            .select(settings::value)
+            .first(conn)
+            .await
+            .optional()?)
+    })
+}
+
+/// Sets `key` to `value`, whether it had one or not.
+pub async fn set(db: &Db, key: &str, value: &str) -> StorageResult<()> {
+    with_conn!(db, [key, value], |conn| {
+        diesel::insert_into(settings::table)
+            .values((
+                settings::key.eq(key),
+                settings::value.eq(value),
+                settings::created_at.eq(super::now()),
+            ))
+            .on_conflict(settings::key)
+            .do_update()
+            .set(settings::value.eq(value))
+            .execute(conn)
+            .await?;
+        Ok(())
+    })
+}

@@ -7,6 +7,13 @@
 //! stored, so a revoked key stops working at once on every node, and a generation that
 //! cannot be read, or that a reset store made anew, makes the node ask the database.
 //! Expiry is checked on every request.
+//!
+//! The bus's generation is fast but not the truth: a Redis restored from a snapshot, or a
+//! replica promoted while behind, can bring back a value a node has seen. So each change
+//! also writes a fresh value to the database ([`AUTH_SETTING`]), and every node reads it
+//! once per `auth.recheck_interval` ([`check_database_generation`]); when it moved, the
+//! node forgets every cached key and re-checks its open connections. Whatever the bus
+//! does, a revoked key works nowhere for longer than that interval.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -21,6 +28,8 @@ use crate::tenancy::{Actor, Principal, secrets};
 
 /// The generation that moves whenever authority is taken away from a credential.
 pub const AUTH: &str = "auth";
+/// The `settings` row holding the database's copy of the [`AUTH`] generation.
+pub const AUTH_SETTING: &str = "generation:auth";
 /// How often a key's `last_used_at` is written, at most.
 const TOUCH_EVERY: Duration = Duration::from_secs(60);
 
@@ -42,6 +51,8 @@ struct CachedKey {
 pub struct KeyCache {
     ttl: Duration,
     entries: Mutex<HashMap<String, CachedKey>>,
+    /// The database's [`AUTH_SETTING`] as this node last read it.
+    truth: Mutex<Option<String>>,
 }
 
 impl KeyCache {
@@ -49,7 +60,24 @@ impl KeyCache {
         Self {
             ttl,
             entries: Mutex::default(),
+            truth: Mutex::default(),
         }
+    }
+
+    /// Notes the database's generation; when it differs from the one read before, every
+    /// cached key is forgotten and `true` returned.
+    fn observe_truth(&self, value: Option<String>) -> bool {
+        let mut truth = self.truth.lock().unwrap_or_else(|p| p.into_inner());
+        if *truth == value {
+            return false;
+        }
+        let first = truth.is_none();
+        *truth = value;
+        self.entries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+        !first
     }
 
     /// A cached key, if it was looked up under the current generation and not too long ago.
@@ -89,11 +117,29 @@ impl KeyCache {
 /// Tells every node that authority was taken away (a key revoked, a user removed or
 /// demoted): call it after the change is stored.
 pub async fn authority_changed(ctx: &Context) {
+    let fresh = format!("{:032x}", rand::random::<u128>());
+    if let Err(e) = crate::storage::settings::set(&ctx.db, AUTH_SETTING, &fresh).await {
+        tracing::warn!(error = %e, "cannot store the auth generation; other nodes rely on the bus's alone");
+    }
+    ctx.tenancy.keys.observe_truth(Some(fresh));
     ctx.bus
         .generations
         .advance(AUTH, ctx.config.auth.key_cache_ttl.get())
         .await;
     ctx.tenancy.grants.wake();
+}
+
+/// Reads the database's [`AUTH`] generation; `true` when it moved since the last read
+/// (this node's cached keys are then forgotten). A database that cannot be read changes
+/// nothing: the bus's generation and the cache's time limit still hold.
+pub async fn check_database_generation(ctx: &Context) -> bool {
+    match crate::storage::settings::get(&ctx.db, AUTH_SETTING).await {
+        Ok(value) => ctx.tenancy.keys.observe_truth(value),
+        Err(e) => {
+            tracing::debug!(error = %e, "cannot read the auth generation from the database");
+            false
+        }
+    }
 }
 
 fn invalid_key() -> ServiceError {

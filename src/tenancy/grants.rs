@@ -276,10 +276,12 @@ impl Grants {
         }
     }
 
-    /// One round: every grant's expiry, and, when the generation moved since `seen` (or
-    /// cannot be read), every credential again (each distinct one once). Returns the
-    /// generation seen now.
+    /// One round: the database's generation (see `authenticate`), every grant's expiry,
+    /// and, when a generation moved since `seen` (or cannot be read), every credential
+    /// again (each distinct one once). Returns the bus's generation seen now.
     async fn check(&self, ctx: &Context, seen: Option<Arc<str>>) -> Option<Arc<str>> {
+        // The database's copy of the generation, which no bus can roll back.
+        let truth_moved = super::authenticate::check_database_generation(ctx).await;
         let grants: Vec<Arc<Grant>> = {
             let live = self.live.lock().unwrap_or_else(|p| p.into_inner());
             live.values().filter_map(Weak::upgrade).collect()
@@ -288,7 +290,7 @@ impl Grants {
             return seen;
         }
         let generation = ctx.bus.generations.current(AUTH).await;
-        let moved = generation.is_none() || generation != seen;
+        let moved = truth_moved || generation.is_none() || generation != seen;
         let now = crate::storage::now();
         let mut checked: HashMap<String, ServiceResult<Principal>> = HashMap::new();
         for grant in grants {

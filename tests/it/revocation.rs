@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::helpers::{Shape, TestApp, TestEnv};
+use crate::helpers::{Shape, TestApp, TestEnv, wait_until};
 use crate::mcp_client::{Events, LEGACY, McpClient, modern_request};
 use crate::rest::{PASSWORD, Tenant, call, login, new_key, register};
 use crate::ws_client::{connect, modern};
@@ -340,6 +340,58 @@ async fn a_bus_that_lost_its_memory_never_vouches_for_a_revoked_key() {
     revoke(victim_id).await;
     let r = call(&b, "GET", "/api/v1/contexts", Some(&victim), None).await;
     assert_eq!(r.status, 401, "{:?}", r.body);
+}
+
+/// Redis goes back in time (restored from a snapshot, or a lagging replica promoted): the
+/// generation a node saw before a revocation is back. The database's copy of it still
+/// moved, so the node stops trusting its cached key within `auth.recheck_interval`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bus_rolled_back_does_not_vouch_for_a_revoked_key() {
+    use fred::prelude::*;
+    let mut env = TestEnv::new(Shape::PostgresRedis).await;
+    // Long enough that only the database's generation can end the trust in time.
+    env.config.auth.key_cache_ttl = devmesh::config::Duration::from_secs(600);
+    let (a, b) = two_nodes(&env).await;
+    let acme = register(&a, "acme").await;
+    let (victim_id, victim) = agent_key(&a, &acme).await;
+    let r = call(&b, "GET", "/api/v1/contexts", Some(&victim), None).await;
+    assert_eq!(r.status, 200);
+
+    let redis = Client::new(
+        Config::from_url(&crate::helpers::redis_url()).unwrap(),
+        None,
+        None,
+        None,
+    );
+    redis.init().await.unwrap();
+    let key = format!("{}generation:auth", env.config.redis.key_prefix);
+    let before: String = redis.get(&key).await.unwrap();
+    let r = call(
+        &a,
+        "DELETE",
+        &format!("/api/v1/api-keys/{victim_id}"),
+        Some(&acme.key),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let _: () = redis
+        .set(&key, before.as_str(), None, None, false)
+        .await
+        .unwrap();
+    redis.quit().await.unwrap();
+
+    let refused = wait_until(Duration::from_secs(10), || async {
+        call(&b, "GET", "/api/v1/contexts", Some(&victim), None)
+            .await
+            .status
+            == 401
+    })
+    .await;
+    assert!(
+        refused.is_ok(),
+        "node b still trusts the revoked key: {refused:?}"
+    );
 }
 
 /// Deletes every key under `prefix`, as a Redis restarted without persistence would.

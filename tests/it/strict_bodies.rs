@@ -33,11 +33,7 @@ async fn values_the_database_cannot_hold(shape: Shape) {
                 "stored as sent"
             );
         }
-        422 => assert!(
-            created.message().contains("NUL"),
-            "{:?}",
-            created.body
-        ),
+        422 => assert!(created.message().contains("NUL"), "{:?}", created.body),
         s => panic!("{s}: {:?}", created.body),
     }
     for path in [
