@@ -34,7 +34,30 @@ pub struct RedisConn {
     /// disconnected client refuses them at once.
     patient_until: tokio::time::Instant,
     was_connected: Arc<AtomicBool>,
+    /// Set when a command on a request's path timed out: Redis is connected but not
+    /// answering (a hung server). Until then, such commands fail at once, one probe at a
+    /// time excepted, so that no request pays the timeout more than once in a while.
+    stalled: Arc<std::sync::Mutex<Stall>>,
 }
+
+#[derive(Default)]
+struct Stall {
+    until: Option<tokio::time::Instant>,
+    probing: bool,
+}
+
+struct ProbeGuard<'a>(Option<&'a std::sync::Mutex<Stall>>);
+
+impl Drop for ProbeGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(stall) = self.0 {
+            stall.lock().unwrap_or_else(|p| p.into_inner()).probing = false;
+        }
+    }
+}
+
+/// How long commands fail at once after one timed out, before the next probe.
+const STALL_BACKOFF: Duration = Duration::from_secs(1);
 
 impl RedisConn {
     /// Starts connecting in the background; readiness reports Redis until it answers.
@@ -65,6 +88,7 @@ impl RedisConn {
             request_timeout: config.request_timeout.get(),
             patient_until: tokio::time::Instant::now() + timeout,
             was_connected: Arc::default(),
+            stalled: Arc::default(),
         })
     }
 
@@ -90,22 +114,52 @@ impl RedisConn {
     }
 
     /// Runs a command on a request's path: refused at once while Redis is disconnected,
-    /// and given up after `redis.request_timeout`.
+    /// and given up after `redis.request_timeout`. After a command timed out (Redis
+    /// connected but hung), commands are refused at once for a while, and then one at a
+    /// time probes whether Redis answers again.
     pub async fn quick<T>(
         &self,
         command: impl Future<Output = Result<T, fred::error::Error>>,
     ) -> Result<T, fred::error::Error> {
         self.check_connected()?;
-        match tokio::time::timeout(self.request_timeout, command).await {
-            Ok(result) => result,
-            Err(_) => Err(fred::error::Error::new(
-                fred::error::ErrorKind::Timeout,
-                format!(
-                    "Redis did not answer within {} ms (redis.request_timeout)",
-                    self.request_timeout.as_millis()
-                ),
-            )),
+        let probe = self.enter()?;
+        // Ends the probe however this call ends (a request dropped mid-way included).
+        let _probe = ProbeGuard(probe.then_some(&*self.stalled));
+        let outcome = tokio::time::timeout(self.request_timeout, command).await;
+        let mut stall = self.stalled.lock().unwrap_or_else(|p| p.into_inner());
+        match outcome {
+            Ok(result) => {
+                stall.until = None;
+                result
+            }
+            Err(_) => {
+                stall.until = Some(tokio::time::Instant::now() + STALL_BACKOFF);
+                Err(fred::error::Error::new(
+                    fred::error::ErrorKind::Timeout,
+                    format!(
+                        "Redis did not answer within {} ms (redis.request_timeout)",
+                        self.request_timeout.as_millis()
+                    ),
+                ))
+            }
         }
+    }
+
+    /// Whether a command may go to Redis now (`Ok(true)` when it is the probe after a
+    /// stall), or an error at once while Redis is stalled.
+    fn enter(&self) -> Result<bool, fred::error::Error> {
+        let mut stall = self.stalled.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(until) = stall.until else {
+            return Ok(false);
+        };
+        if tokio::time::Instant::now() >= until && !stall.probing {
+            stall.probing = true;
+            return Ok(true);
+        }
+        Err(fred::error::Error::new(
+            fred::error::ErrorKind::Timeout,
+            "Redis stopped answering; not waiting for it (redis.request_timeout)",
+        ))
     }
 
     pub fn client(&self) -> &Client {

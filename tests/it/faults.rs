@@ -120,6 +120,14 @@ async fn redis_and_postgres_restarts_under_load() {
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
 
+    // Redis hangs for three seconds (connections open, no answers), then goes on.
+    redis.hang(true);
+    let hung = start.elapsed();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    redis.hang(false);
+    let unhung = start.elapsed();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
     // Redis dies for three seconds and comes back empty.
     redis.kill();
     let redis_down = start.elapsed();
@@ -194,6 +202,19 @@ async fn redis_and_postgres_restarts_under_load() {
     assert!(
         slowest < Duration::from_millis(250),
         "p99 of reads without Redis: {slowest:?}"
+    );
+    // Reads while Redis hung: the node stops waiting for it after one timeout.
+    let while_hung: Vec<&Sample> = samples
+        .iter()
+        .filter(|s| s.content.is_none() && s.at > hung && s.at < unhung)
+        .collect();
+    assert!(while_hung.len() > 20, "reads went on while Redis hung");
+    assert!(while_hung.iter().all(|s| s.status == 200));
+    let slowest = p99(while_hung.iter().map(|s| s.took).collect());
+    eprintln!("reads while Redis hung: p99 {slowest:?}");
+    assert!(
+        slowest < Duration::from_millis(250) * 2,
+        "p99 of reads while Redis hung: {slowest:?}"
     );
     assert!(
         recovered_in < Duration::from_secs(1),

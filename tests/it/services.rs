@@ -66,6 +66,15 @@ impl PrivateRedis {
         wait_accepting(self.port, Duration::from_secs(10), "redis-server");
     }
 
+    /// Stops (`true`) or resumes (`false`) the server's process: a server that hangs with
+    /// its connections open.
+    pub fn hang(&self, hung: bool) {
+        let pid = self.child.as_ref().expect("running").id().to_string();
+        let signal = if hung { "-STOP" } else { "-CONT" };
+        let status = Command::new("kill").args([signal, &pid]).status().unwrap();
+        assert!(status.success());
+    }
+
     /// Kills the server, as a crash would.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
