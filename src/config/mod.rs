@@ -94,6 +94,9 @@ pub struct DatabaseConfig {
     pub url: Option<SecretUrl>,
     pub max_connections: usize,
     pub connect_timeout: Duration,
+    /// How long a request waits for a PostgreSQL call before it is answered 503 (a
+    /// database that hangs); the call itself goes on to its end or its error.
+    pub request_timeout: Duration,
     /// Apply pending migrations when `serve` starts.
     pub auto_migrate: bool,
     /// How long SQLite waits for a lock before giving up.
@@ -182,6 +185,7 @@ impl Default for Config {
                 url: None,
                 max_connections: 16,
                 connect_timeout: Duration::from_secs(5),
+                request_timeout: Duration::from_secs(5),
                 auto_migrate: true,
                 sqlite_busy_timeout: Duration::from_secs(5),
             },
@@ -318,6 +322,7 @@ impl Config {
             ("jobs.dedup_window", self.jobs.dedup_window),
             ("http.ready_timeout", self.http.ready_timeout),
             ("database.connect_timeout", self.database.connect_timeout),
+            ("database.request_timeout", self.database.request_timeout),
             ("redis.command_timeout", self.redis.command_timeout),
             ("redis.request_timeout", self.redis.request_timeout),
             ("auth.recheck_interval", self.auth.recheck_interval),

@@ -55,6 +55,8 @@ pub enum Db {
 pub struct PgDb {
     pool: PgPool,
     runtime: tokio::runtime::Handle,
+    /// How long a caller waits for a call (`database.request_timeout`).
+    answer_within: std::time::Duration,
 }
 
 impl std::ops::Deref for PgDb {
@@ -254,14 +256,24 @@ impl Db {
         &self,
         call: impl Future<Output = StorageResult<T>> + Send + 'static,
     ) -> StorageResult<T> {
-        let runtime = match self {
-            Db::Postgres(db) => &db.runtime,
-            Db::Sqlite(db) => &db.runtime,
+        let stopped = |e: tokio::task::JoinError| {
+            StorageError::Unavailable(format!("a storage call stopped: {e}"))
         };
-        runtime
-            .spawn(call)
-            .await
-            .map_err(|e| StorageError::Unavailable(format!("a storage call stopped: {e}")))?
+        match self {
+            // A PostgreSQL that hangs (connections open, no answers) is unavailable to a
+            // caller after `database.request_timeout`; the call runs on regardless.
+            Db::Postgres(db) => {
+                let call = db.runtime.spawn(call);
+                match tokio::time::timeout(db.answer_within, call).await {
+                    Ok(outcome) => outcome.map_err(stopped)?,
+                    Err(_) => Err(StorageError::Unavailable(format!(
+                        "the database did not answer within {} ms (database.request_timeout)",
+                        db.answer_within.as_millis()
+                    ))),
+                }
+            }
+            Db::Sqlite(db) => db.runtime.spawn(call).await.map_err(stopped)?,
+        }
     }
 }
 
@@ -306,7 +318,11 @@ impl Db {
                     .runtime(deadpool::Runtime::Tokio1)
                     .build()
                     .map_err(|e| StorageError::Unavailable(e.to_string()))?;
-                Ok(Db::Postgres(PgDb { pool, runtime }))
+                Ok(Db::Postgres(PgDb {
+                    pool,
+                    runtime,
+                    answer_within: db.request_timeout.get(),
+                }))
             }
             DatabaseTarget::Sqlite(path) => {
                 let busy_ms = db.sqlite_busy_timeout.get().as_millis();

@@ -259,3 +259,48 @@ async fn redis_and_postgres_restarts_under_load() {
     }
     app.stop().await.unwrap();
 }
+
+/// A PostgreSQL that hangs (every process stopped, connections open): requests are
+/// answered 503 with `Retry-After` within `database.request_timeout`, not held until the
+/// database wakes; afterwards everything works again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_database_is_answered_503_not_waited_for() {
+    let postgres = PrivatePostgres::start();
+    let redis = PrivateRedis::start();
+    let env = TestEnv::new(Shape::Sqlite).await;
+    let mut config = env.config.clone();
+    config.database.url = Some(devmesh::config::SecretUrl::new(postgres.url()));
+    config.redis.url = Some(devmesh::config::SecretUrl::new(redis.url()));
+    config.database.request_timeout = devmesh::config::Duration::from_millis(500);
+    config.database.connect_timeout = devmesh::config::Duration::from_millis(500);
+    let app = TestApp::spawn(config, devmesh::jobs::Registry::platform()).await;
+    app.wait_ready().await;
+    let acme = register(&app, "acme").await;
+    let ok = call(&app, "GET", "/api/v1/contexts", Some(&acme.key), None).await;
+    assert_eq!(ok.status, 200);
+
+    postgres.hang(true);
+    let answers = futures_util::future::join_all((0..8).map(|i| {
+        let (app, key) = (&app, acme.key.clone());
+        async move {
+            let body = json!({ "name": format!("while hung {i}") });
+            let answer = tokio::time::timeout(
+                Duration::from_secs(20),
+                call(app, "POST", "/api/v1/contexts", Some(&key), Some(&body)),
+            )
+            .await;
+            answer.map(|r| (r.status, r.header("retry-after").map(str::to_string)))
+        }
+    }))
+    .await;
+    postgres.hang(false);
+    for answer in answers {
+        let (status, retry) = answer.expect("answered while the database hung");
+        assert!(status == 503 || status == 201, "{status}");
+        if status == 503 {
+            assert!(retry.is_some(), "503 says when to retry");
+        }
+    }
+    let after = call(&app, "GET", "/api/v1/contexts", Some(&acme.key), None).await;
+    assert_eq!(after.status, 200);
+}

@@ -190,6 +190,26 @@ impl PrivatePostgres {
     }
 
     /// Restarts the server: open connections are cut, new ones refused until it is up.
+    /// Stops (`true`) or resumes (`false`) the server and every backend: a database that
+    /// hangs with its connections open.
+    pub fn hang(&self, hung: bool) {
+        let pid = std::fs::read_to_string(self.data.join("postmaster.pid")).unwrap();
+        let pid = pid.lines().next().unwrap().trim().to_string();
+        let signal = if hung { "-STOP" } else { "-CONT" };
+        let children = Command::new("pgrep").args(["-P", &pid]).output().unwrap();
+        let mut pids: Vec<String> = String::from_utf8_lossy(&children.stdout)
+            .split_whitespace()
+            .map(str::to_string)
+            .collect();
+        pids.push(pid);
+        let status = Command::new("kill")
+            .arg(signal)
+            .args(&pids)
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
     pub fn restart(&self) {
         self.pg_ctl("restart");
     }
