@@ -40,10 +40,16 @@ fn at(path: &str) -> String {
 /// a key twice (RFC 8259 section 4 leaves duplicates to the receiver; devmesh refuses them
 /// rather than keep one silently), in typed fields and free-form JSON alike.
 pub fn from_slice<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
+    from_value(parse(bytes).map_err(DecodeError::Syntax)?)
+}
+
+/// JSON text into a value, by the same rules as [`from_slice`]: one value, nothing after
+/// it but whitespace, no key twice in an object.
+pub fn parse(bytes: &[u8]) -> Result<Value, serde_json::Error> {
     let de = &mut serde_json::Deserializer::from_slice(bytes);
-    let Unique(value) = serde::Deserialize::deserialize(&mut *de).map_err(DecodeError::Syntax)?;
-    de.end().map_err(DecodeError::Syntax)?;
-    from_value(value)
+    let Unique(value) = serde::Deserialize::deserialize(&mut *de)?;
+    de.end()?;
+    Ok(value)
 }
 
 /// A JSON value whose objects name each key once.

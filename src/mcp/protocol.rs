@@ -143,9 +143,10 @@ pub enum Incoming {
 }
 
 impl Incoming {
-    /// Reads one JSON-RPC message; an array (a batch) is refused.
+    /// Reads one JSON-RPC message, on every transport; an array (a batch) is refused, and
+    /// so is an object naming a key twice (which `id` or `method` would count?).
     pub fn parse(body: &[u8]) -> Result<Self, RpcError> {
-        let value: Value = serde_json::from_slice(body).map_err(|e| {
+        let value: Value = crate::decode::parse(body).map_err(|e| {
             RpcError::new(
                 code::PARSE_ERROR,
                 format!("the body is not valid JSON: {e}"),
@@ -377,6 +378,17 @@ mod tests {
         assert_eq!(batch.code, code::INVALID_REQUEST);
         assert!(batch.message.contains("batches"));
         assert_eq!(Incoming::parse(b"{").unwrap_err().code, code::PARSE_ERROR);
+        let twice =
+            Incoming::parse(br#"{"jsonrpc":"2.0","id":1,"id":2,"method":"ping"}"#).unwrap_err();
+        assert_eq!(twice.code, code::PARSE_ERROR);
+        assert!(
+            twice.message.contains("duplicate key `id`"),
+            "{}",
+            twice.message
+        );
+        let nested =
+            br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","name":"b"}}"#;
+        assert_eq!(Incoming::parse(nested).unwrap_err().code, code::PARSE_ERROR);
         let no_version = Incoming::parse(br#"{"id":7,"method":"ping"}"#).unwrap_err();
         assert_eq!(no_version.id, Some(json!(7)));
         let params =
