@@ -74,6 +74,19 @@ fn load(
     })
 }
 
+/// The scale-out shape on this test's own PostgreSQL and Redis (the environment's data
+/// directory and ports otherwise).
+fn on_private_services(
+    env: &TestEnv,
+    postgres: &PrivatePostgres,
+    redis: &PrivateRedis,
+) -> devmesh::config::Config {
+    let mut config = env.config.clone();
+    config.database.url = Some(devmesh::config::SecretUrl::new(postgres.url()));
+    config.redis.url = Some(devmesh::config::SecretUrl::new(redis.url()));
+    config
+}
+
 fn p99(mut took: Vec<Duration>) -> Duration {
     took.sort();
     took[(took.len() * 99 / 100).min(took.len() - 1)]
@@ -84,9 +97,7 @@ async fn redis_and_postgres_restarts_under_load() {
     let mut redis = PrivateRedis::start();
     let postgres = PrivatePostgres::start();
     let env = TestEnv::new(Shape::Sqlite).await;
-    let mut config = env.config.clone();
-    config.database.url = Some(devmesh::config::SecretUrl::new(postgres.url()));
-    config.redis.url = Some(devmesh::config::SecretUrl::new(redis.url()));
+    let mut config = on_private_services(&env, &postgres, &redis);
     config.http.workers = 2;
     let app = TestApp::spawn(config, devmesh::jobs::Registry::platform()).await;
     app.wait_ready().await;
@@ -268,9 +279,7 @@ async fn a_hung_database_is_answered_503_not_waited_for() {
     let postgres = PrivatePostgres::start();
     let redis = PrivateRedis::start();
     let env = TestEnv::new(Shape::Sqlite).await;
-    let mut config = env.config.clone();
-    config.database.url = Some(devmesh::config::SecretUrl::new(postgres.url()));
-    config.redis.url = Some(devmesh::config::SecretUrl::new(redis.url()));
+    let mut config = on_private_services(&env, &postgres, &redis);
     config.database.request_timeout = devmesh::config::Duration::from_millis(500);
     config.database.connect_timeout = devmesh::config::Duration::from_millis(500);
     let app = TestApp::spawn(config, devmesh::jobs::Registry::platform()).await;
