@@ -178,6 +178,9 @@ pub struct Call {
     pub out: Outbound,
     /// Cancelled when the client cancels the request or goes away.
     pub cancel: CancellationToken,
+    /// The request's `Mcp-Param-*` headers (lowercase name, value as sent) when it came
+    /// over Streamable HTTP under 2026-07-28; `None` on a transport without headers.
+    pub param_headers: Option<Vec<(String, String)>>,
 }
 
 impl Call {
@@ -277,6 +280,7 @@ impl Call {
                 request_state,
                 out,
                 cancel: CancellationToken::new(),
+                param_headers: None,
             },
             rx,
         ))

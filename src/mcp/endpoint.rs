@@ -19,7 +19,7 @@ use super::call::{Call, Speaking};
 use super::protocol::{Incoming, RpcError, Version, code, response};
 use super::respond::{self, count_error, json_response, method_label};
 use super::sessions::Session;
-use super::stateless::{self, check_param_headers, header_str, stateless_meta};
+use super::stateless::{header_str, param_headers, stateless_meta};
 use super::{engine, listen, origin, sse};
 use crate::context::Context;
 use crate::http::auth::{authenticate_credential, charge, credential, missing};
@@ -325,14 +325,8 @@ async fn dispatch(
                 version,
                 client_capabilities,
             };
-            let call = Call::start(ctx, caller.principal, speaking, &params)?;
-            if method == "tools/call" {
-                let name = params.get("name").and_then(Value::as_str).unwrap_or("");
-                if let Some((_, spec)) = ctx.mcp.catalog.find_tool(&call.0, name).await {
-                    let arguments = stateless::object(&params, "arguments");
-                    check_param_headers(headers, &spec, arguments.unwrap_or(&Map::new()))?;
-                }
-            }
+            let mut call = Call::start(ctx, caller.principal, speaking, &params)?;
+            call.0.param_headers = Some(param_headers(headers)?);
             Ok(respond::run(req, ctx, call, None, id, method, params).await)
         }
         Incoming::Notification { .. } => Ok(HttpResponse::Accepted().finish()),

@@ -247,6 +247,9 @@ async fn call_tool(mcp: &Mcp, call: &Call, params: &Map<String, Value>) -> Resul
         return Err(RpcError::invalid_params(format!("unknown tool: {name}"))
             .with_data(json!({ "name": name })));
     };
+    if let Some(sent) = &call.param_headers {
+        super::stateless::check_param_headers(sent, &spec, &args)?;
+    }
     let started = std::time::Instant::now();
     let outcome = match spec.check_arguments(&args) {
         Err(problems) => Ok(tool_error(format!(

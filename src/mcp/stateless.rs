@@ -165,13 +165,26 @@ fn header_mismatch(message: String) -> RpcError {
     RpcError::new(code::HEADER_MISMATCH, message)
 }
 
+/// The request's `Mcp-Param-*` headers, as (lowercase name, value with surrounding
+/// whitespace removed); a value that is not visible ASCII is refused with -32020.
+pub(super) fn param_headers(headers: &HeaderMap) -> Result<Vec<(String, String)>, RpcError> {
+    let mut found = Vec::new();
+    for name in headers.keys() {
+        if name.as_str().starts_with("mcp-param-") {
+            let value = header_str(headers, name.as_str())?.unwrap_or_default();
+            found.push((name.as_str().to_string(), value.to_string()));
+        }
+    }
+    Ok(found)
+}
+
 /// Checks the `Mcp-Param-*` headers of a 2026-07-28 `tools/call` over Streamable HTTP
 /// against its arguments ("Custom Headers", SEP-2243): every argument the tool's schema
 /// marks with `x-mcp-header` must be repeated, encoded as [`header_value`] says, in its
 /// header, and a header must not name an argument that is absent. A mismatch is 400 with
 /// -32020 (HeaderMismatch).
 pub(super) fn check_param_headers(
-    headers: &HeaderMap,
+    sent: &[(String, String)],
     spec: &ToolSpec,
     arguments: &Map<String, Value>,
 ) -> Result<(), RpcError> {
@@ -179,8 +192,11 @@ pub(super) fn check_param_headers(
         let body = arguments
             .get(property)
             .and_then(header_value::argument_text);
-        let sent = header_str(headers, header)?;
-        match (sent, body) {
+        let raw = sent
+            .iter()
+            .find(|(n, _)| n == header)
+            .map(|(_, v)| v.as_str());
+        match (raw, body) {
             (None, None) => {}
             (Some(raw), body) => {
                 let decoded = header_value::decode(raw)
