@@ -82,6 +82,7 @@ pub async fn heartbeat(
     let mut ticks = tokio::time::interval(interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut beating = false;
+    let mut registered = false;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -89,6 +90,16 @@ pub async fn heartbeat(
         }
         match nodes::upsert(&db, &row(now())).await {
             Ok(()) if !beating => {
+                if !registered {
+                    // Task rounds this node ran before it restarted are lost.
+                    crate::mcp::tasks::fail_orphans(
+                        &db,
+                        std::slice::from_ref(&node.id),
+                        started_at,
+                    )
+                    .await;
+                    registered = true;
+                }
                 beating = true;
                 tracing::info!(node.id = %node.id, node.name = %node.name, "node registered");
             }
@@ -103,4 +114,11 @@ pub async fn heartbeat(
     if let Err(e) = nodes::set_status(&db, &node.id, nodes::STOPPED, now()).await {
         tracing::warn!(error = %e, "cannot record that the node stopped");
     }
+    // Its task rounds stop with it.
+    crate::mcp::tasks::fail_orphans(
+        &db,
+        std::slice::from_ref(&node.id),
+        now() + chrono::TimeDelta::days(1),
+    )
+    .await;
 }

@@ -38,6 +38,32 @@ pub struct McpConfig {
     /// The WebSocket endpoint at `/ws`.
     #[serde(default)]
     pub ws: WsConfig,
+    /// Tool calls that run as tasks (the `io.modelcontextprotocol/tasks` extension).
+    #[serde(default)]
+    pub tasks: TasksConfig,
+}
+
+/// Configuration of MCP tasks (extension `io.modelcontextprotocol/tasks`, SEP-2663).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TasksConfig {
+    /// How long a task can be read after it was created (its `ttlMs`); then it is gone.
+    pub ttl: Duration,
+    /// The `pollIntervalMs` a client is asked to keep between two `tasks/get`.
+    pub poll_interval: Duration,
+    /// Tasks one API key or user has working or waiting for input at once; one more is
+    /// refused with -31029 until one ends.
+    pub max_active_per_principal: usize,
+}
+
+impl Default for TasksConfig {
+    fn default() -> Self {
+        Self {
+            ttl: Duration::from_secs(60 * 60),
+            poll_interval: Duration::from_secs(1),
+            max_active_per_principal: 100,
+        }
+    }
 }
 
 /// Configuration of MCP over WebSocket (`/ws` on the mcp listener).
@@ -82,6 +108,7 @@ impl Default for McpConfig {
             replay_buffer: 256,
             sse_keepalive: Duration::from_secs(15),
             ws: WsConfig::default(),
+            tasks: TasksConfig::default(),
         }
     }
 }

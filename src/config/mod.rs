@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 pub use load::{ConfigError, LoadedConfig, Overrides, load};
-pub use mcp::{McpConfig, WsConfig};
+pub use mcp::{McpConfig, TasksConfig, WsConfig};
 pub use show::render_with_sources;
 pub use tenancy::{
     Argon2Config, AuthConfig, ContextsConfig, LockoutConfig, Quota, RateLimitConfig,

@@ -1,10 +1,10 @@
-//! The node sweep: marks nodes that stopped beating as gone, and drops expired
-//! deduplication keys. Recurring, once per heartbeat interval across the cluster.
+//! The node sweep: marks nodes that stopped beating as gone (and fails the MCP tasks
+//! whose rounds they ran), and drops expired deduplication keys and MCP tasks. Recurring, once per heartbeat interval across the cluster.
 
 use serde::{Deserialize, Serialize};
 
 use super::{Job, JobContext, JobError};
-use crate::storage::{jobs, nodes, now};
+use crate::storage::{jobs, mcp_tasks, nodes, now};
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct NodeSweep {}
@@ -23,7 +23,11 @@ impl Job for NodeSweep {
             tracing::warn!(node.id = %id, "node stopped beating; marked gone");
         }
         metrics::counter!("devmesh_nodes_marked_gone_total").increment(gone.len() as u64);
+        if !gone.is_empty() {
+            crate::mcp::tasks::fail_orphans(&job.ctx.db, &gone, now).await;
+        }
         jobs::purge_expired_dedup(&job.ctx.db, now).await?;
+        mcp_tasks::purge_expired(&job.ctx.db, now).await?;
         Ok(())
     }
 }

@@ -181,9 +181,21 @@ pub struct Call {
     /// The request's `Mcp-Param-*` headers (lowercase name, value as sent) when it came
     /// over Streamable HTTP under 2026-07-28; `None` on a transport without headers.
     pub param_headers: Option<Vec<(String, String)>>,
+    /// Whether the client negotiated the tasks extension, for its session or for this
+    /// request (see [`super::tasks`]).
+    pub tasks_negotiated: bool,
+    /// The task this call is a round of, when it runs as one.
+    pub task_id: Option<String>,
 }
 
 impl Call {
+    /// Whether a tool may answer this call with [`super::tasks::escalate`]: the client
+    /// negotiated tasks and the call is not already a task's round. A provider asks this
+    /// only for its tools whose task support is optional or required.
+    pub fn can_escalate(&self) -> bool {
+        self.tasks_negotiated && self.task_id.is_none()
+    }
+
     pub fn client_can(&self, capability: &str) -> bool {
         self.client_capabilities.contains_key(capability)
     }
@@ -227,6 +239,11 @@ impl Call {
         speaking: Speaking<'_>,
         params: &Map<String, Value>,
     ) -> Result<(Call, mpsc::UnboundedReceiver<Value>), RpcError> {
+        // Tasks are negotiated for the session, or for this request alone (SEP-2575).
+        let per_request = object(params, "_meta")
+            .and_then(|m| m.get(meta::CLIENT_CAPABILITIES))
+            .and_then(Value::as_object)
+            .is_some_and(super::tasks::declared);
         let (version, client_capabilities, log_level, requests) = match speaking {
             Speaking::Alone {
                 version,
@@ -268,6 +285,7 @@ impl Call {
                 ));
             }
         };
+        let tasks_negotiated = per_request || super::tasks::declared(&client_capabilities);
         let (tx, rx) = mpsc::unbounded_channel();
         let out = Outbound::new(tx, progress_token, log_level, requests);
         Ok((
@@ -281,6 +299,8 @@ impl Call {
                 out,
                 cancel: CancellationToken::new(),
                 param_headers: None,
+                tasks_negotiated,
+                task_id: None,
             },
             rx,
         ))

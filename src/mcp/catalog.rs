@@ -11,6 +11,7 @@ use serde_json::{Map, Value, json};
 
 use super::call::Call;
 use super::protocol::RpcError;
+use super::tasks::TaskSupport;
 
 /// A tool with its compiled input schema.
 pub struct ToolSpec {
@@ -20,6 +21,9 @@ pub struct ToolSpec {
     /// schema's top-level properties marked `"x-mcp-header": "{Name}"`, as
     /// (property, lowercase header name `mcp-param-{name}`).
     pub header_params: Vec<(String, String)>,
+    /// Whether the tool may run as a task (SEP-2663); forbidden unless set with
+    /// [`ToolSpec::with_tasks`].
+    pub task_support: TaskSupport,
 }
 
 impl ToolSpec {
@@ -39,7 +43,16 @@ impl ToolSpec {
             tool,
             validator,
             header_params,
+            task_support: TaskSupport::Forbidden,
         })
+    }
+
+    /// A tool that may run as a task: it answers [`super::tasks::escalate`] when
+    /// [`Call::can_escalate`], and is called again as the task's round.
+    pub fn with_tasks(tool: Tool, support: TaskSupport) -> Arc<Self> {
+        let mut spec = Arc::into_inner(Self::new(tool)).expect("a new spec is not shared");
+        spec.task_support = support;
+        Arc::new(spec)
     }
 
     /// What is wrong with these arguments, if anything, one line per problem.
@@ -102,7 +115,8 @@ pub trait Provider: Send + Sync + 'static {
     }
 
     /// Runs one of this provider's tools; the arguments have passed its input schema.
-    /// The reply is a `CallToolResult` or an input-required result.
+    /// The reply is a `CallToolResult`, an input-required result, or (for a tool made with
+    /// [`ToolSpec::with_tasks`], when [`Call::can_escalate`]) [`super::tasks::escalate`].
     fn call_tool<'a>(
         &'a self,
         name: &'a str,

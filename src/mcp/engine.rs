@@ -13,6 +13,7 @@ use super::call::{Call, LogLevel};
 use super::catalog::not_found;
 use super::protocol::{RpcError, Version, code, meta};
 use super::sessions::Session;
+use super::tasks::{self, TaskSupport};
 
 pub const SERVER_NAME: &str = "devmesh";
 
@@ -22,6 +23,7 @@ pub fn server_info() -> Value {
 
 pub fn capabilities() -> Value {
     json!({
+        "extensions": { tasks::EXTENSION: {} },
         "tools": { "listChanged": true },
         "resources": { "subscribe": true, "listChanged": true },
         "prompts": { "listChanged": true },
@@ -81,6 +83,7 @@ pub async fn handle(
         }
         "prompts/get" => get_prompt(mcp, call, params).await,
         "completion/complete" => complete(mcp, call, params).await,
+        "tasks/get" | "tasks/update" | "tasks/cancel" => tasks::handle(call, method, params).await,
         "logging/setLevel" => {
             let level = required_str(params, "level")?;
             let level = LogLevel::parse(level).ok_or_else(|| {
@@ -120,7 +123,9 @@ fn finish(mcp: &Mcp, version: Version, method: &str, mut result: Value) -> Value
             // What a tenant sees is its own: never share a cached answer across callers.
             obj.insert("cacheScope".into(), json!("private"));
         }
-    } else {
+    } else if obj.get("resultType") != Some(&json!("task")) {
+        // A CreateTaskResult keeps its discriminator: without it a client could not tell
+        // it from a tool's result.
         obj.remove("resultType");
     }
     result
@@ -250,16 +255,36 @@ async fn call_tool(mcp: &Mcp, call: &Call, params: &Map<String, Value>) -> Resul
     if let Some(sent) = &call.param_headers {
         super::stateless::check_param_headers(sent, &spec, &args)?;
     }
+    if spec.task_support == TaskSupport::Required && !call.tasks_negotiated {
+        return Err(tasks::missing_extension(&format!("the tool {name}")));
+    }
     let started = std::time::Instant::now();
     let outcome = match spec.check_arguments(&args) {
         Err(problems) => Ok(tool_error(format!(
             "invalid arguments for {name}: {problems}"
         ))),
-        Ok(()) => provider.call_tool(name, args, call).await,
+        Ok(()) if spec.task_support == TaskSupport::Forbidden => {
+            provider.call_tool(name, args, call).await
+        }
+        Ok(()) => match provider.call_tool(name, args.clone(), call).await {
+            Ok(reply) if tasks::is_escalation(&reply) && call.can_escalate() => {
+                let round = tasks::Round {
+                    input_responses: call.input_responses.clone(),
+                    request_state: call.request_state.clone(),
+                };
+                tasks::create(call, name, args, round).await
+            }
+            Ok(reply) if tasks::is_escalation(&reply) => {
+                tracing::error!(tool = %name, "a tool escalated to a task where it may not");
+                Err(RpcError::internal())
+            }
+            other => other,
+        },
     };
     let label = match &outcome {
         Ok(v) if v.get("isError") == Some(&json!(true)) => "tool_error",
         Ok(v) if v.get("resultType") == Some(&json!("input_required")) => "input_required",
+        Ok(v) if v.get("resultType") == Some(&json!("task")) => "task",
         Ok(_) => "ok",
         Err(_) => "error",
     };

@@ -9,6 +9,7 @@
 //! - [`call`]: what a provider gets with a request, and its way back to the client.
 //! - [`sessions`]: the sessions of the older protocols.
 //! - [`request_state`]: sealed state of multi-round requests.
+//! - [`tasks`]: tool calls that run as tasks (extension `io.modelcontextprotocol/tasks`).
 //! - [`ws`]: the same protocol over WebSocket at `/ws`.
 
 pub mod call;
@@ -26,6 +27,7 @@ mod respond;
 pub mod sessions;
 mod sse;
 mod stateless;
+pub mod tasks;
 pub mod ws;
 
 use std::sync::Arc;
@@ -58,6 +60,8 @@ pub struct Mcp {
     pub anonymous: AnonymousTenant,
     /// The WebSocket connections of this node, and the way to every node's.
     pub hub: Arc<ws::hub::Hub>,
+    /// The task rounds running on this node.
+    pub tasks: Arc<tasks::Running>,
     state_codec: OnceCell<RequestStateCodec>,
 }
 
@@ -80,6 +84,7 @@ impl Mcp {
             list_ttl_ms: config.mcp.list_cache_ttl.get().as_millis() as u64,
             anonymous: AnonymousTenant::default(),
             hub: Arc::default(),
+            tasks: Arc::default(),
             state_codec: OnceCell::new(),
         })
     }

@@ -41,11 +41,13 @@ impl Version {
 }
 
 /// What a request names, which a 2026-07-28 request repeats in its `Mcp-Name` header:
-/// the tool or prompt, or the resource's URI.
+/// the tool or prompt, the resource's URI, or the task.
 pub fn named_target<'a>(method: &str, params: &'a Map<String, Value>) -> Option<&'a str> {
     match method {
         "tools/call" | "prompts/get" => params.get("name"),
         "resources/read" => params.get("uri"),
+        // SEP-2663, "Streamable HTTP: Routing Headers".
+        "tasks/get" | "tasks/update" | "tasks/cancel" => params.get("taskId"),
         _ => None,
     }
     .and_then(Value::as_str)

@@ -18,6 +18,7 @@ pub mod audit;
 pub mod contexts;
 pub mod invitations;
 pub mod jobs;
+pub mod mcp_tasks;
 pub mod migrations;
 pub mod nodes;
 pub mod organizations;

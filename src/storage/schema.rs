@@ -172,3 +172,22 @@ diesel::table! {
         created_at -> Timestamp,
     }
 }
+
+diesel::table! {
+    mcp_tasks (id) {
+        id -> Text,
+        organization_id -> Text,
+        owner -> Text,
+        tool -> Text,
+        request -> Text,
+        status -> Text,
+        status_message -> Nullable<Text>,
+        pending -> Nullable<Text>,
+        outcome -> Nullable<Text>,
+        runner_node -> Nullable<Text>,
+        revision -> BigInt,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+        expires_at -> Timestamp,
+    }
+}
