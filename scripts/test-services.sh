@@ -35,12 +35,14 @@ pgvector_available() {
 }
 
 # The URI of the Debian archive in this machine's apt sources (not its security archive).
+# Either form of sources may be missing (a grep that finds no file or no line fails, and
+# so would the pipeline under pipefail): only an empty answer means there is none.
 debian_archive() {
   {
-    grep -hE '^[[:space:]]*URIs:' /etc/apt/sources.list.d/*.sources 2>/dev/null | awk '{print $2}'
-    grep -hE '^[[:space:]]*deb[[:space:]]' /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null \
-      | awk '{ for (i = 2; i <= NF; i++) if ($i ~ /^[a-z]+:\/\//) { print $i; break } }'
-  } | grep -v -- '-security' | head -1
+    grep -hsE '^[[:space:]]*URIs:' /etc/apt/sources.list.d/*.sources | awk '{print $2}' || true
+    grep -hsE '^[[:space:]]*deb[[:space:]]' /etc/apt/sources.list /etc/apt/sources.list.d/*.list \
+      | awk '{ for (i = 2; i <= NF; i++) if ($i ~ /^[a-z]+:\/\//) { print $i; break } }' || true
+  } | { grep -v -- '-security' || true; } | sed -n 1p
 }
 
 install_pgvector() {
