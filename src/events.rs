@@ -15,7 +15,14 @@ pub enum Change {
     ToolsChanged,
     PromptsChanged,
     ResourcesChanged,
-    ContextChanged { id: String },
+    ContextChanged {
+        id: String,
+    },
+    /// An MCP task changed: its owner (`mcp::tasks`), and the task as `tasks/get` shows it.
+    TaskChanged {
+        owner: String,
+        task: serde_json::Value,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -20,22 +20,54 @@ use std::sync::Arc;
 /// One listen request: what it asked to hear, and its id, which tags what it hears.
 pub(super) struct Listen {
     filter: SubscriptionFilter,
+    /// `notifications.taskIds`: the tasks (SEP-2663) whose changes it hears, of `owner`.
+    task_ids: Vec<String>,
+    owner: String,
     id: Value,
 }
 
+/// Most tasks one listen stream follows.
+const MAX_TASK_IDS: usize = 1000;
+
 impl Listen {
-    pub(super) fn parse(id: Value, params: &Map<String, Value>) -> Result<Self, RpcError> {
-        let filter: SubscriptionFilter =
-            serde_json::from_value(params.get("notifications").cloned().unwrap_or(json!({})))
-                .map_err(|e| RpcError::invalid_params(format!("invalid \"notifications\": {e}")))?;
-        Ok(Self { filter, id })
+    /// `owner` is the caller's, as tasks are (see [`super::tasks`]).
+    pub(super) fn parse(
+        id: Value,
+        params: &Map<String, Value>,
+        owner: String,
+    ) -> Result<Self, RpcError> {
+        let wanted = params.get("notifications").cloned().unwrap_or(json!({}));
+        let task_ids: Vec<String> = match wanted.get("taskIds") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(ids) => serde_json::from_value(ids.clone()).map_err(|_| {
+                RpcError::invalid_params("\"notifications.taskIds\" must be an array of task ids")
+            })?,
+        };
+        if task_ids.len() > MAX_TASK_IDS {
+            return Err(RpcError::invalid_params(format!(
+                "\"notifications.taskIds\" names {} tasks; one stream follows at most {MAX_TASK_IDS}",
+                task_ids.len()
+            )));
+        }
+        let filter: SubscriptionFilter = serde_json::from_value(wanted)
+            .map_err(|e| RpcError::invalid_params(format!("invalid \"notifications\": {e}")))?;
+        Ok(Self {
+            filter,
+            task_ids,
+            owner,
+            id,
+        })
     }
 
     /// The first message of the stream: what the server will send.
     pub(super) fn acknowledgement(&self) -> Value {
+        let mut notifications = serde_json::to_value(&self.filter).expect("filters serialize");
+        if !self.task_ids.is_empty() {
+            notifications["taskIds"] = json!(self.task_ids);
+        }
         notification(
             "notifications/subscriptions/acknowledged",
-            json!({ "notifications": self.filter, "_meta": { meta::SUBSCRIPTION_ID: self.id } }),
+            json!({ "notifications": notifications, "_meta": { meta::SUBSCRIPTION_ID: self.id } }),
         )
     }
 
@@ -65,6 +97,12 @@ impl Listen {
                 .resource_subscriptions
                 .as_ref()
                 .is_some_and(|watched| watched.contains(uri)),
+            Notice::TaskStatus { owner, task } => {
+                *owner == self.owner
+                    && task["taskId"]
+                        .as_str()
+                        .is_some_and(|id| self.task_ids.iter().any(|t| t == id))
+            }
         };
         wanted.then(|| notice.message(Some(json!({ meta::SUBSCRIPTION_ID: self.id }))))
     }
@@ -90,8 +128,9 @@ pub async fn open(
     id: Value,
     params: &Map<String, Value>,
 ) -> Result<HttpResponse, RpcError> {
-    let listen = Listen::parse(id, params)?;
-    let events = follow(node, &grant.principal().organization_id).await?;
+    let principal = grant.principal();
+    let listen = Listen::parse(id, params, super::tasks::owner(&principal))?;
+    let events = follow(node, &principal.organization_id).await?;
     let first = sse::event(None, &listen.acknowledgement().to_string());
     let keepalive = sse::keepalive_timer(node.config.mcp.sse_keepalive.get());
     let state = Some((Some(first), events, keepalive, listen, grant));

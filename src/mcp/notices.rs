@@ -14,6 +14,12 @@ pub enum Notice {
     ResourcesListChanged,
     /// A resource changed; only its subscribers hear of it.
     ResourceUpdated(String),
+    /// A task changed: `notifications/tasks` (SEP-2663), only for listen streams of its
+    /// owner that named it.
+    TaskStatus {
+        owner: String,
+        task: Value,
+    },
 }
 
 impl Notice {
@@ -23,6 +29,10 @@ impl Notice {
             Change::PromptsChanged => Self::PromptsListChanged,
             Change::ResourcesChanged => Self::ResourcesListChanged,
             Change::ContextChanged { id } => Self::ResourceUpdated(contexts::uri(id)),
+            Change::TaskChanged { owner, task } => Self::TaskStatus {
+                owner: owner.clone(),
+                task: task.clone(),
+            },
         }
     }
 
@@ -35,6 +45,7 @@ impl Notice {
             Self::ResourceUpdated(uri) => {
                 ("notifications/resources/updated", json!({ "uri": uri }))
             }
+            Self::TaskStatus { task, .. } => ("notifications/tasks", task.clone()),
         };
         if let Some(meta) = meta {
             params["_meta"] = meta;

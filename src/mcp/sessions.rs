@@ -227,13 +227,14 @@ impl Session {
     }
 
     /// The notification a tenant change makes in this session, if any: list changes
-    /// always, resource updates only for the resources it subscribed to.
+    /// always, resource updates only for the resources it subscribed to; task changes
+    /// never (sessions follow tasks with `tasks/get`).
     pub fn notice_for(&self, change: &Change) -> Option<Value> {
         let notice = Notice::of(change);
-        if let Notice::ResourceUpdated(uri) = &notice
-            && !self.is_subscribed(uri)
-        {
-            return None;
+        match &notice {
+            Notice::ResourceUpdated(uri) if !self.is_subscribed(uri) => return None,
+            Notice::TaskStatus { .. } => return None,
+            _ => {}
         }
         Some(notice.message(None))
     }

@@ -27,6 +27,7 @@ mod revocation;
 mod services;
 mod strict_bodies;
 mod system;
+mod tasks;
 mod users;
 mod ws;
 mod ws_client;

@@ -34,6 +34,8 @@ use serde_json::{Map, Value, json};
 use super::call::Call;
 use super::protocol::{RpcError, code};
 use super::providers::storage_failure;
+use crate::context::Context;
+use crate::events::{self, Change};
 use crate::storage::mcp_tasks::{self, TaskRow};
 use crate::storage::{Db, now};
 use crate::tenancy::principal::{Actor, Principal};
@@ -125,12 +127,24 @@ pub struct Round {
     pub request_state: Option<String>,
 }
 
-/// Whose tasks are whose: the API key or user that made them.
-fn owner(principal: &Principal) -> String {
+/// Whose tasks are whose: the API key or user that made them (`api_key:<id>`,
+/// `user:<id>`).
+pub fn owner(principal: &Principal) -> String {
     match &principal.actor {
         Actor::ApiKey { id, .. } => format!("api_key:{id}"),
         Actor::User { id, .. } => format!("user:{id}"),
     }
+}
+
+/// Tells the owner's listen streams that named the task how it is now
+/// (`notifications/tasks`, on every node).
+pub(crate) async fn announce(node: &Context, row: &TaskRow) {
+    let task = wire::detailed(row, &node.config.mcp.tasks);
+    let change = Change::TaskChanged {
+        owner: row.owner.clone(),
+        task,
+    };
+    events::publish(node, &row.organization_id, change).await;
 }
 
 fn new_task_id() -> String {
@@ -302,6 +316,7 @@ async fn update(call: &Call, id: &str, responses: &Map<String, Value>) -> Result
             .await
             .map_err(stored)?
         {
+            announce(&call.node, &next).await;
             if all_answered {
                 let round = Round {
                     input_responses: Some(pending.responses),
@@ -337,6 +352,7 @@ async fn cancel(call: &Call, id: &str) -> Result<Value, RpcError> {
             if let Some(runner) = &row.runner_node {
                 runner::stop_round(&call.node, runner, id).await;
             }
+            announce(&call.node, &next).await;
             metrics::counter!("devmesh_mcp_tasks_ended_total", "status" => "cancelled")
                 .increment(1);
             return Ok(json!({}));

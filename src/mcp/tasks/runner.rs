@@ -227,6 +227,7 @@ async fn record(node: &Context, task: TaskRow, outcome: Result<Value, RpcError>)
     for _ in 0..8 {
         match mcp_tasks::replace(&node.db, &next).await {
             Ok(true) => {
+                super::announce(node, &next).await;
                 if next.status != "input_required" {
                     metrics::counter!("devmesh_mcp_tasks_ended_total", "status" => next.status.clone())
                         .increment(1);

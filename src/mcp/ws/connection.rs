@@ -252,7 +252,8 @@ impl Connection {
             }
         })?;
         if method == "subscriptions/listen" {
-            let listen = Listen::parse(id.clone(), &params)?;
+            let owner = crate::mcp::tasks::owner(&self.grant.principal());
+            let listen = Listen::parse(id.clone(), &params, owner)?;
             self.spawn_listen(listen, id, kind);
             return Ok(());
         }
