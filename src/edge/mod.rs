@@ -175,6 +175,9 @@ struct Client {
     stateless: bool,
     info: Option<Value>,
     log_level: Option<String>,
+    /// It declared the tasks extension at initialize, so the server may answer it with
+    /// tasks.
+    tasks: bool,
     subscriptions: BTreeSet<String>,
 }
 
@@ -318,9 +321,15 @@ impl Edge {
             tools.push(local.spec());
         }
         if !stateless && let Some(obj) = result.as_object_mut() {
-            // What only 2026-07-28 results carry.
-            for key in ["resultType", "ttlMs", "cacheScope"] {
-                obj.remove(key);
+            // What only 2026-07-28 results carry. A CreateTaskResult keeps its resultType,
+            // without which it is not one; a task's ttlMs is the task's, not a cache hint.
+            let creates_task = obj.get("resultType") == Some(&json!("task"));
+            if !creates_task {
+                obj.remove("resultType");
+            }
+            if !creates_task && !method.starts_with("tasks/") {
+                obj.remove("ttlMs");
+                obj.remove("cacheScope");
             }
         }
         Ok(result)
@@ -329,8 +338,11 @@ impl Edge {
     /// The local session: the client's protocol when it is one with sessions, else the
     /// newest such.
     fn initialize(&self, params: &Map<String, Value>) -> Result<Value, RpcError> {
-        let (version, _) = engine::negotiate(params)?;
-        self.client.lock().unwrap().info = params.get("clientInfo").cloned();
+        let (version, capabilities) = engine::negotiate(params)?;
+        let mut client = self.client.lock().unwrap();
+        client.info = params.get("clientInfo").cloned();
+        client.tasks = crate::mcp::tasks::declared(&capabilities);
+        drop(client);
         let mut result = engine::initialize_result(version);
         result["serverInfo"] = json!({
             "name": "devmesh-edge",
@@ -352,7 +364,14 @@ impl Edge {
             meta::PROTOCOL_VERSION.into(),
             json!(upstream::VERSION.as_str()),
         );
-        meta.insert(meta::CLIENT_CAPABILITIES.into(), json!({}));
+        // What the edge can relay: tasks, when the client declared them (the server's
+        // requests to the client travel in results, which the edge passes on as they are).
+        let capabilities = if client.tasks {
+            json!({ "extensions": { crate::mcp::tasks::EXTENSION: {} } })
+        } else {
+            json!({})
+        };
+        meta.insert(meta::CLIENT_CAPABILITIES.into(), capabilities);
         let info = client
             .info
             .clone()

@@ -11,8 +11,16 @@ use serde_json::Value;
 use super::call::Call;
 use super::protocol::RpcError;
 
-/// How long a client may take to answer an input-required result.
+/// How long a client may take to answer an input-required result. A task's round may
+/// wait as long as the task lives (`mcp.tasks.ttl`): its state stays on the server.
 const TTL: Duration = Duration::from_secs(600);
+
+fn ttl(call: &Call) -> Duration {
+    match call.task_id {
+        Some(_) => call.node.config.mcp.tasks.ttl.get().max(TTL),
+        None => TTL,
+    }
+}
 
 fn bound(call: &Call, tool: &str) -> String {
     format!("{}|{tool}", call.principal.organization_id)
@@ -31,7 +39,7 @@ pub async fn seal(call: &Call, tool: &str, state: &Value) -> Result<String, RpcE
     let bound = bound(call, tool);
     let options = SealOptions::new()
         .associated_data(bound.as_bytes())
-        .ttl(TTL);
+        .ttl(ttl(call));
     Ok(codec(call).await?.seal_with(&payload, &options))
 }
 

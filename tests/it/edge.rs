@@ -579,6 +579,75 @@ async fn edge_sends_the_headers_a_tool_asks_for() {
     );
 }
 
+/// A session client that declares the tasks extension follows a task through the edge,
+/// over either transport; one that does not gets the tool's answer inline.
+#[tokio::test]
+async fn edge_relays_tasks() {
+    let mut env = TestEnv::new(Shape::Sqlite).await;
+    env.config.mcp.conformance_fixtures = true;
+    let app = env.spawn_app().await;
+    app.wait_ready().await;
+    let tenant = register(&app, "acme").await;
+    let url = format!("http://{}", app.mcp);
+    for transport in ["http", "ws"] {
+        let mut edge = Edge::start(&["--url", &url, "--transport", transport], &tenant.key);
+        let init = edge
+            .call(
+                0,
+                "initialize",
+                json!({
+                    "protocolVersion": "2025-11-25",
+                    "capabilities": { "extensions": { "io.modelcontextprotocol/tasks": {} } },
+                    "clientInfo": { "name": "edge-test", "version": "1" }
+                }),
+            )
+            .await;
+        assert!(
+            init["result"]["capabilities"]["extensions"]["io.modelcontextprotocol/tasks"]
+                .is_object()
+        );
+        let created = edge
+            .tool(
+                1,
+                "slow_compute",
+                json!({ "seconds": 0.3, "label": transport }),
+            )
+            .await;
+        assert_eq!(created["resultType"], "task", "{transport}: {created}");
+        let task = created["taskId"].as_str().unwrap().to_string();
+        assert!(created["ttlMs"].as_u64().is_some(), "{created}");
+        let mut id = 2;
+        let done = loop {
+            let got = edge.call(id, "tasks/get", json!({ "taskId": task })).await;
+            id += 1;
+            assert!(got["result"]["ttlMs"].as_u64().is_some(), "{got}");
+            if got["result"]["status"] == "completed" {
+                break got["result"].clone();
+            }
+            assert_eq!(got["result"]["status"], "working", "{got}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert_eq!(
+            done["result"]["content"][0]["text"],
+            format!("Computed {transport} in 0.3 s")
+        );
+
+        let mut plain = Edge::start(&["--url", &url, "--transport", transport], &tenant.key);
+        plain.initialize().await;
+        let inline = plain
+            .tool(
+                1,
+                "slow_compute",
+                json!({ "seconds": 0.1, "label": "inline" }),
+            )
+            .await;
+        assert_eq!(
+            inline["content"][0]["text"], "Computed inline in 0.1 s",
+            "{inline}"
+        );
+    }
+}
+
 for_shapes!([
     edge_forwards_over_both_transports,
     edge_answers_clearly_while_the_server_is_away,

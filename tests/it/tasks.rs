@@ -562,7 +562,37 @@ async fn listen_streams_hear_the_tasks_they_name(shape: Shape) {
     assert_eq!(refused.error_code(), -32602);
 }
 
+/// Tasks over WebSocket: the same methods, the same tasks as over HTTP.
+async fn tasks_over_websocket(shape: Shape) {
+    let mut env = TestEnv::new(shape).await;
+    let (here, there) = nodes(&mut env).await;
+    let tenant = register(&here, "acme").await;
+    let mut ws = crate::ws_client::connect(there.as_ref().unwrap_or(&here), &tenant.key).await;
+    let with_tasks = |id: i64, method: &str, params: Value| {
+        let mut message = crate::ws_client::modern(id, method, params);
+        message["params"]["_meta"]["io.modelcontextprotocol/clientCapabilities"] =
+            json!({ "extensions": { EXTENSION: {} } });
+        message
+    };
+    ws.send_text(&with_tasks(
+        1,
+        "tools/call",
+        json!({ "name": "slow_compute", "arguments": { "seconds": 0.3, "label": "ws" } }),
+    ))
+    .await;
+    let created = ws.answer(1).await.0.message()["result"].clone();
+    let task = task_id(&created);
+    let http = TasksClient::new(&here, &tenant.key);
+    let done = http.wait_for(&task, "completed").await;
+    ws.send_text(&with_tasks(2, "tasks/get", json!({ "taskId": task })))
+        .await;
+    let over_ws = ws.answer(2).await.0.message()["result"].clone();
+    assert_eq!(over_ws, done);
+    assert_eq!(text_of(&over_ws["result"]), "Computed ws in 0.3 s");
+}
+
 for_shapes!([
+    tasks_over_websocket,
     listen_streams_hear_the_tasks_they_name,
     a_long_call_becomes_a_task_any_node_follows,
     cancelling_stops_the_round_wherever_it_runs,
