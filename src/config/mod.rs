@@ -329,6 +329,7 @@ impl Config {
             ("mcp.session_idle_timeout", self.mcp.session_idle_timeout),
             ("mcp.sse_keepalive", self.mcp.sse_keepalive),
             ("mcp.ws.ping_interval", self.mcp.ws.ping_interval),
+            ("mcp.tasks.poll_interval", self.mcp.tasks.poll_interval),
         ] {
             check(
                 !d.get().is_zero(),
@@ -337,6 +338,20 @@ impl Config {
                 "a duration greater than zero",
             );
         }
+        let task_ttl = self.mcp.tasks.ttl.get();
+        check(
+            task_ttl >= std::time::Duration::from_secs(1)
+                && task_ttl <= std::time::Duration::from_secs(30 * 86_400),
+            "mcp.tasks.ttl",
+            self.mcp.tasks.ttl.to_string(),
+            "a duration from 1s to 30d",
+        );
+        check(
+            (1..=100_000).contains(&self.mcp.tasks.max_active_per_principal),
+            "mcp.tasks.max_active_per_principal",
+            self.mcp.tasks.max_active_per_principal.to_string(),
+            "a number from 1 to 100000",
+        );
         check(
             self.node.gone_after > self.node.heartbeat_interval,
             "node.gone_after",

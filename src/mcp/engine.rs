@@ -263,23 +263,7 @@ async fn call_tool(mcp: &Mcp, call: &Call, params: &Map<String, Value>) -> Resul
         Err(problems) => Ok(tool_error(format!(
             "invalid arguments for {name}: {problems}"
         ))),
-        Ok(()) if spec.task_support == TaskSupport::Forbidden => {
-            provider.call_tool(name, args, call).await
-        }
-        Ok(()) => match provider.call_tool(name, args.clone(), call).await {
-            Ok(reply) if tasks::is_escalation(&reply) && call.can_escalate() => {
-                let round = tasks::Round {
-                    input_responses: call.input_responses.clone(),
-                    request_state: call.request_state.clone(),
-                };
-                tasks::create(call, name, args, round).await
-            }
-            Ok(reply) if tasks::is_escalation(&reply) => {
-                tracing::error!(tool = %name, "a tool escalated to a task where it may not");
-                Err(RpcError::internal())
-            }
-            other => other,
-        },
+        Ok(()) => run_tool(provider, &spec, args, call).await,
     };
     let label = match &outcome {
         Ok(v) if v.get("isError") == Some(&json!(true)) => "tool_error",
@@ -293,6 +277,32 @@ async fn call_tool(mcp: &Mcp, call: &Call, params: &Map<String, Value>) -> Resul
     metrics::histogram!("devmesh_mcp_tool_call_duration_seconds", "tool" => spec.tool.name.to_string())
         .record(started.elapsed().as_secs_f64());
     outcome
+}
+
+/// Calls the tool; when it asks to go on as a task and may, makes the task (its
+/// `CreateTaskResult` is the answer).
+async fn run_tool(
+    provider: &dyn super::catalog::Provider,
+    spec: &super::catalog::ToolSpec,
+    args: Map<String, Value>,
+    call: &Call,
+) -> Result<Value, RpcError> {
+    let name = spec.tool.name.as_ref();
+    let kept = (spec.task_support != TaskSupport::Forbidden).then(|| args.clone());
+    match (provider.call_tool(name, args, call).await, kept) {
+        (Ok(reply), Some(args)) if tasks::is_escalation(&reply) && call.can_escalate() => {
+            let round = tasks::Round {
+                input_responses: call.input_responses.clone(),
+                request_state: call.request_state.clone(),
+            };
+            tasks::create(call, name, args, round).await
+        }
+        (Ok(reply), _) if tasks::is_escalation(&reply) => {
+            tracing::error!(tool = %name, "a tool asked to go on as a task where it may not");
+            Err(RpcError::internal())
+        }
+        (outcome, _) => outcome,
+    }
 }
 
 /// A tool result that reports a failure to the model rather than to the protocol.

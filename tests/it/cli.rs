@@ -167,6 +167,11 @@ fn wrong_values_stop_with_status_2_and_say_what_is_wrong() {
             &["`log.format`", "xml", "json"],
         ),
         (
+            &[("DEVMESH_MCP__TASKS__TTL", "400d")],
+            &["config", "show"],
+            &["`mcp.tasks.ttl`", "400d", "1s to 30d"],
+        ),
+        (
             &[("DEVMESH_MCP__LISTNE", "1.2.3.4:1")],
             &["config", "show"],
             &["listne", "unknown key"],

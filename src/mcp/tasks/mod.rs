@@ -185,6 +185,7 @@ pub async fn create(
             ),
         ));
     }
+    // Within 1 s and 30 d (checked with the configuration).
     let ttl = TimeDelta::from_std(config.ttl.get()).unwrap_or(TimeDelta::hours(1));
     let row = TaskRow {
         id: new_task_id(),
@@ -204,7 +205,7 @@ pub async fn create(
         revision: 1,
         created_at: now,
         updated_at: now,
-        expires_at: now + ttl.max(TimeDelta::seconds(1)),
+        expires_at: now + ttl,
     };
     mcp_tasks::insert(&node.db, &row).await.map_err(stored)?;
     metrics::counter!("devmesh_mcp_tasks_created_total", "tool" => tool.to_string()).increment(1);
