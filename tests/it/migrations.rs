@@ -32,7 +32,7 @@ async fn tables(env: &TestEnv) -> Vec<String> {
 }
 
 /// Every table the migrations create, in name order.
-const TABLES: [&str; 12] = [
+const TABLES: [&str; 13] = [
     "api_keys",
     "audit_log",
     "context_items",
@@ -40,6 +40,7 @@ const TABLES: [&str; 12] = [
     "invitations",
     "job_dedup",
     "jobs",
+    "mcp_tasks",
     "nodes",
     "organizations",
     "refresh_tokens",
