@@ -163,7 +163,7 @@ impl Application {
             let (ctx, token) = (ctx.clone(), background.clone());
             async move {
                 let interval = ctx.config.node.heartbeat_interval.get();
-                nodes::heartbeat(ctx.db.clone(), &ctx.node, addresses, interval, token).await
+                nodes::heartbeat(&ctx, addresses, interval, token).await
             }
         }));
         let queues = consumed_queues(&ctx.config, &self.registry);

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, Roles};
 use crate::storage::nodes::{self, NodeRow};
-use crate::storage::{Db, now};
+use crate::storage::now;
 
 #[derive(Debug, Clone)]
 pub struct NodeIdentity {
@@ -62,12 +62,12 @@ fn host_name() -> String {
 /// Records the node as active every `interval` until `shutdown`, then as stopped.
 /// A database that does not answer is retried at the next beat.
 pub async fn heartbeat(
-    db: Db,
-    node: &NodeIdentity,
+    ctx: &crate::context::Context,
     addresses: BTreeMap<String, String>,
     interval: Duration,
     shutdown: CancellationToken,
 ) {
+    let (db, node) = (&ctx.db, &ctx.node);
     let started_at = now();
     let row = |at| NodeRow {
         id: node.id.clone(),
@@ -88,12 +88,12 @@ pub async fn heartbeat(
             _ = shutdown.cancelled() => break,
             _ = ticks.tick() => {}
         }
-        match nodes::upsert(&db, &row(now())).await {
+        match nodes::upsert(db, &row(now())).await {
             Ok(()) if !beating => {
                 if !registered {
                     // Task rounds this node ran before it restarted are lost.
                     crate::mcp::tasks::fail_orphans(
-                        &db,
+                        ctx,
                         std::slice::from_ref(&node.id),
                         started_at,
                     )
@@ -111,12 +111,12 @@ pub async fn heartbeat(
         }
     }
     tracing::debug!("heartbeat: recording stop");
-    if let Err(e) = nodes::set_status(&db, &node.id, nodes::STOPPED, now()).await {
+    if let Err(e) = nodes::set_status(db, &node.id, nodes::STOPPED, now()).await {
         tracing::warn!(error = %e, "cannot record that the node stopped");
     }
     // Its task rounds stop with it.
     crate::mcp::tasks::fail_orphans(
-        &db,
+        ctx,
         std::slice::from_ref(&node.id),
         now() + chrono::TimeDelta::days(1),
     )

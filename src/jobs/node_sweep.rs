@@ -24,7 +24,7 @@ impl Job for NodeSweep {
         }
         metrics::counter!("devmesh_nodes_marked_gone_total").increment(gone.len() as u64);
         if !gone.is_empty() {
-            crate::mcp::tasks::fail_orphans(&job.ctx.db, &gone, now).await;
+            crate::mcp::tasks::fail_orphans(&job.ctx, &gone, now).await;
         }
         jobs::purge_expired_dedup(&job.ctx.db, now).await?;
         mcp_tasks::purge_expired(&job.ctx.db, now).await?;

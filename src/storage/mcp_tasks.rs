@@ -125,29 +125,28 @@ pub async fn count_active(
 
 /// Fails the working tasks whose round ran on one of `nodes` (which stopped or
 /// restarted) and that were last changed before `before`, with `error` (a JSON-RPC error
-/// object as JSON text). Returns their (organization, id).
+/// object as JSON text). Returns them as they are now.
 pub async fn fail_orphans(
     db: &Db,
     nodes: &[String],
     error: &str,
     before: NaiveDateTime,
-) -> StorageResult<Vec<(String, String)>> {
+) -> StorageResult<Vec<TaskRow>> {
     with_conn!(db, [nodes, error], |conn| {
         let now = super::now();
-        let ids: Vec<(String, String)> = mcp_tasks::table
+        let ids: Vec<String> = mcp_tasks::table
             .filter(mcp_tasks::runner_node.eq_any(nodes))
             .filter(mcp_tasks::status.eq("working"))
             .filter(mcp_tasks::updated_at.lt(before))
-            .select((mcp_tasks::organization_id, mcp_tasks::id))
+            .select(mcp_tasks::id)
             .load(conn)
             .await?;
         if ids.is_empty() {
-            return Ok(ids);
+            return Ok(Vec::new());
         }
-        let task_ids: Vec<&str> = ids.iter().map(|(_, id)| id.as_str()).collect();
         diesel::update(
             mcp_tasks::table
-                .filter(mcp_tasks::id.eq_any(task_ids))
+                .filter(mcp_tasks::id.eq_any(&ids))
                 .filter(mcp_tasks::runner_node.eq_any(nodes))
                 .filter(mcp_tasks::status.eq("working")),
         )
@@ -160,7 +159,13 @@ pub async fn fail_orphans(
         ))
         .execute(conn)
         .await?;
-        Ok(ids)
+        Ok(mcp_tasks::table
+            .filter(mcp_tasks::id.eq_any(&ids))
+            .filter(mcp_tasks::status.eq("failed"))
+            .filter(mcp_tasks::updated_at.eq(now))
+            .select(TaskRow::as_select())
+            .load(conn)
+            .await?)
     })
 }
 

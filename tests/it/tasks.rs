@@ -467,7 +467,34 @@ async fn a_stopped_nodes_tasks_fail(shape: Shape) {
         let client = TasksClient::new(&here, &tenant.key);
         task_id(&client.call("slow_compute", json!({ "seconds": 60 })).await)
     };
+    // Another node's listen stream for the task hears it fail.
+    let mut heard = match &there {
+        Some(there) => {
+            let listener = TasksClient::new(there, &tenant.key);
+            let listen = modern_request(
+                3,
+                "subscriptions/listen",
+                json!({ "notifications": { "taskIds": [task] } }),
+            );
+            let mut events = Events::new(listener.0.send_modern(&listen).await);
+            events
+                .next(Duration::from_secs(10))
+                .await
+                .expect("an acknowledgement");
+            Some(events)
+        }
+        None => None,
+    };
     here.stop().await.expect("the node stops");
+    if let Some(events) = &mut heard {
+        let (_, failed) = events
+            .next(Duration::from_secs(10))
+            .await
+            .expect("a notification");
+        assert_eq!(failed["method"], "notifications/tasks");
+        assert_eq!(failed["params"]["status"], "failed");
+        assert_eq!(failed["params"]["error"]["data"]["reason"], "node_stopped");
+    }
     let reader = match there {
         Some(there) => there,
         None => {

@@ -37,7 +37,7 @@ use super::providers::storage_failure;
 use crate::context::Context;
 use crate::events::{self, Change};
 use crate::storage::mcp_tasks::{self, TaskRow};
-use crate::storage::{Db, now};
+use crate::storage::now;
 use crate::tenancy::principal::{Actor, Principal};
 pub use runner::Running;
 
@@ -363,15 +363,16 @@ async fn cancel(call: &Call, id: &str) -> Result<Value, RpcError> {
 }
 
 /// Fails the working tasks whose round ran on one of `nodes` and that were last changed
-/// before `before`: those rounds are lost (the node stopped or restarted).
-pub async fn fail_orphans(db: &Db, nodes: &[String], before: chrono::NaiveDateTime) {
+/// before `before`: those rounds are lost (the node stopped or restarted). Their owners'
+/// listen streams hear of it.
+pub async fn fail_orphans(node: &Context, nodes: &[String], before: chrono::NaiveDateTime) {
     let error = RpcError::new(
         code::INTERNAL_ERROR,
         "the node running this task stopped before the task ended",
     )
     .with_data(json!({ "reason": "node_stopped" }))
     .object();
-    match mcp_tasks::fail_orphans(db, nodes, &json_text(&error), before).await {
+    match mcp_tasks::fail_orphans(&node.db, nodes, &json_text(&error), before).await {
         Ok(failed) if !failed.is_empty() => {
             tracing::warn!(
                 tasks = failed.len(),
@@ -379,6 +380,9 @@ pub async fn fail_orphans(db: &Db, nodes: &[String], before: chrono::NaiveDateTi
             );
             metrics::counter!("devmesh_mcp_tasks_ended_total", "status" => "failed")
                 .increment(failed.len() as u64);
+            for task in &failed {
+                announce(node, task).await;
+            }
         }
         Ok(_) => {}
         Err(e) => tracing::warn!(error = %e, "cannot mark the tasks of stopped nodes failed"),
