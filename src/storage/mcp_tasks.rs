@@ -4,9 +4,9 @@
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
-use diesel_async::RunQueryDsl;
+use diesel_async::{AsyncConnection, RunQueryDsl};
 
-use super::schema::mcp_tasks;
+use super::schema::{mcp_tasks, organizations};
 use super::{Db, StorageResult};
 use crate::with_conn;
 
@@ -48,13 +48,43 @@ struct TaskChange<'a> {
     updated_at: NaiveDateTime,
 }
 
-pub async fn insert(db: &Db, row: &TaskRow) -> StorageResult<()> {
+/// Stores a new task unless its owner already has `max_active` tasks not ended (nor
+/// expired): `Ok(Err(active))` then, and nothing is written. Creations in one
+/// organization take turns (the transaction's first statement writes the
+/// organization's row), so concurrent calls cannot all pass the count.
+pub async fn insert_within(
+    db: &Db,
+    row: &TaskRow,
+    max_active: i64,
+) -> StorageResult<Result<(), i64>> {
     with_conn!(db, [row], |conn| {
-        diesel::insert_into(mcp_tasks::table)
-            .values(row)
-            .execute(conn)
+        let outcome = conn
+            .transaction::<_, diesel::result::Error, _>(async move |conn| {
+                diesel::update(
+                    organizations::table.filter(organizations::id.eq(&row.organization_id)),
+                )
+                .set(organizations::updated_at.eq(organizations::updated_at))
+                .execute(conn)
+                .await?;
+                let active: i64 = mcp_tasks::table
+                    .filter(mcp_tasks::organization_id.eq(&row.organization_id))
+                    .filter(mcp_tasks::owner.eq(&row.owner))
+                    .filter(mcp_tasks::status.eq_any(ACTIVE))
+                    .filter(mcp_tasks::expires_at.gt(row.created_at))
+                    .count()
+                    .get_result(conn)
+                    .await?;
+                if active >= max_active {
+                    return Ok(Err(active));
+                }
+                diesel::insert_into(mcp_tasks::table)
+                    .values(row)
+                    .execute(conn)
+                    .await?;
+                Ok(Ok(()))
+            })
             .await?;
-        Ok(())
+        Ok(outcome)
     })
 }
 
@@ -101,25 +131,6 @@ pub async fn replace(db: &Db, row: &TaskRow) -> StorageResult<bool> {
         .execute(conn)
         .await?;
         Ok(n == 1)
-    })
-}
-
-/// Tasks of this owner that have not ended (and not expired).
-pub async fn count_active(
-    db: &Db,
-    organization_id: &str,
-    owner: &str,
-    now: NaiveDateTime,
-) -> StorageResult<i64> {
-    with_conn!(db, [organization_id, owner], |conn| {
-        Ok(mcp_tasks::table
-            .filter(mcp_tasks::organization_id.eq(organization_id))
-            .filter(mcp_tasks::owner.eq(owner))
-            .filter(mcp_tasks::status.eq_any(ACTIVE))
-            .filter(mcp_tasks::expires_at.gt(now))
-            .count()
-            .get_result(conn)
-            .await?)
     })
 }
 

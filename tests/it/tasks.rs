@@ -430,7 +430,7 @@ async fn tasks_expire_and_are_bounded(shape: Shape) {
     let mut env = TestEnv::new(shape).await;
     env.config.mcp.tasks.ttl = devmesh::config::Duration::from_secs(2);
     env.config.mcp.tasks.max_active_per_principal = 2;
-    let (here, _there) = nodes(&mut env).await;
+    let (here, there) = nodes(&mut env).await;
     let tenant = register(&here, "acme").await;
     let client = TasksClient::new(&here, &tenant.key);
 
@@ -453,8 +453,31 @@ async fn tasks_expire_and_are_bounded(shape: Shape) {
         .await;
     assert_eq!(refused.error_code(), -31029, "{}", refused.message);
     assert!(refused.error_message().contains("max_active_per_principal"));
+    assert_eq!(refused.message["error"]["data"]["reason"], "too_many_tasks");
     client.cancel(&first).await.result();
-    task_id(&client.call("slow_compute", json!({ "seconds": 60 })).await);
+    let again = task_id(&client.call("slow_compute", json!({ "seconds": 60 })).await);
+
+    // Many at once, on every node, make no more than the limit.
+    let second = TasksClient::new(there.as_ref().unwrap_or(&here), &tenant.key);
+    client.cancel(&again).await.result();
+    let calls = (0..12).map(|i| {
+        let client = if i % 2 == 0 { &client } else { &second };
+        client.ask(
+            "tools/call",
+            json!({ "name": "slow_compute", "arguments": { "seconds": 60 } }),
+        )
+    });
+    let answers = futures_util::future::join_all(calls).await;
+    let made = answers
+        .iter()
+        .filter(|a| a.message["result"]["resultType"] == "task")
+        .count();
+    let refused = answers
+        .iter()
+        .filter(|a| a.message["error"]["code"] == -31029)
+        .count();
+    // One task from before is still working.
+    assert_eq!((made, refused), (1, 11), "{answers:?}");
 }
 
 /// A node that stops takes its rounds with it: their tasks fail, saying why, and the

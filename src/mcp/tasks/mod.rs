@@ -173,18 +173,6 @@ pub async fn create(
     let principal = &call.principal;
     let owner = owner(principal);
     let now = now();
-    let active = mcp_tasks::count_active(&node.db, &principal.organization_id, &owner, now)
-        .await
-        .map_err(stored)?;
-    if active >= config.max_active_per_principal as i64 {
-        return Err(RpcError::new(
-            code::RATE_LIMITED,
-            format!(
-                "this caller has {active} tasks working or waiting for input, the most it may \
-                 (mcp.tasks.max_active_per_principal); cancel one or wait for one to end"
-            ),
-        ));
-    }
     // Within 1 s and 30 d (checked with the configuration).
     let ttl = TimeDelta::from_std(config.ttl.get()).unwrap_or(TimeDelta::hours(1));
     let row = TaskRow {
@@ -207,7 +195,20 @@ pub async fn create(
         updated_at: now,
         expires_at: now + ttl,
     };
-    mcp_tasks::insert(&node.db, &row).await.map_err(stored)?;
+    let limit = config.max_active_per_principal as i64;
+    if let Err(active) = mcp_tasks::insert_within(&node.db, &row, limit)
+        .await
+        .map_err(stored)?
+    {
+        return Err(RpcError::new(
+            code::RATE_LIMITED,
+            format!(
+                "this caller has {active} tasks working or waiting for input, the most it may \
+                 (mcp.tasks.max_active_per_principal); cancel one or wait for one to end"
+            ),
+        )
+        .with_data(json!({ "reason": "too_many_tasks", "active": active, "limit": limit })));
+    }
     metrics::counter!("devmesh_mcp_tasks_created_total", "tool" => tool.to_string()).increment(1);
     let created = wire::created(&row, config);
     runner::start_round(node, principal.clone(), row, round);
