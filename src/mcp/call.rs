@@ -205,16 +205,64 @@ impl Call {
     /// an input-required result instead. A client that did not declare the capability
     /// is not asked.
     pub async fn ask_client(&self, method: &str, params: Value) -> Result<Value, RpcError> {
-        let capability = match method {
-            "sampling/createMessage" => "sampling",
-            "elicitation/create" => "elicitation",
-            "roots/list" => "roots",
-            _ => "",
-        };
-        if !capability.is_empty() && !self.client_can(capability) {
+        if let Some(capability) = capability_for(method)
+            && !self.client_can(capability)
+        {
             return Err(RpcError::missing_capability(capability, method));
         }
         self.out.request(method, params).await
+    }
+
+    /// Refuses an input-required result whose requests (`inputRequests`, by key) this
+    /// client cannot answer: -32021 naming the capability it did not declare (SEP-2575,
+    /// "Missing Required Capabilities"), rather than a request left unanswered. `what`
+    /// says who asked.
+    pub fn check_answerable(
+        &self,
+        what: &str,
+        requests: &Map<String, Value>,
+    ) -> Result<(), RpcError> {
+        for request in requests.values() {
+            let method = request.get("method").and_then(Value::as_str).unwrap_or("");
+            if let Some(capability) = capability_for(method)
+                && !self.client_can(capability)
+            {
+                return Err(RpcError::missing_capability(capability, what));
+            }
+        }
+        Ok(())
+    }
+
+    /// The same call, for its next round: with the client's answers to the last round's
+    /// input requests, and the state the tool sealed for this one.
+    pub fn next_round(
+        &self,
+        input_responses: Map<String, Value>,
+        request_state: Option<String>,
+    ) -> Call {
+        Call {
+            node: self.node.clone(),
+            principal: self.principal.clone(),
+            version: self.version,
+            client_capabilities: self.client_capabilities.clone(),
+            input_responses: Some(input_responses),
+            request_state,
+            out: self.out.clone(),
+            cancel: self.cancel.clone(),
+            param_headers: self.param_headers.clone(),
+            tasks_negotiated: self.tasks_negotiated,
+            task_id: self.task_id.clone(),
+        }
+    }
+}
+
+/// The client capability a server-to-client request needs.
+fn capability_for(method: &str) -> Option<&'static str> {
+    match method {
+        "sampling/createMessage" => Some("sampling"),
+        "elicitation/create" => Some("elicitation"),
+        "roots/list" => Some("roots"),
+        _ => None,
     }
 }
 

@@ -279,8 +279,16 @@ async fn call_tool(mcp: &Mcp, call: &Call, params: &Map<String, Value>) -> Resul
     outcome
 }
 
-/// Calls the tool; when it asks to go on as a task and may, makes the task (its
-/// `CreateTaskResult` is the answer).
+/// Rounds of one tool call in a session, at most (see [`run_tool`]).
+const SESSION_ROUNDS: usize = 16;
+
+/// Calls the tool, and then:
+/// - when it asks to go on as a task and may, makes the task (its `CreateTaskResult` is
+///   the answer);
+/// - when it asks for input the client cannot give, refuses with -32021;
+/// - in a session (2025-11-25, 2025-06-18), which has no input-required results, asks the
+///   client each of its input requests over the session's stream and calls the tool again
+///   with the answers, so that a tool written once for 2026-07-28 serves both eras.
 async fn run_tool(
     provider: &dyn super::catalog::Provider,
     spec: &super::catalog::ToolSpec,
@@ -288,21 +296,66 @@ async fn run_tool(
     call: &Call,
 ) -> Result<Value, RpcError> {
     let name = spec.tool.name.as_ref();
-    let kept = (spec.task_support != TaskSupport::Forbidden).then(|| args.clone());
-    match (provider.call_tool(name, args, call).await, kept) {
-        (Ok(reply), Some(args)) if tasks::is_escalation(&reply) && call.can_escalate() => {
-            let round = tasks::Round {
-                input_responses: call.input_responses.clone(),
-                request_state: call.request_state.clone(),
+    let what = format!("the tool {name}");
+    // Another round may follow: as a task, or in a session.
+    let again = spec.task_support != TaskSupport::Forbidden || !call.version.is_stateless();
+    let mut args = Some(args);
+    let mut later: Option<Call> = None;
+    for _ in 0..SESSION_ROUNDS {
+        let this = later.as_ref().unwrap_or(call);
+        let round_args = match &args {
+            Some(kept) if again => kept.clone(),
+            _ => args.take().unwrap_or_default(),
+        };
+        let reply = provider.call_tool(name, round_args, this).await?;
+        if tasks::is_escalation(&reply) {
+            return match args {
+                Some(args)
+                    if spec.task_support != TaskSupport::Forbidden && this.can_escalate() =>
+                {
+                    let round = tasks::Round {
+                        input_responses: this.input_responses.clone(),
+                        request_state: this.request_state.clone(),
+                    };
+                    tasks::create(this, name, args, round).await
+                }
+                _ => {
+                    tracing::error!(tool = %name, "a tool asked to go on as a task where it may not");
+                    Err(RpcError::internal())
+                }
             };
-            tasks::create(call, name, args, round).await
         }
-        (Ok(reply), _) if tasks::is_escalation(&reply) => {
-            tracing::error!(tool = %name, "a tool asked to go on as a task where it may not");
-            Err(RpcError::internal())
+        let Some(requests) = input_requests(&reply) else {
+            return Ok(reply);
+        };
+        this.check_answerable(&what, requests)?;
+        if this.version.is_stateless() {
+            return Ok(reply);
         }
-        (outcome, _) => outcome,
+        let mut answers = Map::new();
+        for (key, request) in requests {
+            let method = request.get("method").and_then(Value::as_str).unwrap_or("");
+            let params = request.get("params").cloned().unwrap_or_else(|| json!({}));
+            answers.insert(key.clone(), this.ask_client(method, params).await?);
+        }
+        let state = reply
+            .get("requestState")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        later = Some(call.next_round(answers, state));
     }
+    Err(RpcError::new(
+        code::INTERNAL_ERROR,
+        format!("{what} asked for input more than {SESSION_ROUNDS} times"),
+    ))
+}
+
+/// The `inputRequests` of an input-required result.
+pub fn input_requests(reply: &Value) -> Option<&Map<String, Value>> {
+    if reply.get("resultType") != Some(&json!("input_required")) {
+        return None;
+    }
+    reply.get("inputRequests").and_then(Value::as_object)
 }
 
 /// A tool result that reports a failure to the model rather than to the protocol.

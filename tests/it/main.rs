@@ -13,6 +13,7 @@ mod contexts;
 mod edge;
 mod faults;
 mod http_errors;
+mod input_required;
 mod job_runner;
 mod mcp;
 mod mcp_client;

@@ -163,7 +163,14 @@ async fn run(
     metrics::histogram!("devmesh_mcp_task_round_duration_seconds", "tool" => task.tool.clone())
         .record(started.elapsed().as_secs_f64());
     Some(match outcome {
-        Ok(reply) => reply,
+        // A request the client cannot answer would leave the task waiting until it expires.
+        Ok(Ok(reply)) => match crate::mcp::engine::input_requests(&reply) {
+            Some(requests) => call
+                .check_answerable(&format!("the tool {}", task.tool), requests)
+                .map(|()| reply),
+            None => Ok(reply),
+        },
+        Ok(Err(error)) => Err(error),
         Err(_) => {
             tracing::error!(tool = %task.tool, task.id = %task.id, "a task's tool panicked");
             Err(RpcError::internal())
