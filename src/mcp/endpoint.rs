@@ -75,8 +75,17 @@ impl Refusal {
                     s if s.is_server_error() => code::INTERNAL_ERROR,
                     _ => code::INVALID_REQUEST,
                 };
-                let error = RpcError::new(code, e.message())
-                    .with_data(serde_json::json!({ "reason": e.code() }));
+                let mut data = serde_json::json!({ "reason": e.code() });
+                // When to retry, as over WebSocket: the Retry-After header in milliseconds.
+                if let Some(seconds) = e
+                    .headers()
+                    .iter()
+                    .find(|(name, _)| *name == header::RETRY_AFTER)
+                    .and_then(|(_, value)| value.parse::<u64>().ok())
+                {
+                    data["retryAfterMs"] = serde_json::json!(seconds * 1000);
+                }
+                let error = RpcError::new(code, e.message()).with_data(data);
                 let mut response = json_response(e.status(), &error.to_message());
                 for (name, value) in e.headers() {
                     if let Ok(value) = header::HeaderValue::from_str(value) {

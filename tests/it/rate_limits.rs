@@ -58,6 +58,23 @@ async fn a_keys_bucket_is_shared_by_two_nodes_on_redis() {
         .await;
     assert_eq!(refused.status, 429, "{}", refused.message);
     assert_eq!(refused.error_code(), -31029, "{}", refused.message);
+    let data = &refused.message["error"]["data"];
+    assert_eq!(data["reason"], "rate_limited");
+    let retry_ms = data["retryAfterMs"].as_u64().expect("data.retryAfterMs");
+    assert!((1000..=10_000).contains(&retry_ms), "{retry_ms}");
+    // Over WebSocket (the upgrade is charged too), the same refusal in the same shape.
+    let refused = crate::ws_client::try_connect(&crate::ws_client::ws_url(&a), Some(&key))
+        .await
+        .err()
+        .expect("the upgrade is refused");
+    assert_eq!(refused.status, 429);
+    assert_eq!(refused.body["error"]["code"], -31029);
+    assert_eq!(refused.body["error"]["data"]["reason"], "rate_limited");
+    assert!(
+        refused.body["error"]["data"]["retryAfterMs"]
+            .as_u64()
+            .is_some()
+    );
     // Other keys of the organization have their own buckets.
     let r = call(&b, "GET", "/api/v1/contexts", Some(&acme.key), None).await;
     assert_eq!(r.status, 200);

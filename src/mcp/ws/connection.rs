@@ -441,7 +441,10 @@ async fn charge(node: &Context, principal: &Principal) -> Result<(), RpcError> {
                 d.retry_after.as_millis().max(1)
             ),
         )
-        .with_data(serde_json::json!({ "retryAfterMs": d.retry_after.as_millis() as u64 }))),
+        .with_data(serde_json::json!({
+            "reason": "rate_limited",
+            "retryAfterMs": d.retry_after.as_millis() as u64
+        }))),
         _ => Ok(()),
     }
 }
