@@ -176,7 +176,7 @@ pub trait Provider: Send + Sync + 'static {
 /// Error Handling).
 pub fn not_found(uri: &str) -> RpcError {
     let mut error = RpcError::invalid_params(format!("resource not found: {uri}"))
-        .with_data(json!({ "uri": uri }));
+        .with_data(json!({ "uri": super::protocol::quoted(uri) }));
     error.legacy_code = Some(super::protocol::code::RESOURCE_NOT_FOUND_LEGACY);
     error
 }

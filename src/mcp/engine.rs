@@ -250,7 +250,7 @@ async fn call_tool(mcp: &Mcp, call: &Call, params: &Map<String, Value>) -> Resul
     let args = arguments(params)?;
     let Some((provider, spec)) = mcp.catalog.find_tool(call, name).await else {
         return Err(RpcError::invalid_params(format!("unknown tool: {name}"))
-            .with_data(json!({ "name": name })));
+            .with_data(json!({ "name": super::protocol::quoted(name) })));
     };
     if let Some(sent) = &call.param_headers {
         super::stateless::check_param_headers(sent, &spec, &args)?;

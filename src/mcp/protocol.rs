@@ -53,6 +53,24 @@ pub fn named_target<'a>(method: &str, params: &'a Map<String, Value>) -> Option<
     .and_then(Value::as_str)
 }
 
+/// The longest error message sent, in characters: an error quotes what the client sent
+/// (a name, a header), and a client that sent megabytes does not get them back.
+pub const MAX_MESSAGE_CHARS: usize = 1000;
+
+/// Text quoted back to a client (in an error's `message` or `data`), cut after `max`
+/// characters with a note of how long it was.
+pub fn capped(text: String, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        None => text,
+        Some((end, _)) => format!("{}… ({} bytes in all)", &text[..end], text.len()),
+    }
+}
+
+/// A value the client sent, as an error's `data` quotes it: cut after 200 characters.
+pub fn quoted(value: &str) -> String {
+    capped(value.to_string(), 200)
+}
+
 impl fmt::Display for Version {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -243,7 +261,7 @@ impl RpcError {
         Self {
             id: None,
             code,
-            message: message.into(),
+            message: capped(message.into(), MAX_MESSAGE_CHARS),
             data: None,
             status,
             legacy_code: None,
@@ -361,6 +379,17 @@ pub fn notification(method: &str, params: Value) -> Value {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn quoted_text_is_cut_after_its_limit() {
+        assert_eq!(super::capped("short".into(), 10), "short");
+        let long = "ł".repeat(300);
+        let cut = super::quoted(&long);
+        assert!(cut.starts_with(&"ł".repeat(200)), "{cut}");
+        assert!(cut.ends_with("… (600 bytes in all)"), "{cut}");
+        let message = super::RpcError::invalid_params("x".repeat(5000)).message;
+        assert!(message.chars().count() < super::MAX_MESSAGE_CHARS + 30);
+    }
+
     use super::*;
 
     #[test]

@@ -409,6 +409,24 @@ async fn clients_without_the_extension_and_bad_requests(shape: Shape) {
     let missing = client.ask("tasks/update", json!({ "taskId": task })).await;
     assert_eq!(missing.error_code(), -32602);
     assert!(missing.error_message().contains("inputResponses"));
+    // What the client sent is quoted back only in part.
+    let huge = "a".repeat(300_000);
+    let mut request = modern_request(
+        8,
+        "tasks/get",
+        json!({ "taskId": huge, "_meta": { "io.modelcontextprotocol/clientCapabilities": { "extensions": { EXTENSION: {} } } } }),
+    );
+    request.set_header("mcp-name", None);
+    let refused = client.0.post_modern(&request).await;
+    assert_eq!(refused.error_code(), -32020);
+    assert!(
+        refused.error_message().len() < 1200,
+        "{}",
+        refused.error_message().len()
+    );
+    let nul = client.get("bad\u{0}id").await;
+    assert_eq!(nul.error_code(), -32602);
+    assert_eq!(nul.message["error"]["data"]["taskId"], "bad\u{0}id");
     let not_object = client.update(&task, json!([1])).await;
     assert_eq!(not_object.error_code(), -32602);
     // The routing header names the task, and must match it.

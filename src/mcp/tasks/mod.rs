@@ -254,6 +254,14 @@ pub async fn handle(
 /// The caller's task `id`; -32602 when there is none (or it is someone else's, or it
 /// expired).
 async fn load(call: &Call, id: &str) -> Result<TaskRow, RpcError> {
+    let unknown = || {
+        RpcError::invalid_params(format!("unknown task: {id}"))
+            .with_data(json!({ "taskId": super::protocol::quoted(id) }))
+    };
+    // No task id has one, and PostgreSQL text cannot hold it.
+    if id.contains('\0') {
+        return Err(unknown());
+    }
     let owner = owner(&call.principal);
     mcp_tasks::get(
         &call.node.db,
@@ -264,9 +272,7 @@ async fn load(call: &Call, id: &str) -> Result<TaskRow, RpcError> {
     )
     .await
     .map_err(stored)?
-    .ok_or_else(|| {
-        RpcError::invalid_params(format!("unknown task: {id}")).with_data(json!({ "taskId": id }))
-    })
+    .ok_or_else(unknown)
 }
 
 /// How often a change of a task is tried again when another change came first.
