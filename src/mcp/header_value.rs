@@ -24,9 +24,11 @@ pub enum HeaderValueError {
     Utf8,
 }
 
+/// The encoding's name is matched without regard to case, as in RFC 2047's encoded
+/// words that the form follows (section 2): `=?BASE64?…?=` is decoded too.
 fn is_sentinel(value: &str) -> bool {
     value.len() >= PREFIX.len() + SUFFIX.len()
-        && value.starts_with(PREFIX)
+        && value.as_bytes()[..PREFIX.len()].eq_ignore_ascii_case(PREFIX.as_bytes())
         && value.ends_with(SUFFIX)
 }
 
@@ -106,6 +108,7 @@ mod tests {
             " padded ",
             "line\nbreak",
             "=?base64?literal?=",
+            "=?BASE64?literal?=",
         ] {
             let encoded = encode(value);
             assert!(encoded.starts_with(PREFIX), "{value:?} -> {encoded}");
@@ -114,6 +117,10 @@ mod tests {
         }
         assert_eq!(
             decode("=?base64?ZGV2bWVzaF93aG9hbWk=?=").unwrap(),
+            "devmesh_whoami"
+        );
+        assert_eq!(
+            decode("=?BASE64?ZGV2bWVzaF93aG9hbWk=?=").unwrap(),
             "devmesh_whoami"
         );
     }
