@@ -194,11 +194,45 @@ impl Http {
         params: Map<String, Value>,
     ) -> Result<Value, UpstreamError> {
         let listing = method == "tools/list";
+        let retry = (method == "tools/call").then(|| params.clone());
         let answer = self.answer(method, params).await;
         if let (true, Ok(result)) = (listing, &answer) {
             self.learn_tools(result);
         }
+        // A tool that takes Mcp-Param-* headers, called before any tools/list passed
+        // through: learn the tools, and send it once more with its headers.
+        if let (Some(params), Err(UpstreamError::Rpc(error))) = (retry, &answer)
+            && error["code"] == json!(crate::mcp::protocol::code::HEADER_MISMATCH)
+        {
+            self.learn_all_tools(&params).await;
+            return self.answer(method, params).await;
+        }
         answer
+    }
+
+    /// Walks every page of `tools/list` (with the `_meta` of `like`, a request of the
+    /// same client) and learns which tools take `Mcp-Param-*` headers.
+    async fn learn_all_tools(&self, like: &Map<String, Value>) {
+        let mut cursor: Option<Value> = None;
+        for _ in 0..1000 {
+            let mut params = Map::new();
+            if let Some(Value::Object(meta)) = like.get("_meta") {
+                let mut meta = meta.clone();
+                meta.remove("progressToken");
+                params.insert("_meta".into(), Value::Object(meta));
+            }
+            if let Some(cursor) = cursor.take() {
+                params.insert("cursor".into(), cursor);
+            }
+            let Ok(page) = self.answer("tools/list", params).await else {
+                return;
+            };
+            self.learn_tools(&page);
+            match page.get("nextCursor") {
+                Some(next @ Value::String(_)) => cursor = Some(next.clone()),
+                _ => return,
+            }
+        }
     }
 
     async fn answer(

@@ -577,6 +577,20 @@ async fn edge_sends_the_headers_a_tool_asks_for() {
         answer["result"]["content"][0]["text"], "region: Zürich 北",
         "{answer}"
     );
+    // Called before any tools/list went through the edge: it learns the tool then.
+    let mut fresh = Edge::start(&["--url", &url, "--transport", "http"], &tenant.key);
+    fresh.initialize().await;
+    let answer = fresh
+        .call(
+            1,
+            "tools/call",
+            json!({ "name": "test_custom_header", "arguments": { "region": "Łódź" } }),
+        )
+        .await;
+    assert_eq!(
+        answer["result"]["content"][0]["text"], "region: Łódź",
+        "{answer}"
+    );
 }
 
 /// A session client that declares the tasks extension follows a task through the edge,
