@@ -28,6 +28,9 @@ pub fn configure_extractors(cfg: &mut web::ServiceConfig, body_limit: usize) {
         .app_data(json::BodyLimit(body_limit));
 }
 
+/// How long a connection that the server closes lingers for its peer to read the answer.
+const CLOSE_LINGER: std::time::Duration = std::time::Duration::from_millis(150);
+
 /// Builds the server for one listener; it starts when the returned future is polled.
 pub fn serve(
     listener: TcpListener,
@@ -57,6 +60,10 @@ pub fn serve(
             .default_service(web::to(errors::not_found))
     })
     .workers(workers)
+    // After an answer that closes the connection (a body refused for its size), how long
+    // the peer has to read it before the connection goes; actix-http reads and discards
+    // what the peer still sends meanwhile (1 s by default).
+    .client_disconnect_timeout(CLOSE_LINGER)
     .disable_signals()
     .shutdown_timeout(grace)
     .listen(listener)?
