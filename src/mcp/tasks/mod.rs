@@ -36,6 +36,7 @@ use super::protocol::{RpcError, code};
 use super::providers::storage_failure;
 use crate::context::Context;
 use crate::events::{self, Change};
+use crate::service::ServiceError;
 use crate::storage::mcp_tasks::{self, TaskRow};
 use crate::storage::now;
 use crate::tenancy::principal::{Actor, Principal};
@@ -155,6 +156,29 @@ fn stored(e: crate::storage::StorageError) -> RpcError {
     storage_failure(&e, "MCP tasks")
 }
 
+/// Runs a change of a task and what must follow it (a round started, a round stopped,
+/// the change announced) to its end on the node's runtime, whoever stops waiting (a
+/// client that hangs up): a task stored as working whose round never started would stay
+/// so until its node stopped.
+async fn to_the_end<T, Fut>(
+    node: &Context,
+    steps: impl FnOnce(Context) -> Fut + Send + 'static,
+) -> Result<T, RpcError>
+where
+    Fut: Future<Output = Result<T, crate::storage::StorageError>> + Send + 'static,
+    T: Send + 'static,
+{
+    node.run_to_end(|node| async move { steps(node).await.map_err(ServiceError::from) })
+        .await
+        .map_err(|e| match e {
+            ServiceError::Storage(e) => stored(e),
+            e => {
+                tracing::error!(error = %e, "an MCP task change stopped");
+                RpcError::internal()
+            }
+        })
+}
+
 fn json_text(value: &impl serde::Serialize) -> String {
     serde_json::to_string(value).expect("JSON values serialize")
 }
@@ -196,10 +220,18 @@ pub async fn create(
         expires_at: now + ttl,
     };
     let limit = config.max_active_per_principal as i64;
-    if let Err(active) = mcp_tasks::insert_within(&node.db, &row, limit)
-        .await
-        .map_err(stored)?
-    {
+    let created = wire::created(&row, config);
+    let tool_name = row.tool.clone();
+    let principal = principal.clone();
+    let stored_task = to_the_end(node, move |node| async move {
+        let outcome = mcp_tasks::insert_within(&node.db, &row, limit).await?;
+        if outcome.is_ok() {
+            runner::start_round(&node, principal, row, round);
+        }
+        Ok(outcome)
+    })
+    .await?;
+    if let Err(active) = stored_task {
         return Err(RpcError::new(
             code::RATE_LIMITED,
             format!(
@@ -209,9 +241,7 @@ pub async fn create(
         )
         .with_data(json!({ "reason": "too_many_tasks", "active": active, "limit": limit })));
     }
-    metrics::counter!("devmesh_mcp_tasks_created_total", "tool" => tool.to_string()).increment(1);
-    let created = wire::created(&row, config);
-    runner::start_round(node, principal.clone(), row, round);
+    metrics::counter!("devmesh_mcp_tasks_created_total", "tool" => tool_name).increment(1);
     Ok(created)
 }
 
@@ -320,18 +350,23 @@ async fn update(call: &Call, id: &str, responses: &Map<String, Value>) -> Result
         } else {
             next.pending = Some(json_text(&pending));
         }
-        if mcp_tasks::replace(&call.node.db, &next)
-            .await
-            .map_err(stored)?
-        {
-            announce(&call.node, &next).await;
+        let principal = call.principal.clone();
+        let written = to_the_end(&call.node, move |node| async move {
+            if !mcp_tasks::replace(&node.db, &next).await? {
+                return Ok(false);
+            }
+            announce(&node, &next).await;
             if all_answered {
                 let round = Round {
                     input_responses: Some(pending.responses),
                     request_state: pending.state,
                 };
-                runner::start_round(&call.node, call.principal.clone(), next, round);
+                runner::start_round(&node, principal, next, round);
             }
+            Ok(true)
+        })
+        .await?;
+        if written {
             return Ok(json!({}));
         }
     }
@@ -353,16 +388,21 @@ async fn cancel(call: &Call, id: &str) -> Result<Value, RpcError> {
         next.runner_node = None;
         next.revision += 1;
         next.updated_at = now();
-        if mcp_tasks::replace(&call.node.db, &next)
-            .await
-            .map_err(stored)?
-        {
-            if let Some(runner) = &row.runner_node {
-                runner::stop_round(&call.node, runner, id).await;
+        let runner = row.runner_node.clone();
+        let written = to_the_end(&call.node, move |node| async move {
+            if !mcp_tasks::replace(&node.db, &next).await? {
+                return Ok(false);
             }
-            announce(&call.node, &next).await;
+            if let Some(runner) = &runner {
+                runner::stop_round(&node, runner, &next.id).await;
+            }
+            announce(&node, &next).await;
             metrics::counter!("devmesh_mcp_tasks_ended_total", "status" => "cancelled")
                 .increment(1);
+            Ok(true)
+        })
+        .await?;
+        if written {
             return Ok(json!({}));
         }
     }
