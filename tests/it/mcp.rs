@@ -710,10 +710,16 @@ async fn messages_stream_before_the_result(shape: Shape) {
         .await;
     assert!(quiet.before.is_empty(), "{:?}", quiet.before);
 
-    // Input required, and a tampered requestState refused.
+    // Input required (of a client that can give it), and a tampered requestState refused.
+    let can_elicit = json!({ "io.modelcontextprotocol/clientCapabilities": { "elicitation": {} } });
     let first = mcp
-        .call_tool("test_input_required_result_request_state", json!({}))
+        .modern(
+            "tools/call",
+            json!({ "name": "test_input_required_result_request_state", "arguments": {},
+            "_meta": can_elicit }),
+        )
         .await;
+    let first = first.result();
     assert_eq!(first["resultType"], "input_required");
     let state = first["requestState"].as_str().unwrap().to_string();
     let answers = json!({ "confirm": { "action": "accept", "content": { "ok": true } } });
@@ -721,7 +727,7 @@ async fn messages_stream_before_the_result(shape: Shape) {
         .modern(
             "tools/call",
             json!({ "name": "test_input_required_result_request_state", "arguments": {},
-            "inputResponses": answers, "requestState": state }),
+            "inputResponses": answers, "requestState": state, "_meta": can_elicit }),
         )
         .await;
     assert!(text_of(done.result()).contains("state-ok"));
@@ -729,7 +735,7 @@ async fn messages_stream_before_the_result(shape: Shape) {
         .modern(
             "tools/call",
             json!({ "name": "test_input_required_result_request_state", "arguments": {},
-            "inputResponses": answers, "requestState": format!("{state}x") }),
+            "inputResponses": answers, "requestState": format!("{state}x"), "_meta": can_elicit }),
         )
         .await;
     assert_eq!(tampered.error_code(), -32602);
@@ -739,7 +745,7 @@ async fn messages_stream_before_the_result(shape: Shape) {
         .modern(
             "tools/call",
             json!({ "name": "test_input_required_result_request_state", "arguments": {},
-            "inputResponses": answers, "requestState": state }),
+            "inputResponses": answers, "requestState": state, "_meta": can_elicit }),
         )
         .await;
     assert_eq!(stolen.error_code(), -32602);
