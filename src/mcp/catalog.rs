@@ -64,10 +64,12 @@ impl ToolSpec {
             .take(5)
             .map(|e| {
                 let path = e.instance_path().to_string();
+                // The validator's message quotes the value, which may be megabytes.
+                let problem = super::protocol::capped(e.to_string(), 200);
                 if path.is_empty() {
-                    e.to_string()
+                    problem
                 } else {
-                    format!("{path}: {e}")
+                    format!("{}: {problem}", super::protocol::quoted(&path))
                 }
             })
             .collect();

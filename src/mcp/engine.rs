@@ -359,8 +359,10 @@ pub fn input_requests(reply: &Value) -> Option<&Map<String, Value>> {
 }
 
 /// A tool result that reports a failure to the model rather than to the protocol.
+/// Its text quotes what the client sent at most in part (see [`super::protocol::capped`]).
 pub fn tool_error(message: impl Into<String>) -> Value {
-    let mut result = CallToolResult::error(vec![rmcp::model::ContentBlock::text(message.into())]);
+    let text = super::protocol::capped(message.into(), super::protocol::MAX_MESSAGE_CHARS);
+    let mut result = CallToolResult::error(vec![rmcp::model::ContentBlock::text(text)]);
     result.result_type = None;
     serde_json::to_value(result).expect("results serialize")
 }

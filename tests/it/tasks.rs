@@ -424,6 +424,11 @@ async fn clients_without_the_extension_and_bad_requests(shape: Shape) {
         "{}",
         refused.error_message().len()
     );
+    let wrong = plain
+        .call_tool("slow_compute", json!({ "seconds": "Z".repeat(300_000) }))
+        .await;
+    assert_eq!(wrong["isError"], true);
+    assert!(text_of(&wrong).len() < 1200, "{}", text_of(&wrong).len());
     let nul = client.get("bad\u{0}id").await;
     assert_eq!(nul.error_code(), -32602);
     assert_eq!(nul.message["error"]["data"]["taskId"], "bad\u{0}id");
