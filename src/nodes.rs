@@ -110,11 +110,16 @@ pub async fn heartbeat(
             }
         }
     }
+    // Task rounds running here get the grace period to end, as requests and jobs do.
+    ctx.mcp
+        .tasks
+        .drained(ctx.config.shutdown.grace_period.get())
+        .await;
     tracing::debug!("heartbeat: recording stop");
     if let Err(e) = nodes::set_status(db, &node.id, nodes::STOPPED, now()).await {
         tracing::warn!(error = %e, "cannot record that the node stopped");
     }
-    // Its task rounds stop with it.
+    // Rounds still running stop with it.
     crate::mcp::tasks::fail_orphans(
         ctx,
         std::slice::from_ref(&node.id),

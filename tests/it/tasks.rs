@@ -503,15 +503,18 @@ async fn tasks_expire_and_are_bounded(shape: Shape) {
     assert_eq!((made, refused), (1, 11), "{answers:?}");
 }
 
-/// A node that stops takes its rounds with it: their tasks fail, saying why, and the
-/// rest of the cluster (or the node started again) reads that.
+/// A node that stops lets its rounds end within its grace period, and takes the rest
+/// with it: their tasks fail, saying why, and the rest of the cluster (or the node
+/// started again) reads that.
 async fn a_stopped_nodes_tasks_fail(shape: Shape) {
     let mut env = TestEnv::new(shape).await;
     let (here, there) = nodes(&mut env).await;
     let tenant = register(&here, "acme").await;
-    let task = {
+    let (task, short) = {
         let client = TasksClient::new(&here, &tenant.key);
-        task_id(&client.call("slow_compute", json!({ "seconds": 60 })).await)
+        let long = task_id(&client.call("slow_compute", json!({ "seconds": 60 })).await);
+        let short = json!({ "seconds": 0.5, "label": "short" });
+        (long, task_id(&client.call("slow_compute", short).await))
     };
     // Another node's listen stream for the task hears it fail.
     let mut heard = match &there {
@@ -554,6 +557,9 @@ async fn a_stopped_nodes_tasks_fail(shape: Shape) {
     assert_eq!(failed["status"], "failed", "{failed}");
     assert_eq!(failed["error"]["code"], -32603);
     assert_eq!(failed["error"]["data"]["reason"], "node_stopped");
+    // A round that ends within the grace period ends as it would have.
+    let ended = client.status(&short).await;
+    assert_eq!(ended["status"], "completed", "{ended}");
 }
 
 /// A listen stream that names tasks hears each change of them, on whichever node it

@@ -34,6 +34,8 @@ const CANCEL_CHANNEL: &str = "mcp-task-cancel";
 pub struct Running {
     rounds: Mutex<HashMap<String, CancellationToken>>,
     listening: AtomicBool,
+    /// Told each time a round ends here.
+    ended: tokio::sync::Notify,
 }
 
 impl Running {
@@ -48,11 +50,31 @@ impl Running {
 
     fn forget(&self, id: &str) {
         self.rounds.lock().unwrap().remove(id);
+        self.ended.notify_waiters();
+    }
+
+    /// Waits until no round runs on this node, or `within` has passed: a node that
+    /// stops lets its rounds end within its grace period.
+    pub async fn drained(&self, within: Duration) {
+        let all_ended = async {
+            loop {
+                let ended = self.ended.notified();
+                tokio::pin!(ended);
+                ended.as_mut().enable();
+                if self.is_empty() {
+                    return;
+                }
+                ended.await;
+            }
+        };
+        let _ = tokio::time::timeout(within, all_ended).await;
     }
 
     /// Stops the round of task `id` if it runs here; whether it did.
     fn stop(&self, id: &str) -> bool {
-        match self.rounds.lock().unwrap().remove(id) {
+        let stopped = self.rounds.lock().unwrap().remove(id);
+        self.ended.notify_waiters();
+        match stopped {
             Some(token) => {
                 token.cancel();
                 true
@@ -112,10 +134,12 @@ pub(super) fn start_round(node: &Context, principal: Principal, task: TaskRow, r
     node.runtime.clone().spawn(async move {
         let token = node.mcp.tasks.register(&task.id);
         let outcome = run(&node, principal, &task, round, token).await;
-        node.mcp.tasks.forget(&task.id);
+        let id = task.id.clone();
         if let Some(outcome) = outcome {
             record(&node, task, outcome).await;
         }
+        // Only once recorded: a node that stops waits for this (see `drained`).
+        node.mcp.tasks.forget(&id);
     });
 }
 
