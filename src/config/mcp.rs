@@ -35,6 +35,9 @@ pub struct McpConfig {
     pub replay_buffer: usize,
     /// How often an idle SSE stream gets a comment line, so that proxies keep it open.
     pub sse_keepalive: Duration,
+    /// How long a request devmesh sends a client in a session (elicitation, sampling,
+    /// roots) waits for its answer; then the tool call goes on without it.
+    pub client_request_timeout: Duration,
     /// The WebSocket endpoint at `/ws`.
     #[serde(default)]
     pub ws: WsConfig,
@@ -107,6 +110,7 @@ impl Default for McpConfig {
             list_cache_ttl: Duration::from_secs(60),
             replay_buffer: 256,
             sse_keepalive: Duration::from_secs(15),
+            client_request_timeout: Duration::from_secs(10 * 60),
             ws: WsConfig::default(),
             tasks: TasksConfig::default(),
         }

@@ -330,6 +330,10 @@ impl Config {
             ("mcp.sse_keepalive", self.mcp.sse_keepalive),
             ("mcp.ws.ping_interval", self.mcp.ws.ping_interval),
             ("mcp.tasks.poll_interval", self.mcp.tasks.poll_interval),
+            (
+                "mcp.client_request_timeout",
+                self.mcp.client_request_timeout,
+            ),
         ] {
             check(
                 !d.get().is_zero(),

@@ -53,6 +53,10 @@ impl LogLevel {
     }
 }
 
+/// `data.reason` of the error [`Call::ask_client`] returns when the client answered with
+/// an error (its error object in `data.clientError`).
+pub const CLIENT_ERROR: &str = "client_error";
+
 /// Requests the server has sent a client and is waiting on, by id.
 #[derive(Default)]
 pub struct ClientRequests {
@@ -90,6 +94,8 @@ pub struct Outbound {
     progress_token: Option<Value>,
     log_level: Option<LogLevel>,
     requests: Option<Arc<ClientRequests>>,
+    /// How long a request to the client waits for its answer (`mcp.client_request_timeout`).
+    answer_within: std::time::Duration,
 }
 
 impl Outbound {
@@ -98,12 +104,14 @@ impl Outbound {
         progress_token: Option<Value>,
         log_level: Option<LogLevel>,
         requests: Option<Arc<ClientRequests>>,
+        answer_within: std::time::Duration,
     ) -> Self {
         Self {
             tx: Some(tx),
             progress_token,
             log_level,
             requests,
+            answer_within,
         }
     }
 
@@ -148,18 +156,28 @@ impl Outbound {
         };
         let (id, rx) = requests.open();
         self.send(json!({ "jsonrpc": "2.0", "id": id, "method": method, "params": params }));
-        let answer = rx.await;
+        let answer = tokio::time::timeout(self.answer_within, rx).await;
+        // An answer that comes later is refused (400): nobody waits for it.
         requests.forget(&id);
         match answer {
-            Ok(Ok(result)) => Ok(result),
-            Ok(Err(error)) => Err(RpcError::new(
+            Ok(Ok(Ok(result))) => Ok(result),
+            Ok(Ok(Err(error))) => Err(RpcError::new(
                 code::INTERNAL_ERROR,
-                format!("the client refused {method}: {error}"),
-            )),
-            Err(_) => Err(RpcError::new(
+                format!("the client answered {method} with an error: {error}"),
+            )
+            .with_data(json!({ "reason": CLIENT_ERROR, "clientError": error }))),
+            Ok(Err(_)) => Err(RpcError::new(
                 code::INTERNAL_ERROR,
                 format!("the client did not answer {method}"),
             )),
+            Err(_) => Err(RpcError::new(
+                code::INTERNAL_ERROR,
+                format!(
+                    "the client did not answer {method} within {} s (mcp.client_request_timeout)",
+                    self.answer_within.as_secs()
+                ),
+            )
+            .with_data(json!({ "reason": "client_timeout" }))),
         }
     }
 }
@@ -335,7 +353,8 @@ impl Call {
         };
         let tasks_negotiated = per_request || super::tasks::declared(&client_capabilities);
         let (tx, rx) = mpsc::unbounded_channel();
-        let out = Outbound::new(tx, progress_token, log_level, requests);
+        let answer_within = node.config.mcp.client_request_timeout.get();
+        let out = Outbound::new(tx, progress_token, log_level, requests, answer_within);
         Ok((
             Call {
                 node: node.clone(),

@@ -336,7 +336,15 @@ async fn run_tool(
         for (key, request) in requests {
             let method = request.get("method").and_then(Value::as_str).unwrap_or("");
             let params = request.get("params").cloned().unwrap_or_else(|| json!({}));
-            answers.insert(key.clone(), this.ask_client(method, params).await?);
+            match this.ask_client(method, params).await {
+                Ok(answer) => answers.insert(key.clone(), answer),
+                // The client said no, or nothing in time: the tool cannot go on, which
+                // is the tool's failure to report, not the protocol's.
+                Err(e) if is_unanswered(&e) => {
+                    return Ok(tool_error(format!("{what} could not go on: {}", e.message)));
+                }
+                Err(e) => return Err(e),
+            };
         }
         let state = reply
             .get("requestState")
@@ -348,6 +356,15 @@ async fn run_tool(
         code::INTERNAL_ERROR,
         format!("{what} asked for input more than {SESSION_ROUNDS} times"),
     ))
+}
+
+/// Whether a request to the client failed because of the client's answer (an error, or
+/// none in time) rather than because it could not be asked.
+fn is_unanswered(error: &RpcError) -> bool {
+    let reason = error.data.as_ref().and_then(|d| d.get("reason"));
+    reason
+        .and_then(Value::as_str)
+        .is_some_and(|r| r == super::call::CLIENT_ERROR || r == "client_timeout")
 }
 
 /// The `inputRequests` of an input-required result.

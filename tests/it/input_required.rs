@@ -38,14 +38,14 @@ async fn session(mcp: &McpClient, capabilities: Value) -> String {
 }
 
 /// Calls a tool in the session, answering each request the server sends on the
-/// response stream with `answer(method, params)`; the methods asked, and the final
-/// message.
+/// response stream with `answer(method, params)`; the requests asked (method, id), and
+/// the final message.
 async fn call_answering(
     mcp: &McpClient,
     session: &str,
     tool: &str,
     answer: impl Fn(&str, &Value) -> Value,
-) -> (Vec<String>, Value) {
+) -> (Vec<(String, Value)>, Value) {
     let body = json!({
         "jsonrpc": "2.0", "id": 7, "method": "tools/call",
         "params": { "name": tool, "arguments": {} }
@@ -72,17 +72,27 @@ async fn call_answering(
         }
         let method = message["method"].as_str().unwrap_or("").to_string();
         if message.get("id").is_some() {
-            let reply = json!({
-                "jsonrpc": "2.0", "id": message["id"],
-                "result": answer(&method, &message["params"])
-            });
+            asked.push((method.clone(), message["id"].clone()));
+            // `{"error": …}` answers with an error; null does not answer at all.
+            let given = answer(&method, &message["params"]);
+            if given.is_null() {
+                continue;
+            }
+            let mut reply = json!({ "jsonrpc": "2.0", "id": message["id"] });
+            match given.get("error") {
+                Some(error) => reply["error"] = error.clone(),
+                None => reply["result"] = given,
+            }
             let r = mcp
                 .send(&reply.to_string(), &session_headers(session, LEGACY))
                 .await;
             assert_eq!(r.status(), 202);
-            asked.push(method);
         }
     }
+}
+
+fn methods(asked: &[(String, Value)]) -> Vec<&str> {
+    asked.iter().map(|(method, _)| method.as_str()).collect()
 }
 
 fn text_of(message: &Value) -> &str {
@@ -107,7 +117,7 @@ async fn sessions_answer_input_requests_over_their_stream(shape: Shape) {
         |_, _| json!({ "action": "accept", "content": { "name": "Ada" } }),
     )
     .await;
-    assert_eq!(asked, ["elicitation/create"]);
+    assert_eq!(methods(&asked), ["elicitation/create"]);
     assert_eq!(text_of(&done), "Hello, Ada!", "{done}");
 
     let (asked, done) = call_answering(
@@ -125,8 +135,51 @@ async fn sessions_answer_input_requests_over_their_stream(shape: Shape) {
         },
     )
     .await;
-    assert_eq!(asked, ["elicitation/create", "elicitation/create"]);
+    assert_eq!(
+        methods(&asked),
+        ["elicitation/create", "elicitation/create"]
+    );
     assert_eq!(text_of(&done), "Ada likes blue", "{done}");
+}
+
+/// A client that answers with an error, or not in time, makes the call a tool error
+/// saying so; an answer after that is refused.
+async fn a_refusal_or_silence_ends_the_call_as_a_tool_error(shape: Shape) {
+    let mut env = TestEnv::new(shape).await;
+    env.config.mcp.client_request_timeout = devmesh::config::Duration::from_secs(1);
+    let app = app(&mut env).await;
+    let tenant = register(&app, "acme").await;
+    let mcp = McpClient::new(&app, Some(&tenant.key));
+    let id = session(&mcp, json!({ "elicitation": {} })).await;
+
+    let (_, refused) = call_answering(
+        &mcp,
+        &id,
+        "test_input_required_result_elicitation",
+        |_, _| json!({ "error": { "code": -1, "message": "the user said no" } }),
+    )
+    .await;
+    assert_eq!(refused["result"]["isError"], true, "{refused}");
+    assert!(text_of(&refused).contains("the user said no"), "{refused}");
+
+    let (asked, silent) = call_answering(
+        &mcp,
+        &id,
+        "test_input_required_result_elicitation",
+        |_, _| Value::Null,
+    )
+    .await;
+    assert_eq!(methods(&asked), ["elicitation/create"]);
+    assert_eq!(silent["result"]["isError"], true, "{silent}");
+    assert!(
+        text_of(&silent).contains("mcp.client_request_timeout"),
+        "{silent}"
+    );
+    let late = json!({ "jsonrpc": "2.0", "id": asked[0].1, "result": { "action": "accept" } });
+    let r = mcp
+        .send(&late.to_string(), &session_headers(&id, LEGACY))
+        .await;
+    assert_eq!(r.status(), 400, "nobody waits for a late answer");
 }
 
 /// A client that did not declare what a tool asks for gets -32021 naming it: in a
@@ -190,5 +243,6 @@ async fn input_a_client_cannot_give_is_refused(shape: Shape) {
 
 for_shapes!([
     sessions_answer_input_requests_over_their_stream,
+    a_refusal_or_silence_ends_the_call_as_a_tool_error,
     input_a_client_cannot_give_is_refused,
 ] on sqlite => Sqlite, redis => PostgresRedis);
