@@ -553,17 +553,24 @@ async fn python_stdio_client_survives_a_server_restart(_shape: Shape) {
     }
 }
 
-/// A tool that asks for an argument in an `Mcp-Param-*` header gets it from the edge,
-/// encoded, over Streamable HTTP.
-#[tokio::test]
-async fn edge_sends_the_headers_a_tool_asks_for() {
+/// A server with the conformance fixtures on SQLite: its environment and node (kept
+/// alive by the caller), its URL, and a tenant's key.
+async fn fixtures_server() -> (TestEnv, crate::helpers::TestApp, String, String) {
     let mut env = TestEnv::new(Shape::Sqlite).await;
     env.config.mcp.conformance_fixtures = true;
     let app = env.spawn_app().await;
     app.wait_ready().await;
     let tenant = register(&app, "acme").await;
     let url = format!("http://{}", app.mcp);
-    let mut edge = Edge::start(&["--url", &url, "--transport", "http"], &tenant.key);
+    (env, app, url, tenant.key)
+}
+
+/// A tool that asks for an argument in an `Mcp-Param-*` header gets it from the edge,
+/// encoded, over Streamable HTTP.
+#[tokio::test]
+async fn edge_sends_the_headers_a_tool_asks_for() {
+    let (_env, _app, url, key) = fixtures_server().await;
+    let mut edge = Edge::start(&["--url", &url, "--transport", "http"], &key);
     edge.initialize().await;
     edge.call(1, "tools/list", json!({})).await;
     let answer = edge
@@ -578,7 +585,7 @@ async fn edge_sends_the_headers_a_tool_asks_for() {
         "{answer}"
     );
     // Called before any tools/list went through the edge: it learns the tool then.
-    let mut fresh = Edge::start(&["--url", &url, "--transport", "http"], &tenant.key);
+    let mut fresh = Edge::start(&["--url", &url, "--transport", "http"], &key);
     fresh.initialize().await;
     let answer = fresh
         .call(
@@ -597,14 +604,9 @@ async fn edge_sends_the_headers_a_tool_asks_for() {
 /// over either transport; one that does not gets the tool's answer inline.
 #[tokio::test]
 async fn edge_relays_tasks() {
-    let mut env = TestEnv::new(Shape::Sqlite).await;
-    env.config.mcp.conformance_fixtures = true;
-    let app = env.spawn_app().await;
-    app.wait_ready().await;
-    let tenant = register(&app, "acme").await;
-    let url = format!("http://{}", app.mcp);
+    let (_env, _app, url, key) = fixtures_server().await;
     for transport in ["http", "ws"] {
-        let mut edge = Edge::start(&["--url", &url, "--transport", transport], &tenant.key);
+        let mut edge = Edge::start(&["--url", &url, "--transport", transport], &key);
         let init = edge
             .call(
                 0,
@@ -646,7 +648,7 @@ async fn edge_relays_tasks() {
             format!("Computed {transport} in 0.3 s")
         );
 
-        let mut plain = Edge::start(&["--url", &url, "--transport", transport], &tenant.key);
+        let mut plain = Edge::start(&["--url", &url, "--transport", transport], &key);
         plain.initialize().await;
         let inline = plain
             .tool(
