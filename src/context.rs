@@ -1,5 +1,7 @@
-//! What every part of a node shares: configuration, database, bus and the node's identity.
-//! Handlers and jobs receive it; none of it is global.
+//! The node's infrastructure, which every part shares: configuration, database, bus,
+//! node identity, health and the runtime. Handlers and jobs receive it; none of it is
+//! global. Capabilities (tenancy, MCP, ...) keep their own state beside it, wired
+//! together in `app`: nothing here knows them.
 
 use std::sync::Arc;
 
@@ -9,7 +11,6 @@ use crate::health::Health;
 use crate::nodes::NodeIdentity;
 use crate::service::{ServiceError, ServiceResult};
 use crate::storage::Db;
-use crate::tenancy::TenancyState;
 
 #[derive(Clone)]
 pub struct Context {
@@ -18,8 +19,6 @@ pub struct Context {
     pub bus: Bus,
     pub node: Arc<NodeIdentity>,
     pub health: Arc<Health>,
-    pub tenancy: Arc<TenancyState>,
-    pub mcp: Arc<crate::mcp::Mcp>,
     /// The node's main runtime, where storage calls and [`Context::run_to_end`] run.
     pub runtime: tokio::runtime::Handle,
 }
@@ -49,8 +48,6 @@ impl Context {
         Ok(Self {
             node: Arc::new(NodeIdentity::load(&config)),
             health: Arc::new(Health::default()),
-            tenancy: TenancyState::new(&config),
-            mcp: crate::mcp::Mcp::new(&config),
             runtime: tokio::runtime::Handle::current(),
             config,
             db,

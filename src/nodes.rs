@@ -1,17 +1,44 @@
-//! This node's identity and its heartbeat in the node registry.
+//! This node's identity, its heartbeat in the node registry, and [`NodeWork`]: what a
+//! capability runs on one node beyond a request, which the heartbeat lets finish at stop
+//! and the node sweep gives up when a node is gone.
 //!
 //! The node id is kept in the data directory (`node-id`), so a node that restarts is the
 //! same node (and the same stable consumer name on the job streams).
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::future::BoxFuture;
 use tokio_util::sync::CancellationToken;
+
+use crate::context::Context;
 
 use crate::config::{Config, Roles};
 use crate::storage::nodes::{self, NodeRow};
 use crate::storage::now;
+
+/// Work a capability runs on one node that outlives the request which started it (the
+/// rounds of MCP tasks). `app` hands each capability's to the heartbeat and the node sweep;
+/// this module knows none of them.
+pub trait NodeWork: Send + Sync {
+    /// Resolves when this node's work has ended, or after `grace`, whichever comes first:
+    /// the node is stopping and its work gets the grace period requests and jobs get.
+    fn drained(&self, grace: Duration) -> BoxFuture<'_, ()>;
+
+    /// Gives up the work that `nodes` (gone, or this node in an earlier life) started before
+    /// `before` (UTC), since nothing runs it any more: mark it failed, say why.
+    fn abandon<'a>(
+        &'a self,
+        ctx: &'a Context,
+        nodes: &'a [String],
+        before: chrono::NaiveDateTime,
+    ) -> BoxFuture<'a, ()>;
+}
+
+/// The node work of every capability of a node.
+pub type NodeWorks = Arc<[Arc<dyn NodeWork>]>;
 
 #[derive(Debug, Clone)]
 pub struct NodeIdentity {
@@ -60,9 +87,12 @@ fn host_name() -> String {
 }
 
 /// Records the node as active every `interval` until `shutdown`, then as stopped.
-/// A database that does not answer is retried at the next beat.
+/// A database that does not answer is retried at the next beat. At the first beat the
+/// `work` this node ran before it restarted is abandoned; at stop, that work gets the
+/// grace period, and what is left is abandoned.
 pub async fn heartbeat(
-    ctx: &crate::context::Context,
+    ctx: &Context,
+    work: NodeWorks,
     addresses: BTreeMap<String, String>,
     interval: Duration,
     shutdown: CancellationToken,
@@ -91,13 +121,8 @@ pub async fn heartbeat(
         match nodes::upsert(db, &row(now())).await {
             Ok(()) if !beating => {
                 if !registered {
-                    // Task rounds this node ran before it restarted are lost.
-                    crate::mcp::tasks::fail_orphans(
-                        ctx,
-                        std::slice::from_ref(&node.id),
-                        started_at,
-                    )
-                    .await;
+                    // Work this node ran before it restarted is lost.
+                    abandon(ctx, &work, started_at).await;
                     registered = true;
                 }
                 beating = true;
@@ -110,20 +135,21 @@ pub async fn heartbeat(
             }
         }
     }
-    // Task rounds running here get the grace period to end, as requests and jobs do.
-    ctx.mcp
-        .tasks
-        .drained(ctx.config.shutdown.grace_period.get())
-        .await;
+    // Work running here gets the grace period to end, as requests and jobs do.
+    let grace = ctx.config.shutdown.grace_period.get();
+    futures_util::future::join_all(work.iter().map(|w| w.drained(grace))).await;
     tracing::debug!("heartbeat: recording stop");
     if let Err(e) = nodes::set_status(db, &node.id, nodes::STOPPED, now()).await {
         tracing::warn!(error = %e, "cannot record that the node stopped");
     }
-    // Rounds still running stop with it.
-    crate::mcp::tasks::fail_orphans(
-        ctx,
-        std::slice::from_ref(&node.id),
-        now() + chrono::TimeDelta::days(1),
-    )
-    .await;
+    // Work still running stops with it.
+    abandon(ctx, &work, now() + chrono::TimeDelta::days(1)).await;
+}
+
+/// Abandons this node's work started before `before`, capability by capability.
+async fn abandon(ctx: &Context, work: &NodeWorks, before: chrono::NaiveDateTime) {
+    let this = std::slice::from_ref(&ctx.node.id);
+    for w in work.iter() {
+        w.abandon(ctx, this, before).await;
+    }
 }

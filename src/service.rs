@@ -6,8 +6,29 @@ use utoipa::ToSchema;
 
 use crate::bus::ratelimit::Decision;
 use crate::storage::StorageError;
-use crate::tenancy::names::FieldError;
-use crate::tenancy::scopes::Scope;
+
+/// What was wrong with one field of a request: the field's name as the caller wrote it
+/// (`"name"`, `"auth.token_url"`) and a sentence saying what is wrong and what would do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    pub field: &'static str,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            field,
+            message: message.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for FieldError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
@@ -17,9 +38,9 @@ pub enum ServiceError {
     /// No credentials, or credentials that do not identify anyone.
     #[error("{0}")]
     Unauthenticated(String),
-    /// The principal lacks the scope the action needs.
+    /// The principal lacks the scope the action needs (its name, such as `contexts:write`).
     #[error("this needs the scope {0}")]
-    MissingScope(Scope),
+    MissingScope(&'static str),
     /// The principal may not do this, whatever its scopes.
     #[error("{0}")]
     Forbidden(String),

@@ -6,11 +6,12 @@ use utoipa::ToSchema;
 
 use super::pagination::PageQuery;
 use crate::context::Context;
-use crate::http::auth::Authenticated;
 use crate::http::errors::{ApiError, ErrorBody};
 use crate::http::json::StrictJson;
 use crate::service::Page;
+use crate::tenancy::TenancyState;
 use crate::tenancy::api_keys::{self, ApiKeyInfo, CreatedKey, NewKey, RateLimit};
+use crate::tenancy::extract::Authenticated;
 use crate::tenancy::names::DisplayName;
 use crate::tenancy::scopes::{KeyType, Scope};
 
@@ -109,8 +110,9 @@ pub async fn get_api_key(
 #[delete("/api/v1/api-keys/{id}")]
 pub async fn revoke_api_key(
     ctx: web::Data<Context>,
+    tenancy: web::Data<TenancyState>,
     auth: Authenticated,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(api_keys::revoke(&ctx, &auth.0, &id).await?))
+    Ok(HttpResponse::Ok().json(api_keys::revoke(&ctx, &tenancy, &auth.0, &id).await?))
 }

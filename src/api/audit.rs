@@ -5,11 +5,11 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use crate::context::Context;
-use crate::http::auth::Authenticated;
 use crate::http::errors::ApiError;
 use crate::service::{Page, PageRequest};
 use crate::storage::audit::AuditFilter;
 use crate::tenancy::audit::{self, AuditEntry};
+use crate::tenancy::extract::Authenticated;
 
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]

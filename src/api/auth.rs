@@ -6,9 +6,11 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::context::Context;
-use crate::http::auth::{Anonymous, Authenticated};
 use crate::http::errors::ApiError;
 use crate::http::json::StrictJson;
+use crate::http::rate_limit::Anonymous;
+use crate::tenancy::TenancyState;
+use crate::tenancy::extract::Authenticated;
 use crate::tenancy::names::{DisplayName, Email, Password, Slug};
 use crate::tenancy::registration::{self, Channel, Registered, Registration};
 use crate::tenancy::scopes::{KeyType, Role, Scope};
@@ -50,12 +52,14 @@ pub struct RegisterOrganization {
 #[post("/api/v1/auth/register/organization")]
 pub async fn register_organization(
     ctx: web::Data<Context>,
+    tenancy: web::Data<TenancyState>,
     _caller: Anonymous,
     body: StrictJson<RegisterOrganization>,
 ) -> Result<HttpResponse, ApiError> {
     let b = body.into_inner();
     let registered = registration::register(
         &ctx,
+        &tenancy,
         Registration {
             organization_name: &b.organization_name,
             organization_slug: &b.organization_slug,
@@ -93,12 +97,14 @@ pub struct LoginRequest {
 #[post("/api/v1/auth/login")]
 pub async fn login(
     ctx: web::Data<Context>,
+    tenancy: web::Data<TenancyState>,
     caller: Anonymous,
     body: StrictJson<LoginRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let ip = caller.ip;
     let tokens = sessions::login(
         &ctx,
+        &tenancy,
         Login {
             email: &body.email,
             password: &body.password,
@@ -132,10 +138,11 @@ pub struct RefreshRequest {
 #[post("/api/v1/auth/refresh")]
 pub async fn refresh(
     ctx: web::Data<Context>,
+    tenancy: web::Data<TenancyState>,
     _caller: Anonymous,
     body: StrictJson<RefreshRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let tokens = sessions::refresh(&ctx, &body.refresh_token).await?;
+    let tokens = sessions::refresh(&ctx, &tenancy, &body.refresh_token).await?;
     Ok(HttpResponse::Ok().json(tokens))
 }
 
@@ -217,10 +224,18 @@ pub struct ChangePassword {
 #[post("/api/v1/auth/password")]
 pub async fn change_password(
     ctx: web::Data<Context>,
+    tenancy: web::Data<TenancyState>,
     auth: Authenticated,
     body: StrictJson<ChangePassword>,
 ) -> Result<HttpResponse, ApiError> {
-    users::change_password(&ctx, &auth.0, &body.current_password, &body.new_password).await?;
+    users::change_password(
+        &ctx,
+        &tenancy,
+        &auth.0,
+        &body.current_password,
+        &body.new_password,
+    )
+    .await?;
     Ok(HttpResponse::build(StatusCode::NO_CONTENT).finish())
 }
 
@@ -253,10 +268,11 @@ pub struct AcceptInvitation {
 #[post("/api/v1/auth/accept-invitation")]
 pub async fn accept_invitation(
     ctx: web::Data<Context>,
+    tenancy: web::Data<TenancyState>,
     _caller: Anonymous,
     body: StrictJson<AcceptInvitation>,
 ) -> Result<HttpResponse, ApiError> {
     let b = body.into_inner();
-    let tokens = invitations::accept(&ctx, &b.token, &b.name, &b.password).await?;
+    let tokens = invitations::accept(&ctx, &tenancy, &b.token, &b.name, &b.password).await?;
     Ok(HttpResponse::Created().json(tokens))
 }

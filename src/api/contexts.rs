@@ -9,11 +9,11 @@ use utoipa::IntoParams;
 use crate::context::Context as Node;
 use crate::contexts::model::{AppendItems, Appended, Context, ContextPatch, NewContext, Summary};
 use crate::contexts::{self, NO_VERSION, Precondition};
-use crate::http::auth::Authenticated;
 use crate::http::errors::{ApiError, ErrorBody};
 use crate::http::json::StrictJson;
 use crate::service::{Page, PageRequest};
 use crate::storage::contexts::ContextFilter;
+use crate::tenancy::extract::Authenticated;
 
 fn etag(version: i64) -> String {
     format!("\"{version}\"")

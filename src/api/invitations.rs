@@ -6,10 +6,10 @@ use utoipa::ToSchema;
 
 use super::pagination::PageQuery;
 use crate::context::Context;
-use crate::http::auth::Authenticated;
 use crate::http::errors::{ApiError, ErrorBody};
 use crate::http::json::StrictJson;
 use crate::service::Page;
+use crate::tenancy::extract::Authenticated;
 use crate::tenancy::invitations::{self, CreatedInvitation, Invitation};
 use crate::tenancy::scopes::Role;
 

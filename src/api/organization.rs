@@ -5,9 +5,9 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 
 use crate::context::Context;
-use crate::http::auth::Authenticated;
 use crate::http::errors::ApiError;
 use crate::http::json::StrictJson;
+use crate::tenancy::extract::Authenticated;
 use crate::tenancy::organization::{self, Organization};
 
 /// The caller's organization.

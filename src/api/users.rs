@@ -6,10 +6,11 @@ use utoipa::ToSchema;
 
 use super::pagination::PageQuery;
 use crate::context::Context;
-use crate::http::auth::Authenticated;
 use crate::http::errors::{ApiError, ErrorBody};
 use crate::http::json::StrictJson;
 use crate::service::Page;
+use crate::tenancy::TenancyState;
+use crate::tenancy::extract::Authenticated;
 use crate::tenancy::names::{DisplayName, Email, Password};
 use crate::tenancy::scopes::Role;
 use crate::tenancy::users::{self, NewUser, User};
@@ -42,11 +43,13 @@ pub struct CreateUser {
 #[post("/api/v1/users")]
 pub async fn create_user(
     ctx: web::Data<Context>,
+    tenancy: web::Data<TenancyState>,
     auth: Authenticated,
     body: StrictJson<CreateUser>,
 ) -> Result<HttpResponse, ApiError> {
     let user = users::create(
         &ctx,
+        &tenancy,
         &auth.0,
         NewUser {
             email: &body.email,
@@ -115,11 +118,12 @@ pub struct UserPatch {
 #[patch("/api/v1/users/{id}")]
 pub async fn update_user(
     ctx: web::Data<Context>,
+    tenancy: web::Data<TenancyState>,
     auth: Authenticated,
     id: web::Path<String>,
     body: StrictJson<UserPatch>,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(users::change_role(&ctx, &auth.0, &id, body.role).await?))
+    Ok(HttpResponse::Ok().json(users::change_role(&ctx, &tenancy, &auth.0, &id, body.role).await?))
 }
 
 /// Remove a user from the organization.
@@ -136,9 +140,10 @@ pub async fn update_user(
 #[delete("/api/v1/users/{id}")]
 pub async fn delete_user(
     ctx: web::Data<Context>,
+    tenancy: web::Data<TenancyState>,
     auth: Authenticated,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    users::remove(&ctx, &auth.0, &id).await?;
+    users::remove(&ctx, &tenancy, &auth.0, &id).await?;
     Ok(HttpResponse::NoContent().finish())
 }

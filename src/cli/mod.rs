@@ -13,8 +13,7 @@ use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::config::{self, Overrides};
 
-/// Exit status for a configuration error (bad value, unknown key, missing file).
-pub const EXIT_CONFIG: u8 = 2;
+pub use crate::config::EXIT_CONFIG;
 
 #[derive(Debug, Parser)]
 #[command(

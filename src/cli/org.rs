@@ -62,8 +62,10 @@ pub async fn run(config: Config, cmd: OrgCommand) -> anyhow::Result<()> {
         );
     }
     let ctx = Context::connect(Arc::new(config))?;
+    let tenancy = crate::tenancy::TenancyState::new(&ctx.config);
     let result = registration::register(
         &ctx,
+        &tenancy,
         Registration {
             organization_name: &opts.name,
             organization_slug: &opts.slug,

@@ -13,6 +13,10 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+/// Exit status for a configuration error (bad value, unknown key, missing file): every
+/// command that loads the configuration exits with it.
+pub const EXIT_CONFIG: u8 = 2;
+
 pub use load::{ConfigError, LoadedConfig, Overrides, load};
 pub use mcp::{McpConfig, TasksConfig, WsConfig};
 pub use show::render_with_sources;

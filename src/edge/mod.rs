@@ -89,7 +89,7 @@ pub fn main(opts: EdgeOpts) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("devmesh edge: {e}");
-            ExitCode::from(crate::cli::EXIT_CONFIG)
+            ExitCode::from(crate::config::EXIT_CONFIG)
         }
     }
 }

@@ -196,7 +196,7 @@ impl From<ServiceError> for ApiError {
                     format!("rate limit exceeded; retry in {retry} s"),
                 )
                 .with_header(RETRY_AFTER, retry.to_string());
-                for (name, value) in super::auth::rate_limit_header_values(&d) {
+                for (name, value) in super::rate_limit::rate_limit_header_values(&d) {
                     err = err.with_header(name, value);
                 }
                 err

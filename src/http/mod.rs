@@ -2,10 +2,10 @@
 //! listener bound beforehand (port 0 works), with the shared middleware, error shapes and
 //! system endpoints; the role's own routes are added by its module.
 
-pub mod auth;
 pub mod errors;
 pub mod json;
 pub mod middleware;
+pub mod rate_limit;
 pub mod system;
 pub mod unread;
 
@@ -17,8 +17,9 @@ use actix_web::{App, HttpServer, web};
 use crate::context::Context;
 use middleware::ListenerName;
 
-/// Routes that make up one listener, beyond the system endpoints every listener serves.
-pub type Routes = fn(&mut web::ServiceConfig);
+/// Routes that make up one listener, beyond the system endpoints every listener serves,
+/// with the state of the capabilities they belong to (as `web::Data`): `app` makes them.
+pub type Routes = std::sync::Arc<dyn Fn(&mut web::ServiceConfig) + Send + Sync>;
 
 /// Shared settings for every app: body limits and their error answers.
 pub fn configure_extractors(cfg: &mut web::ServiceConfig, body_limit: usize) {
@@ -52,11 +53,13 @@ pub fn serve(
             .app_data(data.clone())
             .app_data(ListenerName(name))
             .configure(|cfg| configure_extractors(cfg, body_limit))
-            .wrap(actix_web::middleware::from_fn(auth::rate_limit_headers))
+            .wrap(actix_web::middleware::from_fn(
+                rate_limit::rate_limit_headers,
+            ))
             .wrap(actix_web::middleware::from_fn(unread::close_when_unread))
             .wrap(actix_web::middleware::from_fn(middleware::observe))
             .configure(system::configure)
-            .configure(routes)
+            .configure(|cfg| routes(cfg))
             .default_service(web::to(errors::not_found))
     })
     .workers(workers)

@@ -27,11 +27,19 @@ pub trait Job: Serialize + DeserializeOwned + Send + Sync + 'static {
     /// Attempts before the job goes to the dead letters.
     const MAX_ATTEMPTS: u32 = 5;
 
+    /// What the job needs of the capability that owns it (its state, a client), given at
+    /// registration ([`Registry::register`]); `()` for none.
+    type State: Clone + Send + Sync + 'static;
+
     fn backoff() -> Backoff {
         Backoff::default()
     }
 
-    fn run(self, ctx: JobContext) -> impl Future<Output = Result<(), JobError>> + Send;
+    fn run(
+        self,
+        state: Self::State,
+        ctx: JobContext,
+    ) -> impl Future<Output = Result<(), JobError>> + Send;
 }
 
 /// What a running job gets: the node's shared context and facts about this attempt.

@@ -1,9 +1,11 @@
-//! The node sweep: marks nodes that stopped beating as gone (and fails the MCP tasks
-//! whose rounds they ran), and drops expired deduplication keys and MCP tasks. Recurring, once per heartbeat interval across the cluster.
+//! The node sweep: marks nodes that stopped beating as gone (and abandons the
+//! [`NodeWork`] they ran, such as MCP task rounds), and drops expired deduplication keys
+//! and MCP tasks. Recurring, once per heartbeat interval across the cluster.
 
 use serde::{Deserialize, Serialize};
 
 use super::{Job, JobContext, JobError};
+use crate::nodes::NodeWorks;
 use crate::storage::{jobs, mcp_tasks, nodes, now};
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -13,8 +15,9 @@ impl Job for NodeSweep {
     const NAME: &'static str = "node_sweep";
     const QUEUE: &'static str = "system";
     const MAX_ATTEMPTS: u32 = 3;
+    type State = NodeWorks;
 
-    async fn run(self, job: JobContext) -> Result<(), JobError> {
+    async fn run(self, work: NodeWorks, job: JobContext) -> Result<(), JobError> {
         let now = now();
         let gone_after = chrono::TimeDelta::from_std(job.ctx.config.node.gone_after.get())
             .map_err(|e| JobError::Fail(e.to_string()))?;
@@ -24,7 +27,9 @@ impl Job for NodeSweep {
         }
         metrics::counter!("devmesh_nodes_marked_gone_total").increment(gone.len() as u64);
         if !gone.is_empty() {
-            crate::mcp::tasks::fail_orphans(&job.ctx, &gone, now).await;
+            for w in work.iter() {
+                w.abandon(&job.ctx, &gone, now).await;
+            }
         }
         jobs::purge_expired_dedup(&job.ctx.db, now).await?;
         mcp_tasks::purge_expired(&job.ctx.db, now).await?;

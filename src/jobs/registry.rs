@@ -34,18 +34,15 @@ impl Registry {
         Self::default()
     }
 
-    /// Every job kind of the platform itself.
-    pub fn platform() -> Self {
-        Self::new().register::<super::node_sweep::NodeSweep>()
-    }
-
-    pub fn register<J: Job>(mut self) -> Self {
-        let handler: Handler = Arc::new(|payload, ctx| {
+    /// Adds a job kind, with the state its runs get.
+    pub fn register<J: Job>(mut self, state: J::State) -> Self {
+        let handler: Handler = Arc::new(move |payload, ctx| {
+            let state = state.clone();
             Box::pin(async move {
                 let job: J = serde_json::from_value(payload).map_err(|e| {
                     JobError::Fail(format!("the payload is not a valid {} job: {e}", J::NAME))
                 })?;
-                job.run(ctx).await
+                job.run(state, ctx).await
             })
         });
         let previous = self.jobs.insert(
@@ -57,6 +54,16 @@ impl Registry {
             },
         );
         assert!(previous.is_none(), "job kind {} registered twice", J::NAME);
+        self
+    }
+
+    /// Adds every kind of `other` (each kind once: a kind in both panics, as in
+    /// [`Registry::register`]).
+    pub fn merge(mut self, other: Registry) -> Self {
+        for (name, registered) in other.jobs {
+            let previous = self.jobs.insert(name, registered);
+            assert!(previous.is_none(), "job kind {name} registered twice");
+        }
         self
     }
 

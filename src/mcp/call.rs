@@ -185,6 +185,8 @@ impl Outbound {
 /// One request as a provider sees it.
 pub struct Call {
     pub node: Context,
+    /// The MCP's state on this node: the catalog, the sessions, the running tasks.
+    pub mcp: Arc<super::Mcp>,
     pub principal: Principal,
     pub version: Version,
     /// Shared with the session, not copied per request.
@@ -260,6 +262,7 @@ impl Call {
     ) -> Call {
         Call {
             node: self.node.clone(),
+            mcp: self.mcp.clone(),
             principal: self.principal.clone(),
             version: self.version,
             client_capabilities: self.client_capabilities.clone(),
@@ -301,6 +304,7 @@ impl Call {
     /// A request's call, and the receiving end of its way back to the client.
     pub fn start(
         node: &Context,
+        mcp: &Arc<super::Mcp>,
         principal: Principal,
         speaking: Speaking<'_>,
         params: &Map<String, Value>,
@@ -358,6 +362,7 @@ impl Call {
         Ok((
             Call {
                 node: node.clone(),
+                mcp: mcp.clone(),
                 principal,
                 version,
                 client_capabilities,

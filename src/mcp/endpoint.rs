@@ -15,6 +15,7 @@ use actix_web::{HttpRequest, HttpResponse};
 use futures_util::{StreamExt, stream};
 use serde_json::{Map, Value};
 
+use super::Mcp;
 use super::call::{Call, Speaking};
 use super::protocol::{Incoming, RpcError, Version, code, response};
 use super::respond::{self, count_error, json_response, method_label};
@@ -22,9 +23,9 @@ use super::sessions::Session;
 use super::stateless::{header_str, param_headers, stateless_meta};
 use super::{engine, listen, origin, sse};
 use crate::context::Context;
-use crate::http::auth::{authenticate_credential, charge, credential, missing};
 use crate::http::errors::ApiError;
 use crate::tenancy::Principal;
+use crate::tenancy::extract::{authenticate_credential, charge, credential, missing};
 use crate::tenancy::grants::Grant;
 
 const SESSION_ID: &str = "mcp-session-id";
@@ -129,25 +130,32 @@ pub(super) struct Caller {
 
 impl Caller {
     /// A grant for a connection or stream this caller opens.
-    pub(super) fn grant(&self, ctx: &Context) -> Arc<Grant> {
-        ctx.tenancy
+    pub(super) fn grant(&self, mcp: &Mcp) -> Arc<Grant> {
+        mcp.tenancy
             .grants
             .grant(self.credential.as_deref(), self.principal.clone())
     }
 }
 
 /// The caller: its credentials, or the anonymous tenant where configured.
-async fn caller(req: &HttpRequest, ctx: &web::Data<Context>) -> Result<Caller, Refusal> {
-    caller_with(req, ctx, credential(req)?).await
+async fn caller(
+    req: &HttpRequest,
+    ctx: &web::Data<Context>,
+    mcp: &Arc<Mcp>,
+) -> Result<Caller, Refusal> {
+    caller_with(req, ctx, mcp, credential(req)?).await
 }
 
 /// The caller of a credential (`None`: the request carries none).
 pub(super) async fn caller_with(
     req: &HttpRequest,
     ctx: &web::Data<Context>,
+    mcp: &Arc<Mcp>,
     credential: Option<String>,
 ) -> Result<Caller, Refusal> {
-    if let Some(principal) = authenticate_credential(req, ctx, credential.clone()).await? {
+    if let Some(principal) =
+        authenticate_credential(req, ctx, &mcp.tenancy, credential.clone()).await?
+    {
         return Ok(Caller {
             principal,
             credential,
@@ -156,8 +164,7 @@ pub(super) async fn caller_with(
     let Some(slug) = ctx.config.mcp.anonymous_tenant.clone() else {
         return Err(Refusal::Http(missing()));
     };
-    let principal = ctx
-        .mcp
+    let principal = mcp
         .anonymous
         .principal(ctx, &slug)
         .await
@@ -227,9 +234,14 @@ fn accepts(req: &HttpRequest, media: &str) -> bool {
     })
 }
 
-async fn post(req: HttpRequest, payload: web::Payload, ctx: web::Data<Context>) -> HttpResponse {
+async fn post(
+    req: HttpRequest,
+    payload: web::Payload,
+    ctx: web::Data<Context>,
+    mcp: web::Data<Mcp>,
+) -> HttpResponse {
     let started = Instant::now();
-    let (method, result) = match handle_post(&req, payload, &ctx).await {
+    let (method, result) = match handle_post(&req, payload, &ctx, &mcp).await {
         Ok((method, response)) => (method, Ok(response)),
         Err((method, refusal)) => (method, Err(refusal)),
     };
@@ -247,10 +259,15 @@ async fn post(req: HttpRequest, payload: web::Payload, ctx: web::Data<Context>) 
 
 type Posted = Result<(Option<String>, HttpResponse), (Option<String>, Refusal)>;
 
-async fn handle_post(req: &HttpRequest, payload: web::Payload, ctx: &web::Data<Context>) -> Posted {
+async fn handle_post(
+    req: &HttpRequest,
+    payload: web::Payload,
+    ctx: &web::Data<Context>,
+    mcp: &Arc<Mcp>,
+) -> Posted {
     let early = |r: Refusal| (None, r);
     check_origin(req, ctx).map_err(|e| early(e.into()))?;
-    let caller = caller(req, ctx).await.map_err(early)?;
+    let caller = caller(req, ctx, mcp).await.map_err(early)?;
     check_content_type(req).map_err(|e| early(e.into()))?;
     let body = read_body(req, payload, ctx.config.mcp.max_message_bytes)
         .await
@@ -266,7 +283,7 @@ async fn handle_post(req: &HttpRequest, payload: web::Payload, ctx: &web::Data<C
         Incoming::Request { id, .. } => Some(id.clone()),
         _ => None,
     };
-    dispatch(req, ctx, caller, incoming)
+    dispatch(req, ctx, mcp, caller, incoming)
         .await
         .map(|r| (method.clone(), r))
         .map_err(|refusal| {
@@ -284,14 +301,14 @@ async fn handle_post(req: &HttpRequest, payload: web::Payload, ctx: &web::Data<C
 async fn dispatch(
     req: &HttpRequest,
     ctx: &web::Data<Context>,
+    mcp: &Arc<Mcp>,
     caller: Caller,
     incoming: Incoming,
 ) -> Result<HttpResponse, Refusal> {
     let headers = req.headers();
     let header_version = header_str(headers, PROTOCOL_VERSION)?;
     if let Some(session_id) = header_str(headers, SESSION_ID)? {
-        let session = ctx
-            .mcp
+        let session = mcp
             .sessions
             .get(session_id)
             .filter(|s| s.belongs_to(&caller.principal))
@@ -311,7 +328,7 @@ async fn dispatch(
         // The session's streams go on with the credential of its latest request (an access
         // token refreshed meanwhile).
         session.renew(caller.credential.as_deref(), &caller.principal);
-        return in_session(req, ctx, session, caller.principal, incoming).await;
+        return in_session(req, ctx, mcp, session, caller.principal, incoming).await;
     }
     match incoming {
         // `initialize` opens a session, unless the request speaks the stateless protocol,
@@ -322,19 +339,19 @@ async fn dispatch(
                     .and_then(Version::parse)
                     .is_some_and(Version::is_stateless) =>
         {
-            initialize(ctx, &caller, id, &params).await
+            initialize(ctx, mcp, &caller, id, &params).await
         }
         Incoming::Request { id, method, params } => {
             let (version, client_capabilities) =
                 stateless_meta(headers, header_version, &method, &params)?;
             if method == "subscriptions/listen" {
-                return Ok(listen::open(ctx, caller.grant(ctx), id, &params).await?);
+                return Ok(listen::open(ctx, caller.grant(mcp), id, &params).await?);
             }
             let speaking = Speaking::Alone {
                 version,
                 client_capabilities,
             };
-            let mut call = Call::start(ctx, caller.principal, speaking, &params)?;
+            let mut call = Call::start(ctx, mcp, caller.principal, speaking, &params)?;
             call.0.param_headers = Some(param_headers(headers)?);
             Ok(respond::run(req, ctx, call, None, id, method, params).await)
         }
@@ -353,15 +370,15 @@ fn session_not_found() -> RpcError {
 
 async fn initialize(
     ctx: &web::Data<Context>,
+    mcp: &Arc<Mcp>,
     caller: &Caller,
     id: Value,
     params: &Map<String, Value>,
 ) -> Result<HttpResponse, Refusal> {
     let (version, capabilities) = engine::negotiate(params)?;
-    let session = ctx
-        .mcp
+    let session = mcp
         .sessions
-        .open(ctx, version, caller.grant(ctx), capabilities)
+        .open(ctx, version, caller.grant(mcp), capabilities)
         .await
         .map_err(|e| {
             tracing::warn!(error = %e, "cannot open an MCP session");
@@ -378,6 +395,7 @@ async fn initialize(
 async fn in_session(
     req: &HttpRequest,
     ctx: &web::Data<Context>,
+    mcp: &Arc<Mcp>,
     session: Arc<Session>,
     principal: Principal,
     incoming: Incoming,
@@ -395,7 +413,7 @@ async fn in_session(
                 session: &session,
                 streams: accepts_sse(req),
             };
-            let call = Call::start(ctx, principal, speaking, &params)?;
+            let call = Call::start(ctx, mcp, principal, speaking, &params)?;
             Ok(respond::run(req, ctx, call, Some(session), id, method, params).await)
         }
         Incoming::Notification { method, params } => {
@@ -424,21 +442,24 @@ async fn in_session(
 }
 
 /// GET: the session's stream of server messages (notifications that belong to no request).
-async fn get(req: HttpRequest, ctx: web::Data<Context>) -> HttpResponse {
-    match open_stream(&req, &ctx).await {
+async fn get(req: HttpRequest, ctx: web::Data<Context>, mcp: web::Data<Mcp>) -> HttpResponse {
+    match open_stream(&req, &ctx, &mcp).await {
         Ok(r) => r,
         Err(refusal) => refusal.into_response(),
     }
 }
 
-async fn open_stream(req: &HttpRequest, ctx: &web::Data<Context>) -> Result<HttpResponse, Refusal> {
+async fn open_stream(
+    req: &HttpRequest,
+    ctx: &web::Data<Context>,
+    mcp: &Arc<Mcp>,
+) -> Result<HttpResponse, Refusal> {
     check_origin(req, ctx)?;
-    let caller = caller(req, ctx).await?;
+    let caller = caller(req, ctx, mcp).await?;
     let Some(session_id) = header_str(req.headers(), SESSION_ID)? else {
         return Ok(crate::http::errors::method_not_allowed_for(req, &["POST"]));
     };
-    let session = ctx
-        .mcp
+    let session = mcp
         .sessions
         .get(session_id)
         .filter(|s| s.belongs_to(&caller.principal))
@@ -481,19 +502,18 @@ async fn open_stream(req: &HttpRequest, ctx: &web::Data<Context>) -> Result<Http
 }
 
 /// DELETE: ends a session.
-async fn delete(req: HttpRequest, ctx: web::Data<Context>) -> HttpResponse {
+async fn delete(req: HttpRequest, ctx: web::Data<Context>, mcp: web::Data<Mcp>) -> HttpResponse {
     let result = async {
         check_origin(&req, &ctx)?;
-        let caller = caller(&req, &ctx).await?;
+        let caller = caller(&req, &ctx, &mcp).await?;
         let Some(session_id) = header_str(req.headers(), SESSION_ID)? else {
             return Ok(crate::http::errors::method_not_allowed_for(&req, &["POST"]));
         };
-        let owned = ctx
-            .mcp
+        let owned = mcp
             .sessions
             .get(session_id)
             .is_some_and(|s| s.belongs_to(&caller.principal));
-        if !owned || !ctx.mcp.sessions.remove(session_id) {
+        if !owned || !mcp.sessions.remove(session_id) {
             return Err(Refusal::Rpc(session_not_found()));
         }
         tracing::debug!(session = %session_id, "MCP session ended by the client");

@@ -38,6 +38,7 @@ use tokio::sync::OnceCell;
 use crate::config::Config;
 use crate::service::ServiceResult;
 use crate::storage::{Db, settings};
+use crate::tenancy::TenancyState;
 use crate::tenancy::anonymous::AnonymousTenant;
 use catalog::{Catalog, Provider};
 use sessions::Sessions;
@@ -53,6 +54,8 @@ const REQUEST_STATE_KEY: &str = "mcp.request_state_key";
 /// The node's MCP state: the catalog, the sessions and the key that protects
 /// `requestState`.
 pub struct Mcp {
+    /// Who callers are: MCP authenticates with the tenancy's credentials and grants.
+    pub tenancy: Arc<TenancyState>,
     pub catalog: Catalog,
     pub sessions: Arc<Sessions>,
     pub page_size: usize,
@@ -66,7 +69,7 @@ pub struct Mcp {
 }
 
 impl Mcp {
-    pub fn new(config: &Config) -> Arc<Self> {
+    pub fn new(config: &Config, tenancy: Arc<TenancyState>) -> Arc<Self> {
         let mut providers: Vec<Box<dyn Provider>> = vec![
             Box::new(providers::contexts::ContextsProvider::new()),
             Box::new(providers::system::SystemProvider),
@@ -75,6 +78,7 @@ impl Mcp {
             providers.push(Box::new(providers::fixtures::FixturesProvider::new()));
         }
         Arc::new(Self {
+            tenancy,
             catalog: Catalog::new(providers),
             sessions: Arc::new(Sessions::new(
                 config.mcp.session_idle_timeout.get(),

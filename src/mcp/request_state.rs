@@ -27,7 +27,7 @@ fn bound(call: &Call, tool: &str) -> String {
 }
 
 async fn codec(call: &Call) -> Result<&rmcp::model::RequestStateCodec, RpcError> {
-    call.node.mcp.state_codec(&call.node.db).await.map_err(|e| {
+    call.mcp.state_codec(&call.node.db).await.map_err(|e| {
         tracing::error!(error = %e, "cannot load the request-state key");
         RpcError::internal()
     })

@@ -65,7 +65,7 @@ pub(super) async fn run(
         token: token.clone(),
         session: session.clone().map(|s| (s, id.clone())),
     };
-    let mcp = ctx.mcp.clone();
+    let mcp = call.mcp.clone();
     let mut task = ctx
         .runtime
         .spawn(async move { perform(&mcp, &call, session.as_ref(), &method, &params).await });

@@ -5,6 +5,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
 
+use std::sync::Arc;
+
 use crate::context::Context;
 use crate::service::{Page, PageRequest, ServiceError, ServiceResult};
 use crate::storage::api_keys::{self as store, ApiKeyRow};
@@ -13,7 +15,7 @@ use crate::tenancy::authenticate::authority_changed;
 use crate::tenancy::names::DisplayName;
 use crate::tenancy::scopes::{KeyType, Scope, ScopeSet};
 use crate::tenancy::secrets::{API_KEY_PREFIX, NewApiKey, hash_token};
-use crate::tenancy::{Principal, new_id, utc};
+use crate::tenancy::{Principal, TenancyState, new_id, utc};
 
 /// A key's own rate limit, instead of the configured default.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
@@ -201,14 +203,19 @@ pub async fn get(ctx: &Context, principal: &Principal, id: &str) -> ServiceResul
         .ok_or(ServiceError::NotFound("API key"))
 }
 
-pub async fn revoke(ctx: &Context, principal: &Principal, id: &str) -> ServiceResult<ApiKeyInfo> {
+pub async fn revoke(
+    ctx: &Context,
+    tenancy: &Arc<TenancyState>,
+    principal: &Principal,
+    id: &str,
+) -> ServiceResult<ApiKeyInfo> {
     principal.require(Scope::ApiKeysWrite)?;
-    let (principal, id) = (principal.clone(), id.to_string());
+    let (tenancy, principal, id) = (tenancy.clone(), principal.clone(), id.to_string());
     ctx.run_to_end(move |ctx| async move {
         let row = store::revoke(&ctx.db, &principal.organization_id, &id)
             .await?
             .ok_or(ServiceError::NotFound("API key"))?;
-        authority_changed(&ctx).await;
+        authority_changed(&ctx, &tenancy).await;
         audit::record(
             &ctx,
             Event::by(&principal, "api_key.revoked")

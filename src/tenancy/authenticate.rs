@@ -24,7 +24,7 @@ use crate::context::Context;
 use crate::service::{ServiceError, ServiceResult};
 use crate::storage::{api_keys, users};
 use crate::tenancy::scopes::{KeyType, Role, ScopeSet};
-use crate::tenancy::{Actor, Principal, secrets};
+use crate::tenancy::{Actor, Principal, TenancyState, secrets};
 
 /// The generation that moves whenever authority is taken away from a credential.
 pub const AUTH: &str = "auth";
@@ -116,25 +116,25 @@ impl KeyCache {
 
 /// Tells every node that authority was taken away (a key revoked, a user removed or
 /// demoted): call it after the change is stored.
-pub async fn authority_changed(ctx: &Context) {
+pub async fn authority_changed(ctx: &Context, tenancy: &TenancyState) {
     let fresh = format!("{:032x}", rand::random::<u128>());
     if let Err(e) = crate::storage::settings::set(&ctx.db, AUTH_SETTING, &fresh).await {
         tracing::warn!(error = %e, "cannot store the auth generation; other nodes rely on the bus's alone");
     }
-    ctx.tenancy.keys.observe_truth(Some(fresh));
+    tenancy.keys.observe_truth(Some(fresh));
     ctx.bus
         .generations
         .advance(AUTH, ctx.config.auth.key_cache_ttl.get())
         .await;
-    ctx.tenancy.grants.wake();
+    tenancy.grants.wake();
 }
 
 /// Reads the database's [`AUTH`] generation; `true` when it moved since the last read
 /// (this node's cached keys are then forgotten). A database that cannot be read changes
 /// nothing: the bus's generation and the cache's time limit still hold.
-pub async fn check_database_generation(ctx: &Context) -> bool {
+pub async fn check_database_generation(ctx: &Context, tenancy: &TenancyState) -> bool {
     match crate::storage::settings::get(&ctx.db, AUTH_SETTING).await {
-        Ok(value) => ctx.tenancy.keys.observe_truth(value),
+        Ok(value) => tenancy.keys.observe_truth(value),
         Err(e) => {
             tracing::debug!(error = %e, "cannot read the auth generation from the database");
             false
@@ -147,19 +147,28 @@ fn invalid_key() -> ServiceError {
 }
 
 /// The principal behind a bearer credential.
-pub async fn authenticate(ctx: &Context, credential: &str) -> ServiceResult<Principal> {
+pub async fn authenticate(
+    ctx: &Context,
+    tenancy: &TenancyState,
+    credential: &str,
+) -> ServiceResult<Principal> {
     match secrets::api_key_lookup(credential) {
-        Some(lookup) => authenticate_key(ctx, credential, lookup).await,
+        Some(lookup) => authenticate_key(ctx, tenancy, credential, lookup).await,
         None if credential.starts_with(secrets::API_KEY_PREFIX) => Err(invalid_key()),
         None if credential.split('.').count() != 3 => Err(ServiceError::Unauthenticated(
             "the credentials are neither an API key (dmk_...) nor an access token".into(),
         )),
-        None => authenticate_token(ctx, credential).await,
+        None => authenticate_token(ctx, tenancy, credential).await,
     }
 }
 
-async fn authenticate_key(ctx: &Context, key: &str, lookup: &str) -> ServiceResult<Principal> {
-    let cache = &ctx.tenancy.keys;
+async fn authenticate_key(
+    ctx: &Context,
+    tenancy: &TenancyState,
+    key: &str,
+    lookup: &str,
+) -> ServiceResult<Principal> {
+    let cache = &tenancy.keys;
     let generation = ctx.bus.generations.current(AUTH).await;
     let cached = match cache.lookup(lookup, &generation) {
         Some(k) => k,
@@ -191,12 +200,13 @@ async fn authenticate_key(ctx: &Context, key: &str, lookup: &str) -> ServiceResu
             entry
         }
     };
-    check_key(ctx, key, lookup, cached)
+    check_key(ctx, tenancy, key, lookup, cached)
 }
 
 /// Checks a key against what is known of it: secret, revocation, expiry.
 fn check_key(
     ctx: &Context,
+    tenancy: &TenancyState,
     key: &str,
     lookup: &str,
     cached: CachedKey,
@@ -212,7 +222,7 @@ fn check_key(
             "the API key has expired".into(),
         ));
     }
-    if ctx.tenancy.keys.due_for_touch(lookup) {
+    if tenancy.keys.due_for_touch(lookup) {
         let (db, id) = (ctx.db.clone(), cached.id.clone());
         // On the node's runtime: the write must not be tied to this request's worker.
         ctx.runtime.spawn(async move {
@@ -235,8 +245,12 @@ fn check_key(
 
 /// Access tokens name a user; the user's current role decides the scopes, so a role change
 /// or a removal takes effect at once.
-async fn authenticate_token(ctx: &Context, token: &str) -> ServiceResult<Principal> {
-    let claims = ctx.tenancy.signer.verify(&ctx.db, token).await?;
+async fn authenticate_token(
+    ctx: &Context,
+    tenancy: &TenancyState,
+    token: &str,
+) -> ServiceResult<Principal> {
+    let claims = tenancy.signer.verify(&ctx.db, token).await?;
     let user = users::get(&ctx.db, &claims.org, &claims.sub)
         .await?
         .ok_or_else(|| {

@@ -20,8 +20,8 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use super::Principal;
 use super::authenticate::{AUTH, authenticate};
+use super::{Principal, TenancyState};
 use crate::context::Context;
 use crate::service::{ServiceError, ServiceResult};
 
@@ -82,8 +82,12 @@ impl Grant {
     /// The principal for a request made now: the credential authenticated again (a cached
     /// key costs no database round trip). A credential that no longer stands ends the
     /// grant and refuses the request.
-    pub async fn authorize(&self, ctx: &Context) -> ServiceResult<Principal> {
-        let checked = self.check(ctx).await;
+    pub async fn authorize(
+        &self,
+        ctx: &Context,
+        tenancy: &TenancyState,
+    ) -> ServiceResult<Principal> {
+        let checked = self.check(ctx, tenancy).await;
         self.settle(&checked);
         checked
     }
@@ -91,12 +95,12 @@ impl Grant {
     /// [`Grant::authorize`] without its consequence: the caller answers the request first,
     /// then hands the outcome to [`Grant::settle`] (so that a refusal reaches the client
     /// before the connection closes).
-    pub async fn check(&self, ctx: &Context) -> ServiceResult<Principal> {
+    pub async fn check(&self, ctx: &Context, tenancy: &TenancyState) -> ServiceResult<Principal> {
         if let Some(ended) = self.reason() {
             return Err(ServiceError::Unauthenticated(ended.message.clone()));
         }
         match self.credential() {
-            Some(credential) => authenticate(ctx, &credential).await,
+            Some(credential) => authenticate(ctx, tenancy, &credential).await,
             None => Ok(self.principal()),
         }
     }
@@ -262,26 +266,32 @@ impl Grants {
         self.wake.notify_one();
     }
 
-    /// Watches this node's grants until `shutdown`.
-    pub async fn watch(self: Arc<Self>, ctx: Context, shutdown: CancellationToken) {
+    /// Watches this node's grants (those of `tenancy`) until `shutdown`.
+    pub async fn watch(tenancy: Arc<TenancyState>, ctx: Context, shutdown: CancellationToken) {
+        let this = &tenancy.grants;
         let every = ctx.config.auth.recheck_interval.get();
         let mut seen = None;
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = tokio::time::sleep(every) => {}
-                _ = self.wake.notified() => {}
+                _ = this.wake.notified() => {}
             }
-            seen = self.check(&ctx, seen).await;
+            seen = this.recheck(&ctx, &tenancy, seen).await;
         }
     }
 
     /// One round: the database's generation (see `authenticate`), every grant's expiry,
     /// and, when a generation moved since `seen` (or cannot be read), every credential
     /// again (each distinct one once). Returns the bus's generation seen now.
-    async fn check(&self, ctx: &Context, seen: Option<Arc<str>>) -> Option<Arc<str>> {
+    async fn recheck(
+        &self,
+        ctx: &Context,
+        tenancy: &TenancyState,
+        seen: Option<Arc<str>>,
+    ) -> Option<Arc<str>> {
         // The database's copy of the generation, which no bus can roll back.
-        let truth_moved = super::authenticate::check_database_generation(ctx).await;
+        let truth_moved = super::authenticate::check_database_generation(ctx, tenancy).await;
         let grants: Vec<Arc<Grant>> = {
             let live = self.live.lock().unwrap_or_else(|p| p.into_inner());
             live.values().filter_map(Weak::upgrade).collect()
@@ -301,7 +311,7 @@ impl Grants {
                 continue;
             };
             if !checked.contains_key(&credential) {
-                let outcome = authenticate(ctx, &credential).await;
+                let outcome = authenticate(ctx, tenancy, &credential).await;
                 checked.insert(credential.clone(), outcome);
             }
             grant.settle(&checked[&credential]);

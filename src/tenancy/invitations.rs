@@ -6,6 +6,8 @@ use serde::Serialize;
 use serde_json::json;
 use utoipa::ToSchema;
 
+use std::sync::Arc;
+
 use crate::context::Context;
 use crate::service::{Page, PageRequest, ServiceError, ServiceResult, is_unique_violation};
 use crate::storage::invitations::{self as store, InvitationRow};
@@ -15,7 +17,7 @@ use crate::tenancy::names::{DisplayName, Email, Password};
 use crate::tenancy::scopes::{Role, Scope};
 use crate::tenancy::secrets::{INVITATION_TOKEN_PREFIX, generate_token, hash_token};
 use crate::tenancy::sessions::{self, Tokens};
-use crate::tenancy::{Actor, Principal, new_id, users, utc};
+use crate::tenancy::{Actor, Principal, TenancyState, new_id, users, utc};
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Invitation {
@@ -161,6 +163,7 @@ fn invalid_invitation() -> ServiceError {
 /// Accepts an invitation: creates the user and signs them in.
 pub async fn accept(
     ctx: &Context,
+    tenancy: &Arc<TenancyState>,
     token: &str,
     name: &str,
     password: &str,
@@ -179,7 +182,7 @@ pub async fn accept(
     let email = Email::parse("email", &invitation.email)?;
     let role = Role::from_stored(&invitation.role).unwrap_or(Role::Viewer);
     let user = users::build_row(
-        ctx,
+        tenancy,
         &invitation.organization_id,
         &email,
         &name,
@@ -188,6 +191,7 @@ pub async fn accept(
     )
     .await?;
     // The account, its audit entry and the first login go together.
+    let tenancy = tenancy.clone();
     ctx.run_to_end(move |ctx| async move {
         let accepted = store::accept(&ctx.db, &invitation.id, &user)
             .await
@@ -219,7 +223,7 @@ pub async fn accept(
             },
         )
         .await;
-        sessions::start_session(&ctx, user, None).await
+        sessions::start_session(&ctx, &tenancy, user, None).await
     })
     .await
 }

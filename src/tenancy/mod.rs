@@ -1,13 +1,17 @@
 //! Tenants and who acts in them: organizations, users, API keys, sessions, the audit log.
 //!
-//! Everything here is transport-free: the REST handlers (and later the MCP tools) parse a
-//! request, call a function of these modules with the caller's [`Principal`], and shape
-//! the answer. Every query names the principal's organization.
+//! Everything here but [`extract`] (the actix extractors that authenticate a request) is
+//! transport-free: the REST handlers and the MCP tools parse a request, call a function of
+//! these modules with the caller's [`Principal`], and shape the answer. Every query names
+//! the principal's organization. The tenancy's per-node state, [`TenancyState`], is made
+//! by `app` and handed to whoever needs it; the node's [`crate::context::Context`] does
+//! not hold it.
 
 pub mod anonymous;
 pub mod api_keys;
 pub mod audit;
 pub mod authenticate;
+pub mod extract;
 pub mod grants;
 pub mod invitations;
 pub mod names;

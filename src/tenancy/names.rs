@@ -37,27 +37,7 @@ pub fn string_schema(min: usize, max: usize, pattern: Option<String>) -> ObjectB
         .pattern(pattern)
 }
 
-/// What was wrong with one field of a request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FieldError {
-    pub field: &'static str,
-    pub message: String,
-}
-
-impl FieldError {
-    pub fn new(field: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            field,
-            message: message.into(),
-        }
-    }
-}
-
-impl fmt::Display for FieldError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.field, self.message)
-    }
-}
+pub use crate::service::FieldError;
 
 /// An organization's URL-safe identifier: 3 to 63 lowercase letters, digits and dashes,
 /// starting with a letter, not ending with a dash.

@@ -27,7 +27,7 @@ impl Principal {
         if self.scopes.contains(scope) {
             Ok(())
         } else {
-            Err(ServiceError::MissingScope(scope))
+            Err(ServiceError::MissingScope(scope.as_str()))
         }
     }
 

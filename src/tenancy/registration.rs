@@ -11,10 +11,10 @@ use crate::storage::organizations::{self as store, OrganizationRow};
 use crate::tenancy::api_keys::{self, CreatedKey, NewKey};
 use crate::tenancy::audit::{self, Event};
 use crate::tenancy::names::{DisplayName, Email, Password, Slug};
-use crate::tenancy::new_id;
 use crate::tenancy::organization::Organization;
 use crate::tenancy::scopes::{KeyType, Role};
 use crate::tenancy::users::{self, User};
+use crate::tenancy::{TenancyState, new_id};
 
 pub struct Registration<'a> {
     pub organization_name: &'a str,
@@ -43,6 +43,7 @@ pub struct Registered {
 
 pub async fn register(
     ctx: &Context,
+    tenancy: &TenancyState,
     reg: Registration<'_>,
     channel: Channel,
 ) -> ServiceResult<Registered> {
@@ -63,7 +64,15 @@ pub async fn register(
         created_at: now,
         updated_at: now,
     };
-    let owner = users::build_row(ctx, &org.id, &email, &admin_name, Role::Owner, &password).await?;
+    let owner = users::build_row(
+        tenancy,
+        &org.id,
+        &email,
+        &admin_name,
+        Role::Owner,
+        &password,
+    )
+    .await?;
     let (key_row, key) = api_keys::build(
         &org.id,
         Some(&owner.id),

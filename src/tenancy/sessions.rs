@@ -6,6 +6,8 @@ use serde::Serialize;
 use serde_json::json;
 use utoipa::ToSchema;
 
+use std::sync::Arc;
+
 use crate::context::Context;
 use crate::service::{ServiceError, ServiceResult};
 use crate::storage::refresh_tokens::{self as store, RefreshTokenRow};
@@ -14,7 +16,7 @@ use crate::storage::{organizations, users as user_store};
 use crate::tenancy::audit::{self, Event};
 use crate::tenancy::secrets::{REFRESH_TOKEN_PREFIX, generate_token, hash_token};
 use crate::tenancy::users::User;
-use crate::tenancy::{new_id, utc};
+use crate::tenancy::{TenancyState, new_id, utc};
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Tokens {
@@ -58,19 +60,25 @@ fn invalid_refresh() -> ServiceError {
 
 /// Logs in; the counters, the session and the audit entries of an attempt are written to
 /// their end, whoever stops waiting.
-pub async fn login(ctx: &Context, login: Login<'_>) -> ServiceResult<Tokens> {
+pub async fn login(
+    ctx: &Context,
+    tenancy: &Arc<TenancyState>,
+    login: Login<'_>,
+) -> ServiceResult<Tokens> {
+    let tenancy = tenancy.clone();
     let email = login.email.trim().to_lowercase();
     let slug = login.organization_slug.trim().to_string();
     let password = login.password.to_string();
     let ip = login.ip.map(str::to_string);
     ctx.run_to_end(move |ctx| async move {
-        do_login(&ctx, &email, &slug, &password, ip.as_deref()).await
+        do_login(&ctx, &tenancy, &email, &slug, &password, ip.as_deref()).await
     })
     .await
 }
 
 async fn do_login(
     ctx: &Context,
+    tenancy: &TenancyState,
     email: &str,
     slug: &str,
     password: &str,
@@ -89,15 +97,14 @@ async fn do_login(
         None => None,
     };
     // Always one argon2 verification, so that time tells nothing either.
-    let verified = ctx
-        .tenancy
+    let verified = tenancy
         .passwords
         .verify(password, user.as_ref().map(|u| u.password_hash.as_str()))
         .await;
     match (verified && !locked, &org, user) {
         (true, Some(org), Some(user)) => {
             let _ = cache.delete(&failures_key).await;
-            let tokens = start_session(ctx, user, None).await?;
+            let tokens = start_session(ctx, tenancy, user, None).await?;
             audit::record(
                 ctx,
                 Event {
@@ -171,12 +178,12 @@ fn failed_login<'e>(
 /// Issues an access token and a refresh token of `family` (a new family when `None`).
 pub(crate) async fn start_session(
     ctx: &Context,
+    tenancy: &TenancyState,
     user: UserRow,
     family: Option<String>,
 ) -> ServiceResult<Tokens> {
     let auth = &ctx.config.auth;
-    let (access_token, expires_at) = ctx
-        .tenancy
+    let (access_token, expires_at) = tenancy
         .signer
         .issue(
             &ctx.db,
@@ -214,13 +221,17 @@ pub(crate) async fn start_session(
 
 /// Exchanges a refresh token for new tokens; the rotation and the new session are written
 /// together, whoever stops waiting.
-pub async fn refresh(ctx: &Context, token: &str) -> ServiceResult<Tokens> {
-    let token = token.to_string();
-    ctx.run_to_end(move |ctx| async move { do_refresh(&ctx, &token).await })
+pub async fn refresh(
+    ctx: &Context,
+    tenancy: &Arc<TenancyState>,
+    token: &str,
+) -> ServiceResult<Tokens> {
+    let (tenancy, token) = (tenancy.clone(), token.to_string());
+    ctx.run_to_end(move |ctx| async move { do_refresh(&ctx, &tenancy, &token).await })
         .await
 }
 
-async fn do_refresh(ctx: &Context, token: &str) -> ServiceResult<Tokens> {
+async fn do_refresh(ctx: &Context, tenancy: &TenancyState, token: &str) -> ServiceResult<Tokens> {
     let row = store::by_hash(&ctx.db, &hash_token(token))
         .await?
         .ok_or_else(invalid_refresh)?;
@@ -255,7 +266,7 @@ async fn do_refresh(ctx: &Context, token: &str) -> ServiceResult<Tokens> {
     let user = user_store::get(&ctx.db, &row.organization_id, &row.user_id)
         .await?
         .ok_or_else(invalid_refresh)?;
-    start_session(ctx, user, Some(row.family_id)).await
+    start_session(ctx, tenancy, user, Some(row.family_id)).await
 }
 
 /// Ends the login the refresh token belongs to. Unknown tokens are ignored.

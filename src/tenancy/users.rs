@@ -5,6 +5,8 @@ use serde::Serialize;
 use serde_json::json;
 use utoipa::ToSchema;
 
+use std::sync::Arc;
+
 use crate::context::Context;
 use crate::service::{Page, PageRequest, ServiceError, ServiceResult, is_unique_violation};
 use crate::storage::refresh_tokens;
@@ -13,7 +15,7 @@ use crate::tenancy::audit::{self, Event};
 use crate::tenancy::authenticate::authority_changed;
 use crate::tenancy::names::{DisplayName, Email, Password};
 use crate::tenancy::scopes::{Role, Scope};
-use crate::tenancy::{Actor, Principal, new_id, utc};
+use crate::tenancy::{Actor, Principal, TenancyState, new_id, utc};
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct User {
@@ -47,15 +49,14 @@ pub struct NewUser<'a> {
 
 /// A user row with a hashed password, not yet stored.
 pub async fn build_row(
-    ctx: &Context,
+    tenancy: &TenancyState,
     organization_id: &str,
     email: &Email,
     name: &DisplayName,
     role: Role,
     password: &Password,
 ) -> ServiceResult<UserRow> {
-    let hash = ctx
-        .tenancy
+    let hash = tenancy
         .passwords
         .hash(password.expose())
         .await
@@ -87,7 +88,12 @@ fn owners_only() -> ServiceError {
     ServiceError::Forbidden("only an owner can grant, change or remove the owner role".into())
 }
 
-pub async fn create(ctx: &Context, principal: &Principal, new: NewUser<'_>) -> ServiceResult<User> {
+pub async fn create(
+    ctx: &Context,
+    tenancy: &TenancyState,
+    principal: &Principal,
+    new: NewUser<'_>,
+) -> ServiceResult<User> {
     principal.require(Scope::UsersWrite)?;
     let email = Email::parse("email", new.email)?;
     let name = DisplayName::parse("name", new.name)?;
@@ -96,7 +102,7 @@ pub async fn create(ctx: &Context, principal: &Principal, new: NewUser<'_>) -> S
         return Err(owners_only());
     }
     let org = &principal.organization_id;
-    let row = build_row(ctx, org, &email, &name, new.role, &password).await?;
+    let row = build_row(tenancy, org, &email, &name, new.role, &password).await?;
     let principal = principal.clone();
     ctx.run_to_end(move |ctx| async move {
         store::insert(&ctx.db, &row).await.map_err(|e| {
@@ -168,6 +174,7 @@ async fn keep_an_owner(
 
 pub async fn change_role(
     ctx: &Context,
+    tenancy: &Arc<TenancyState>,
     principal: &Principal,
     id: &str,
     role: Role,
@@ -181,12 +188,12 @@ pub async fn change_role(
     if role != Role::Owner {
         keep_an_owner(ctx, principal, &target).await?;
     }
-    let (principal, id) = (principal.clone(), id.to_string());
+    let (tenancy, principal, id) = (tenancy.clone(), principal.clone(), id.to_string());
     ctx.run_to_end(move |ctx| async move {
         let updated = store::set_role(&ctx.db, &principal.organization_id, &id, role.as_str())
             .await?
             .ok_or(ServiceError::NotFound("user"))?;
-        authority_changed(&ctx).await;
+        authority_changed(&ctx, &tenancy).await;
         audit::record(
             &ctx,
             Event::by(&principal, "user.role_changed")
@@ -199,19 +206,24 @@ pub async fn change_role(
     .await
 }
 
-pub async fn remove(ctx: &Context, principal: &Principal, id: &str) -> ServiceResult<()> {
+pub async fn remove(
+    ctx: &Context,
+    tenancy: &Arc<TenancyState>,
+    principal: &Principal,
+    id: &str,
+) -> ServiceResult<()> {
     principal.require(Scope::UsersWrite)?;
     let target = find(ctx, principal, id).await?;
     if target.role == Role::Owner.as_str() && !is_owner(principal) {
         return Err(owners_only());
     }
     keep_an_owner(ctx, principal, &target).await?;
-    let principal = principal.clone();
+    let (tenancy, principal) = (tenancy.clone(), principal.clone());
     ctx.run_to_end(move |ctx| async move {
         if !store::delete(&ctx.db, &principal.organization_id, &target.id).await? {
             return Err(ServiceError::NotFound("user"));
         }
-        authority_changed(&ctx).await;
+        authority_changed(&ctx, &tenancy).await;
         audit::record(
             &ctx,
             Event::by(&principal, "user.removed")
@@ -227,6 +239,7 @@ pub async fn remove(ctx: &Context, principal: &Principal, id: &str) -> ServiceRe
 /// The signed-in user changes their own password; their other sessions end.
 pub async fn change_password(
     ctx: &Context,
+    tenancy: &TenancyState,
     principal: &Principal,
     current: &str,
     new: &str,
@@ -234,8 +247,7 @@ pub async fn change_password(
     let (user_id, _) = principal.user()?;
     let new = Password::parse("new_password", new)?;
     let user = find(ctx, principal, user_id).await?;
-    if !ctx
-        .tenancy
+    if !tenancy
         .passwords
         .verify(current, Some(&user.password_hash))
         .await
@@ -245,8 +257,7 @@ pub async fn change_password(
             "is not your current password",
         ));
     }
-    let hash = ctx
-        .tenancy
+    let hash = tenancy
         .passwords
         .hash(new.expose())
         .await

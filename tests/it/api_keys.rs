@@ -14,7 +14,7 @@ async fn key_lifecycle_across_two_nodes(shape: Shape) {
     let env = TestEnv::new(shape).await;
     let a = env.spawn_app().await;
     a.wait_ready().await;
-    let b = TestApp::spawn(env.config.clone(), devmesh::jobs::Registry::platform()).await;
+    let b = TestApp::spawn(env.config.clone(), devmesh::jobs::Registry::new()).await;
     b.wait_ready().await;
     let acme = register(&a, "acme").await;
 

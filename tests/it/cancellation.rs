@@ -22,7 +22,7 @@ async fn cancelled_appends_never_lock_the_database() {
     // As in production: the job runner does not poll the pool every few milliseconds
     // (its frequent checkouts would discard a broken connection sooner).
     config.jobs.poll_interval = devmesh::config::Duration::from_secs(5);
-    let app = TestApp::spawn(config, devmesh::jobs::Registry::platform()).await;
+    let app = TestApp::spawn(config, devmesh::jobs::Registry::new()).await;
     app.wait_ready().await;
     let acme = register(&app, "acme").await;
     let made = call(

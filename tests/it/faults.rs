@@ -99,7 +99,7 @@ async fn redis_and_postgres_restarts_under_load() {
     let env = TestEnv::new(Shape::Sqlite).await;
     let mut config = on_private_services(&env, &postgres, &redis);
     config.http.workers = 2;
-    let app = TestApp::spawn(config, devmesh::jobs::Registry::platform()).await;
+    let app = TestApp::spawn(config, devmesh::jobs::Registry::new()).await;
     app.wait_ready().await;
     let acme = register(&app, "acme").await;
     let made = call(
@@ -282,7 +282,7 @@ async fn a_hung_database_is_answered_503_not_waited_for() {
     let mut config = on_private_services(&env, &postgres, &redis);
     config.database.request_timeout = devmesh::config::Duration::from_millis(500);
     config.database.connect_timeout = devmesh::config::Duration::from_millis(500);
-    let app = TestApp::spawn(config, devmesh::jobs::Registry::platform()).await;
+    let app = TestApp::spawn(config, devmesh::jobs::Registry::new()).await;
     app.wait_ready().await;
     let acme = register(&app, "acme").await;
     let ok = call(&app, "GET", "/api/v1/contexts", Some(&acme.key), None).await;

@@ -158,7 +158,7 @@ impl TestEnv {
     }
 
     pub async fn spawn_app(&self) -> TestApp {
-        TestApp::spawn(self.config.clone(), Registry::platform()).await
+        TestApp::spawn(self.config.clone(), Registry::new()).await
     }
 
     /// Another node on the same database and bus: its own data directory, so its own
@@ -166,7 +166,7 @@ impl TestEnv {
     pub async fn spawn_other_node(&self, name: &str) -> TestApp {
         let mut config = self.config.clone();
         config.data_dir = self.dir.path().join(name);
-        TestApp::spawn(config, Registry::platform()).await
+        TestApp::spawn(config, Registry::new()).await
     }
 }
 
@@ -175,6 +175,8 @@ pub struct TestApp {
     pub api: SocketAddr,
     pub mcp: SocketAddr,
     pub ctx: devmesh::context::Context,
+    /// Each capability's state on this node.
+    pub caps: devmesh::app::Capabilities,
     pub shutdown: CancellationToken,
     task: Option<JoinHandle<anyhow::Result<()>>>,
     pub http: reqwest::Client,
@@ -188,6 +190,7 @@ impl TestApp {
         let api = app.addr("api").expect("api listener");
         let mcp = app.addr("mcp").expect("mcp listener");
         let ctx = app.context().clone();
+        let caps = app.capabilities().clone();
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(app.run(shutdown.clone()));
         let http = reqwest::Client::builder()
@@ -198,6 +201,7 @@ impl TestApp {
             api,
             mcp,
             ctx,
+            caps,
             shutdown,
             task: Some(task),
             http,

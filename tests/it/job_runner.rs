@@ -38,6 +38,7 @@ impl Job for Probe {
     const NAME: &'static str = "probe";
     const QUEUE: &'static str = "default";
     const MAX_ATTEMPTS: u32 = 3;
+    type State = ();
 
     fn backoff() -> Backoff {
         Backoff {
@@ -46,7 +47,7 @@ impl Job for Probe {
         }
     }
 
-    async fn run(self, job: JobContext) -> Result<(), JobError> {
+    async fn run(self, _: (), job: JobContext) -> Result<(), JobError> {
         let cache = &job.ctx.bus.cache;
         let runs = cache
             .incr(&format!("runs:{}", self.key), 1, Duration::from_secs(600))
@@ -99,8 +100,6 @@ fn runner(env: &TestEnv, bus: devmesh::bus::Bus, node_id: &str) -> Runner {
         version: "test",
     };
     let ctx = devmesh::context::Context {
-        tenancy: devmesh::tenancy::TenancyState::new(&config),
-        mcp: devmesh::mcp::Mcp::new(&config),
         runtime: tokio::runtime::Handle::current(),
         config: Arc::new(config),
         db: devmesh::storage::Db::connect(&env.config).unwrap(),
@@ -110,7 +109,7 @@ fn runner(env: &TestEnv, bus: devmesh::bus::Bus, node_id: &str) -> Runner {
     };
     Runner::new(
         ctx,
-        Registry::new().register::<Probe>(),
+        Registry::new().register::<Probe>(()),
         vec![QueueSpec {
             name: "default".into(),
             concurrency: 2,

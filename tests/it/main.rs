@@ -15,6 +15,7 @@ mod faults;
 mod http_errors;
 mod input_required;
 mod job_runner;
+mod layers;
 mod mcp;
 mod mcp_client;
 mod mcp_interop;

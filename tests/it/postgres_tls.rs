@@ -25,7 +25,7 @@ async fn sslmode_require_encrypts_the_connection() {
         config.database.url.as_ref().unwrap().expose()
     );
     config.database.url = Some(SecretUrl::new(url));
-    let app = TestApp::spawn(config.clone(), devmesh::jobs::Registry::platform()).await;
+    let app = TestApp::spawn(config.clone(), devmesh::jobs::Registry::new()).await;
     app.wait_ready().await;
 
     let db = Db::connect(&config).unwrap();
@@ -50,7 +50,7 @@ async fn sslmode_verify_full_refuses_an_untrusted_certificate() {
         config.database.url.as_ref().unwrap().expose()
     );
     config.database.url = Some(SecretUrl::new(url));
-    let app = TestApp::spawn(config, devmesh::jobs::Registry::platform()).await;
+    let app = TestApp::spawn(config, devmesh::jobs::Registry::new()).await;
     // Readiness first says "starting", then why the database cannot be used.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {

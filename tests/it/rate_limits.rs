@@ -18,7 +18,7 @@ async fn a_keys_bucket_is_shared_by_two_nodes_on_redis() {
     let env = TestEnv::new(Shape::PostgresRedis).await;
     let a = env.spawn_app().await;
     a.wait_ready().await;
-    let b = TestApp::spawn(env.config.clone(), devmesh::jobs::Registry::platform()).await;
+    let b = TestApp::spawn(env.config.clone(), devmesh::jobs::Registry::new()).await;
     b.wait_ready().await;
     let acme = register(&a, "acme").await;
     let (_, key) = new_key(

@@ -22,8 +22,8 @@ const WAIT: Duration = Duration::from_secs(10);
 
 /// Two nodes on one database and bus (for SQLite: one data directory).
 async fn two_nodes(env: &TestEnv) -> (TestApp, TestApp) {
-    let a = TestApp::spawn(env.config.clone(), devmesh::jobs::Registry::platform()).await;
-    let b = TestApp::spawn(env.config.clone(), devmesh::jobs::Registry::platform()).await;
+    let a = TestApp::spawn(env.config.clone(), devmesh::jobs::Registry::new()).await;
+    let b = TestApp::spawn(env.config.clone(), devmesh::jobs::Registry::new()).await;
     a.wait_ready().await;
     b.wait_ready().await;
     (a, b)
@@ -116,7 +116,7 @@ async fn revoked_key_closes_what_it_opened_on_every_node(shape: Shape) {
         .await;
     assert_eq!(ended.status, 401, "{}", ended.message);
     assert_eq!(
-        a.ctx.tenancy.grants.len() + b.ctx.tenancy.grants.len(),
+        a.caps.tenancy.grants.len() + b.caps.tenancy.grants.len(),
         0,
         "every grant is forgotten once its holders closed"
     );
@@ -133,8 +133,8 @@ async fn requests_on_an_open_socket_are_authorized_again(shape: Shape) {
     // No watcher round within the test: only the requests themselves can notice.
     config.auth.recheck_interval = devmesh::config::Duration::from_secs(3600);
     let (a, b) = (
-        TestApp::spawn(config.clone(), devmesh::jobs::Registry::platform()).await,
-        TestApp::spawn(config, devmesh::jobs::Registry::platform()).await,
+        TestApp::spawn(config.clone(), devmesh::jobs::Registry::new()).await,
+        TestApp::spawn(config, devmesh::jobs::Registry::new()).await,
     );
     a.wait_ready().await;
     b.wait_ready().await;

@@ -154,7 +154,7 @@ async fn node_registers_and_stops(shape: Shape) {
     let mut config = env.config.clone();
     config.node.heartbeat_interval = devmesh::config::Duration::from_millis(200);
     config.node.gone_after = devmesh::config::Duration::from_secs(2);
-    let app = TestApp::spawn(config, devmesh::jobs::Registry::platform()).await;
+    let app = TestApp::spawn(config, devmesh::jobs::Registry::new()).await;
     let id = app.ctx.node.id.clone();
     wait_until(Duration::from_secs(10), || async {
         nodes::get(&db, &stale.id).await.unwrap().unwrap().status == nodes::GONE
@@ -194,7 +194,7 @@ async fn ready_is_503_while_the_database_is_down() {
         closed_port()
     )));
     config.database.connect_timeout = devmesh::config::Duration::from_millis(500);
-    let app = TestApp::spawn(config, devmesh::jobs::Registry::platform()).await;
+    let app = TestApp::spawn(config, devmesh::jobs::Registry::new()).await;
     let health = app.http.get(app.api_url("/health")).send().await.unwrap();
     assert_eq!(
         health.status(),
@@ -229,7 +229,7 @@ async fn ready_is_503_while_redis_is_down() {
     )));
     config.http.ready_timeout = devmesh::config::Duration::from_millis(500);
     config.redis.command_timeout = devmesh::config::Duration::from_millis(500);
-    let app = TestApp::spawn(config, devmesh::jobs::Registry::platform()).await;
+    let app = TestApp::spawn(config, devmesh::jobs::Registry::new()).await;
     wait_until(Duration::from_secs(10), || async {
         let body: Value = app
             .http
@@ -261,7 +261,7 @@ async fn node_becomes_ready_when_the_database_comes_up() {
     let blocked = env.dir.path().join("late");
     std::fs::write(&blocked, "not a directory").unwrap();
     config.data_dir = blocked.clone();
-    let app = TestApp::spawn(config, devmesh::jobs::Registry::platform()).await;
+    let app = TestApp::spawn(config, devmesh::jobs::Registry::new()).await;
     let ready = app.http.get(app.api_url("/ready")).send().await.unwrap();
     assert_eq!(ready.status(), 503);
     std::fs::remove_file(&blocked).unwrap();
@@ -318,7 +318,7 @@ async fn without_auto_migrate_the_node_waits_for_migrations() {
     let env = TestEnv::new(Shape::Postgres).await;
     let mut config = env.config.clone();
     config.database.auto_migrate = false;
-    let app = TestApp::spawn(config, devmesh::jobs::Registry::platform()).await;
+    let app = TestApp::spawn(config, devmesh::jobs::Registry::new()).await;
     wait_until(Duration::from_secs(10), || async {
         let res = app.http.get(app.api_url("/ready")).send().await.unwrap();
         let body: Value = res.json().await.unwrap();

@@ -162,7 +162,7 @@ async fn cancelling_stops_the_round_wherever_it_runs(shape: Shape) {
 
     let task = task_id(&client.call("slow_compute", json!({ "seconds": 60 })).await);
     assert_eq!(
-        here.ctx.mcp.tasks.len(),
+        here.caps.mcp.tasks.len(),
         1,
         "the round runs where it was made"
     );
@@ -171,7 +171,7 @@ async fn cancelling_stops_the_round_wherever_it_runs(shape: Shape) {
     let cancelled = client.status(&task).await;
     assert_eq!(cancelled["status"], "cancelled");
     wait_until(Duration::from_secs(10), || async {
-        here.ctx.mcp.tasks.is_empty()
+        here.caps.mcp.tasks.is_empty()
     })
     .await
     .expect("the round is stopped on the node that runs it");

@@ -312,7 +312,7 @@ async fn binary_frames_are_answered_in_kind(shape: Shape) {
         Frame::Binary(_, Compression::Gzip)
     ));
     let delivery = app
-        .ctx
+        .caps
         .mcp
         .hub
         .send(&app.ctx, &tenant.org_id, &ws.connection_id, &json!({ "jsonrpc": "2.0", "method": "notifications/message", "params": { "level": "info", "data": "hi" } }))
@@ -581,7 +581,7 @@ async fn slow_consumers_are_closed(shape: Shape) {
     let mut refused = None;
     for n in 0..20_000 {
         match app
-            .ctx
+            .caps
             .mcp
             .hub
             .send(&app.ctx, &tenant.org_id, &id, &big)
@@ -605,7 +605,11 @@ async fn slow_consumers_are_closed(shape: Shape) {
     assert!(reason.contains("slow consumer"), "{reason}");
     // Gone from the hub.
     crate::helpers::wait_until(Duration::from_secs(5), || async {
-        app.ctx.mcp.hub.local_connections(&tenant.org_id).is_empty()
+        app.caps
+            .mcp
+            .hub
+            .local_connections(&tenant.org_id)
+            .is_empty()
     })
     .await
     .expect("the connection is unregistered");
@@ -716,7 +720,7 @@ async fn push_and_delivery_cross_nodes(shape: Shape) {
 
     // The registry says where the connection is, from either node.
     let info = there
-        .ctx
+        .caps
         .mcp
         .hub
         .lookup(&there.ctx, &ws.connection_id)
@@ -727,7 +731,7 @@ async fn push_and_delivery_cross_nodes(shape: Shape) {
     assert_eq!(info.principal_type, "api_key");
     let task = json!({ "jsonrpc": "2.0", "method": "notifications/message", "params": { "level": "info", "data": { "task": 42 } } });
     let delivery = there
-        .ctx
+        .caps
         .mcp
         .hub
         .send(&there.ctx, &tenant.org_id, &ws.connection_id, &task)
@@ -743,7 +747,7 @@ async fn push_and_delivery_cross_nodes(shape: Shape) {
     assert_eq!(got.message()["params"]["data"]["task"], 42);
     // Another tenant cannot address it, nor can anyone address an unknown id.
     let denied = there
-        .ctx
+        .caps
         .mcp
         .hub
         .send(&there.ctx, &other.org_id, &ws.connection_id, &task)
@@ -753,7 +757,7 @@ async fn push_and_delivery_cross_nodes(shape: Shape) {
         Err(DeliveryError::NotConnected(ws.connection_id.clone()))
     );
     let unknown = there
-        .ctx
+        .caps
         .mcp
         .hub
         .send(&there.ctx, &tenant.org_id, "ws-nope", &task)
@@ -769,7 +773,7 @@ async fn push_and_delivery_cross_nodes(shape: Shape) {
     drop(ws);
     crate::helpers::wait_until(Duration::from_secs(5), || async {
         there
-            .ctx
+            .caps
             .mcp
             .hub
             .lookup(&there.ctx, &connection_id)

@@ -222,11 +222,11 @@ pub async fn create(
     let limit = config.max_active_per_principal as i64;
     let created = wire::created(&row, config);
     let tool_name = row.tool.clone();
-    let principal = principal.clone();
+    let (mcp, principal) = (call.mcp.clone(), principal.clone());
     let stored_task = to_the_end(node, move |node| async move {
         let outcome = mcp_tasks::insert_within(&node.db, &row, limit).await?;
         if outcome.is_ok() {
-            runner::start_round(&node, principal, row, round);
+            runner::start_round(&node, &mcp, principal, row, round);
         }
         Ok(outcome)
     })
@@ -350,7 +350,7 @@ async fn update(call: &Call, id: &str, responses: &Map<String, Value>) -> Result
         } else {
             next.pending = Some(json_text(&pending));
         }
-        let principal = call.principal.clone();
+        let (mcp, principal) = (call.mcp.clone(), call.principal.clone());
         let written = to_the_end(&call.node, move |node| async move {
             if !mcp_tasks::replace(&node.db, &next).await? {
                 return Ok(false);
@@ -361,7 +361,7 @@ async fn update(call: &Call, id: &str, responses: &Map<String, Value>) -> Result
                     input_responses: Some(pending.responses),
                     request_state: pending.state,
                 };
-                runner::start_round(&node, principal, next, round);
+                runner::start_round(&node, &mcp, principal, next, round);
             }
             Ok(true)
         })
@@ -388,13 +388,13 @@ async fn cancel(call: &Call, id: &str) -> Result<Value, RpcError> {
         next.runner_node = None;
         next.revision += 1;
         next.updated_at = now();
-        let runner = row.runner_node.clone();
+        let (mcp, runner) = (call.mcp.clone(), row.runner_node.clone());
         let written = to_the_end(&call.node, move |node| async move {
             if !mcp_tasks::replace(&node.db, &next).await? {
                 return Ok(false);
             }
             if let Some(runner) = &runner {
-                runner::stop_round(&node, runner, &next.id).await;
+                runner::stop_round(&node, &mcp, runner, &next.id).await;
             }
             announce(&node, &next).await;
             metrics::counter!("devmesh_mcp_tasks_ended_total", "status" => "cancelled")

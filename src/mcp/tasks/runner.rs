@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Pending, Round, TaskRequest, is_escalation, json_text};
 use crate::context::Context;
+use crate::mcp::Mcp;
 use crate::mcp::call::{Call, Outbound};
 use crate::mcp::protocol::{RpcError, Version};
 use crate::storage::mcp_tasks::{self, TaskRow};
@@ -95,9 +96,9 @@ impl Running {
 
 /// Stops the round of task `id`, which runs on node `runner`: here directly, elsewhere
 /// through the bus.
-pub(super) async fn stop_round(node: &Context, runner: &str, id: &str) {
+pub(super) async fn stop_round(node: &Context, mcp: &Mcp, runner: &str, id: &str) {
     if runner == node.node.id {
-        node.mcp.tasks.stop(id);
+        mcp.tasks.stop(id);
         return;
     }
     if let Err(e) = node.bus.pubsub.publish(CANCEL_CHANNEL, id).await {
@@ -107,17 +108,17 @@ pub(super) async fn stop_round(node: &Context, runner: &str, id: &str) {
 
 /// Follows the bus for cancellations of rounds running here; started with the node's
 /// first round, kept for the node's life.
-fn listen_for_cancellations(node: &Context) {
-    if node.mcp.tasks.listening.swap(true, Ordering::SeqCst) {
+fn listen_for_cancellations(node: &Context, mcp: &Mcp) {
+    if mcp.tasks.listening.swap(true, Ordering::SeqCst) {
         return;
     }
-    let node = node.clone();
+    let (node, running) = (node.clone(), mcp.tasks.clone());
     node.runtime.clone().spawn(async move {
         loop {
             match node.bus.pubsub.subscribe(CANCEL_CHANNEL).await {
                 Ok(mut subscription) => {
                     while let Some(id) = subscription.recv().await {
-                        node.mcp.tasks.stop(&id);
+                        running.stop(&id);
                     }
                 }
                 Err(e) => crate::bus::went_without("task_cancel", &e),
@@ -128,24 +129,31 @@ fn listen_for_cancellations(node: &Context) {
 }
 
 /// Starts a round of `task` (stored as working, on this node) in the background.
-pub(super) fn start_round(node: &Context, principal: Principal, task: TaskRow, round: Round) {
-    listen_for_cancellations(node);
-    let node = node.clone();
+pub(super) fn start_round(
+    node: &Context,
+    mcp: &Arc<Mcp>,
+    principal: Principal,
+    task: TaskRow,
+    round: Round,
+) {
+    listen_for_cancellations(node, mcp);
+    let (node, mcp) = (node.clone(), mcp.clone());
     node.runtime.clone().spawn(async move {
-        let token = node.mcp.tasks.register(&task.id);
-        let outcome = run(&node, principal, &task, round, token).await;
+        let token = mcp.tasks.register(&task.id);
+        let outcome = run(&node, &mcp, principal, &task, round, token).await;
         let id = task.id.clone();
         if let Some(outcome) = outcome {
             record(&node, task, outcome).await;
         }
         // Only once recorded: a node that stops waits for this (see `drained`).
-        node.mcp.tasks.forget(&id);
+        mcp.tasks.forget(&id);
     });
 }
 
 /// One call of the tool; `None` when the task was cancelled meanwhile.
 async fn run(
     node: &Context,
+    mcp: &Arc<Mcp>,
     principal: Principal,
     task: &TaskRow,
     round: Round,
@@ -160,6 +168,7 @@ async fn run(
     };
     let call = Call {
         node: node.clone(),
+        mcp: mcp.clone(),
         principal,
         version: Version::parse(&request.protocol_version).unwrap_or(Version::LATEST_SESSION),
         client_capabilities: Arc::new(request.client_capabilities),
@@ -171,7 +180,7 @@ async fn run(
         tasks_negotiated: true,
         task_id: Some(task.id.clone()),
     };
-    let Some((provider, _)) = node.mcp.catalog.find_tool(&call, &task.tool).await else {
+    let Some((provider, _)) = mcp.catalog.find_tool(&call, &task.tool).await else {
         return Some(Err(RpcError::invalid_params(format!(
             "the tool {} is no longer offered to this caller",
             task.tool
@@ -275,4 +284,21 @@ async fn record(node: &Context, task: TaskRow, outcome: Result<Value, RpcError>)
         }
     }
     tracing::error!(task.id = %task.id, "a task's round could not be recorded");
+}
+
+/// Task rounds are the MCP's work that outlives a request: a stopping node lets them end
+/// within its grace period, and the rounds of a node that is gone are failed.
+impl crate::nodes::NodeWork for Running {
+    fn drained(&self, grace: Duration) -> futures_util::future::BoxFuture<'_, ()> {
+        Box::pin(Running::drained(self, grace))
+    }
+
+    fn abandon<'a>(
+        &'a self,
+        ctx: &'a Context,
+        nodes: &'a [String],
+        before: chrono::NaiveDateTime,
+    ) -> futures_util::future::BoxFuture<'a, ()> {
+        Box::pin(super::fail_orphans(ctx, nodes, before))
+    }
 }

@@ -16,7 +16,7 @@ use super::hub::Registration;
 use super::link::{FrameKind, Link, Outgoing};
 use crate::context::Context;
 use crate::events::{Change, TenantEvents};
-use crate::http::auth::check_limits;
+use crate::mcp::Mcp;
 use crate::mcp::call::{Call, Speaking};
 use crate::mcp::engine;
 use crate::mcp::listen::{self, Listen};
@@ -25,6 +25,7 @@ use crate::mcp::respond::{answer, count_error, method_label, perform};
 use crate::mcp::sessions::Session;
 use crate::mcp::stateless::{message_meta, object};
 use crate::tenancy::Principal;
+use crate::tenancy::extract::check_limits;
 use crate::tenancy::grants::{EndKind, Ended, Grant};
 
 /// Close codes of our own (4000-4999 are for applications).
@@ -50,6 +51,7 @@ type Inflight = Arc<Mutex<HashMap<String, CancellationToken>>>;
 
 pub(super) struct Connection {
     pub node: Context,
+    pub mcp: Arc<Mcp>,
     /// The authority of the credential the connection was opened with; every request is
     /// authorized again with it.
     pub grant: Arc<Grant>,
@@ -62,12 +64,14 @@ pub(super) struct Connection {
 impl Connection {
     pub fn new(
         node: Context,
+        mcp: Arc<Mcp>,
         grant: Arc<Grant>,
         link: Arc<Link>,
         registration: Registration,
     ) -> Self {
         Self {
             node,
+            mcp,
             grant,
             link,
             registration,
@@ -88,7 +92,7 @@ impl Connection {
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut awaiting_pong = false;
         let overflowed = self.link.overflowed().clone();
-        let closing = self.node.mcp.hub.closing().clone();
+        let closing = self.mcp.hub.closing().clone();
         let grant = self.grant.clone();
         let reason = loop {
             tokio::select! {
@@ -230,7 +234,13 @@ impl Connection {
                 session,
                 streams: true,
             };
-            let call = Call::start(&self.node, self.grant.principal(), speaking, &params)?;
+            let call = Call::start(
+                &self.node,
+                &self.mcp,
+                self.grant.principal(),
+                speaking,
+                &params,
+            )?;
             let session = Some(session.clone());
             self.spawn_request(call, session, id, kind, method, params);
             return Ok(());
@@ -261,7 +271,13 @@ impl Connection {
             version,
             client_capabilities,
         };
-        let call = Call::start(&self.node, self.grant.principal(), speaking, &params)?;
+        let call = Call::start(
+            &self.node,
+            &self.mcp,
+            self.grant.principal(),
+            speaking,
+            &params,
+        )?;
         self.spawn_request(call, None, id, kind, method, params);
         Ok(())
     }
@@ -305,14 +321,14 @@ impl Connection {
     ) {
         let guard = self.track(&id, call.cancel.clone());
         let link = self.link.clone();
-        let node = self.node.clone();
+        let (node, mcp) = (self.node.clone(), self.mcp.clone());
         let grant = self.grant.clone();
         let started = std::time::Instant::now();
         self.node.runtime.spawn(async move {
             let _guard = guard;
             // Authorized now, not when the connection opened; a refusal is answered
             // before the connection closes.
-            let checked = grant.check(&node).await;
+            let checked = grant.check(&node, &mcp.tenancy).await;
             if let Err(e) = &checked {
                 let e = unauthorized(e);
                 count_error(&e);
@@ -329,7 +345,7 @@ impl Connection {
                 link.send(kind, &e.with_id(id).to_message());
                 return;
             }
-            let work = perform(&node.mcp, &call, session.as_ref(), &method, &params);
+            let work = perform(&mcp, &call, session.as_ref(), &method, &params);
             tokio::pin!(work);
             let outcome = loop {
                 tokio::select! {

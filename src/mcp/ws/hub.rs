@@ -112,6 +112,7 @@ impl Drop for Slot {
 pub struct Registration {
     pub info: ConnectionInfo,
     node: Context,
+    hub: Arc<Hub>,
     renewed: Instant,
     _slot: Slot,
 }
@@ -132,7 +133,7 @@ impl Registration {
 impl Drop for Registration {
     fn drop(&mut self) {
         let id = self.info.id.clone();
-        self.node.mcp.hub.local.write().unwrap().remove(&id);
+        self.hub.local.write().unwrap().remove(&id);
         let node = self.node.clone();
         self.node.runtime.spawn(async move {
             if let Err(e) = node.bus.cache.delete(&entry_key(&id)).await {
@@ -189,7 +190,7 @@ impl Hub {
 
     /// Registers an admitted connection, so that any node can send to it.
     pub async fn register(
-        &self,
+        self: &Arc<Self>,
         node: &Context,
         slot: Slot,
         principal: &Principal,
@@ -215,6 +216,7 @@ impl Hub {
         Registration {
             info,
             node: node.clone(),
+            hub: self.clone(),
             renewed: Instant::now(),
             _slot: slot,
         }
@@ -322,20 +324,19 @@ impl Hub {
 
     /// Starts taking deliveries for this node's connections from the bus (once; a bus
     /// that cannot be reached is tried again at the next connection).
-    async fn listen(&self, node: &Context) {
+    async fn listen(self: &Arc<Self>, node: &Context) {
         let started = self
             .listening
             .get_or_try_init(|| async {
                 let channel = delivery_channel(&node.node.id);
                 let mut subscription = node.bus.pubsub.subscribe(&channel).await?;
-                let hub_node = node.clone();
+                let hub = self.clone();
                 node.runtime.spawn(async move {
                     while let Some(text) = subscription.recv().await {
                         let Ok(envelope) = serde_json::from_str::<Envelope>(&text) else {
                             tracing::warn!("unreadable connection delivery skipped");
                             continue;
                         };
-                        let hub = &hub_node.mcp.hub;
                         if let Some(Err(e)) = hub.deliver_here(
                             &envelope.organization_id,
                             &envelope.connection_id,

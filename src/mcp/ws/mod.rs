@@ -20,11 +20,12 @@ use actix_web::http::StatusCode;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 
+use super::Mcp;
 use super::endpoint::{Refusal, caller_with, check_origin};
 use super::protocol::RpcError;
 use crate::context::Context;
-use crate::http::auth::credential;
 use crate::http::errors::ApiError;
+use crate::tenancy::extract::credential;
 use connection::Connection;
 pub use connection::close;
 use hub::Refused;
@@ -45,8 +46,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 /// Checks the origin, the credentials and the caps, then upgrades.
-async fn upgrade(req: HttpRequest, body: web::Payload, ctx: web::Data<Context>) -> HttpResponse {
-    match accept(&req, body, &ctx).await {
+async fn upgrade(
+    req: HttpRequest,
+    body: web::Payload,
+    ctx: web::Data<Context>,
+    mcp: web::Data<Mcp>,
+) -> HttpResponse {
+    match accept(&req, body, &ctx, &mcp).await {
         Ok(response) => response,
         Err(refusal) => refusal.into_response(),
     }
@@ -56,16 +62,16 @@ async fn accept(
     req: &HttpRequest,
     body: web::Payload,
     ctx: &web::Data<Context>,
+    mcp: &Arc<Mcp>,
 ) -> Result<HttpResponse, Refusal> {
     check_origin(req, ctx)?;
     let token = match credential(req)? {
         Some(token) => Some(token),
         None => query_token(req),
     };
-    let caller = caller_with(req, ctx, token).await?;
-    let (grant, principal) = (caller.grant(ctx), caller.principal);
-    let slot = ctx
-        .mcp
+    let caller = caller_with(req, ctx, mcp, token).await?;
+    let (grant, principal) = (caller.grant(mcp), caller.principal);
+    let slot = mcp
         .hub
         .admit(&ctx.config.mcp.ws, &principal)
         .map_err(refused)?;
@@ -80,8 +86,7 @@ async fn accept(
     let (link, queued) = Link::new(ctx.config.mcp.ws.outbound_queue);
     let link = Arc::new(link);
     let node = ctx.get_ref().clone();
-    let registration = ctx
-        .mcp
+    let registration = mcp
         .hub
         .register(&node, slot, &principal, link.clone())
         .await;
@@ -89,7 +94,7 @@ async fn accept(
     if let Ok(id) = header::HeaderValue::from_str(&registration.info.id) {
         response.headers_mut().insert(CONNECTION_ID.clone(), id);
     }
-    let connection = Connection::new(node, grant, link, registration);
+    let connection = Connection::new(node, mcp.clone(), grant, link, registration);
     // The frames of the connection can only be read on this worker.
     actix_web::rt::spawn(connection.run(ws, frames, queued));
     Ok(response)

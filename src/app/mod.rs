@@ -1,6 +1,10 @@
 //! A running node: [`Application::build`] binds the listeners of the configured roles and
 //! prepares storage and bus; [`Application::run`] serves until the shutdown token is
 //! cancelled, then drains requests and jobs within the grace period.
+//! [`Capabilities`] holds each capability's state and wires them to the listeners, the
+//! jobs and the node's lifecycle.
+
+mod capabilities;
 
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener};
@@ -16,12 +20,12 @@ use crate::context::Context;
 use crate::health::SchemaState;
 use crate::http::{self, Routes};
 use crate::jobs::Registry;
-use crate::jobs::node_sweep::NodeSweep;
 use crate::jobs::recurring::{self, Recurring};
 use crate::jobs::runner::{QueueSpec, Runner};
 use crate::nodes;
 use crate::storage::migrations;
 use crate::telemetry;
+pub use capabilities::Capabilities;
 
 /// The queue the indexer role consumes; every other queue belongs to the worker role.
 pub const INDEXING_QUEUE: &str = "indexing";
@@ -35,21 +39,25 @@ struct Bound {
 
 pub struct Application {
     ctx: Context,
+    capabilities: Capabilities,
     registry: Registry,
     listeners: Vec<Bound>,
 }
 
 impl Application {
-    /// Builds the node with the platform's own job kinds.
+    /// Builds the node with the platform's and the capabilities' job kinds.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        Self::build_with_jobs(config, Registry::platform()).await
+        Self::build_with_jobs(config, Registry::new()).await
     }
 
-    /// Builds the node with the given job kinds.
-    pub async fn build_with_jobs(config: Config, registry: Registry) -> anyhow::Result<Self> {
+    /// Builds the node with the platform's and the capabilities' job kinds and `extra`
+    /// ones (tests add their own).
+    pub async fn build_with_jobs(config: Config, extra: Registry) -> anyhow::Result<Self> {
         telemetry::metrics::handle();
         let config = Arc::new(config);
         let ctx = Context::connect(config.clone())?;
+        let capabilities = Capabilities::new(&config);
+        let registry = capabilities.jobs().merge(extra);
 
         if matches!(config.database_target(), DatabaseTarget::Postgres(_))
             && !ctx.bus.is_distributed()
@@ -74,19 +82,19 @@ impl Application {
                 roles.has(Role::Mcp),
                 "mcp",
                 Some(config.mcp.listen),
-                crate::mcp::configure as Routes,
+                capabilities.mcp_routes(),
             ),
             (
                 roles.has(Role::Api),
                 "api",
                 Some(config.api.listen),
-                crate::api::configure as Routes,
+                capabilities.api_routes(),
             ),
             (
                 background_roles,
                 "worker",
                 config.worker.listen,
-                no_routes as Routes,
+                Arc::new(|_: &mut actix_web::web::ServiceConfig| {}) as Routes,
             ),
         ];
         let mut listeners = Vec::new();
@@ -107,6 +115,7 @@ impl Application {
         }
         Ok(Self {
             ctx,
+            capabilities,
             registry,
             listeners,
         })
@@ -114,6 +123,10 @@ impl Application {
 
     pub fn context(&self) -> &Context {
         &self.ctx
+    }
+
+    pub fn capabilities(&self) -> &Capabilities {
+        &self.capabilities
     }
 
     /// The bound address of a listener (`"api"`, `"mcp"` or `"worker"`), if this node has it.
@@ -127,7 +140,7 @@ impl Application {
     /// Serves until `shutdown` is cancelled, then stops accepting connections and lets
     /// in-flight requests and jobs finish within `shutdown.grace_period`.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let ctx = self.ctx;
+        let (ctx, capabilities) = (self.ctx, self.capabilities);
         let roles = &ctx.config.node.roles;
         tracing::info!(
             node.id = %ctx.node.id, roles = %roles, database = ctx.db.backend_name(),
@@ -153,17 +166,21 @@ impl Application {
         tasks.spawn(telemetry::metrics::run_upkeep(background.clone()));
         tasks.spawn(prepare_database(ctx.clone(), background.clone()));
         // Open connections and streams lose what their credential lost, on every node.
-        let grants = ctx.tenancy.grants.clone();
         tasks.spawn(when_schema_ready(
             ctx.clone(),
             background.clone(),
-            grants.watch(ctx.clone(), background.clone()),
+            crate::tenancy::grants::Grants::watch(
+                capabilities.tenancy.clone(),
+                ctx.clone(),
+                background.clone(),
+            ),
         ));
         tasks.spawn(when_schema_ready(ctx.clone(), background.clone(), {
             let (ctx, token) = (ctx.clone(), background.clone());
+            let work = capabilities.node_work();
             async move {
                 let interval = ctx.config.node.heartbeat_interval.get();
-                nodes::heartbeat(&ctx, addresses, interval, token).await
+                nodes::heartbeat(&ctx, work, addresses, interval, token).await
             }
         }));
         let queues = consumed_queues(&ctx.config, &self.registry);
@@ -177,7 +194,7 @@ impl Application {
         }
         if roles.has(Role::Worker) {
             let recurring = vec![Recurring::new(
-                NodeSweep {},
+                crate::jobs::node_sweep::NodeSweep {},
                 ctx.config.node.heartbeat_interval.get(),
             )];
             let queue = ctx.bus.queue.clone();
@@ -196,7 +213,7 @@ impl Application {
         );
         background.cancel();
         // WebSocket connections would hold the listeners open: close them (1001).
-        ctx.mcp.hub.close_all();
+        capabilities.mcp.hub.close_all();
         let stop_servers = async {
             futures_util::future::join_all(handles.iter().map(|h| h.stop(true))).await;
             for task in server_tasks {
@@ -224,8 +241,6 @@ impl Application {
         Ok(())
     }
 }
-
-fn no_routes(_: &mut actix_web::web::ServiceConfig) {}
 
 /// The queues this node consumes, with their concurrency: the worker role takes every
 /// queue but indexing, the indexer role takes indexing.
@@ -312,7 +327,7 @@ mod tests {
         let mut config = Config::default();
         config.node.roles = roles.parse().unwrap();
         config.jobs.concurrency.insert("webhooks".into(), 6);
-        consumed_queues(&config, &Registry::platform())
+        consumed_queues(&config, &Capabilities::new(&config).jobs())
             .into_iter()
             .map(|q| (q.name, q.concurrency))
             .collect()

@@ -1,0 +1,61 @@
+//! The node's capabilities, each with its own state, wired together: the one place that
+//! knows them all. Below `app`, infrastructure (`context`, `http`, `jobs`, `nodes`, ...)
+//! knows no capability, and a capability knows only those it builds on (MCP builds on
+//! the tenancy and contexts; the REST API on the tenancy and contexts).
+
+use std::sync::Arc;
+
+use actix_web::web;
+
+use crate::config::Config;
+use crate::http::Routes;
+use crate::jobs::Registry;
+use crate::jobs::node_sweep::NodeSweep;
+use crate::mcp::Mcp;
+use crate::nodes::{NodeWork, NodeWorks};
+use crate::tenancy::TenancyState;
+
+/// Every capability's state on this node. Cheap to clone (each is shared).
+#[derive(Clone)]
+pub struct Capabilities {
+    pub tenancy: Arc<TenancyState>,
+    pub mcp: Arc<Mcp>,
+}
+
+impl Capabilities {
+    pub fn new(config: &Config) -> Self {
+        let tenancy = TenancyState::new(config);
+        let mcp = Mcp::new(config, tenancy.clone());
+        Self { tenancy, mcp }
+    }
+
+    /// The work of every capability that outlives requests (see [`NodeWork`]).
+    pub fn node_work(&self) -> NodeWorks {
+        let tasks: Arc<dyn NodeWork> = self.mcp.tasks.clone();
+        Arc::from(vec![tasks])
+    }
+
+    /// The job kinds of the platform and of every capability, with their state.
+    pub fn jobs(&self) -> Registry {
+        Registry::new().register::<NodeSweep>(self.node_work())
+    }
+
+    /// The mcp listener's routes (`/mcp`, `/ws`) with the state they use.
+    pub fn mcp_routes(&self) -> Routes {
+        let (tenancy, mcp) = (self.tenancy.clone(), self.mcp.clone());
+        Arc::new(move |cfg: &mut web::ServiceConfig| {
+            cfg.app_data(web::Data::from(tenancy.clone()))
+                .app_data(web::Data::from(mcp.clone()));
+            crate::mcp::configure(cfg);
+        })
+    }
+
+    /// The api listener's routes (`/api/v1/...`) with the state they use.
+    pub fn api_routes(&self) -> Routes {
+        let tenancy = self.tenancy.clone();
+        Arc::new(move |cfg: &mut web::ServiceConfig| {
+            cfg.app_data(web::Data::from(tenancy.clone()));
+            crate::api::configure(cfg);
+        })
+    }
+}
