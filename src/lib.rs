@@ -14,12 +14,15 @@
 //! - [`tenancy`]: organizations, users, API keys, sessions, scopes and the audit log.
 //! - [`contexts`]: conversation contexts shared by agents, the first tenant resource.
 //! - [`events`]: changes within a tenant, told to every node over the bus.
+//! - [`sealing`]: credentials sealed at rest under per-organization keys.
+//! - [`outbound`]: the one outbound HTTP client, with the SSRF guard.
 //! - [`mcp`]: the MCP endpoints (`/mcp`, `/ws`), their catalog and providers.
 //! - [`edge`]: `devmesh edge`, MCP over stdio forwarded to a devmesh server.
 //! - [`api`]: the REST API (`/api/v1`), its OpenAPI document and reference page.
 //! - [`http`]: the listeners, their shared middleware, errors and system endpoints.
 //! - [`telemetry`]: logs and Prometheus metrics.
-//! - [`app`]: wires the parts into a running node and shuts it down gracefully.
+//! - [`app`]: wires the capabilities into a running node and shuts it down gracefully;
+//!   below it, infrastructure knows no capability (`tests/it/layers.rs` checks).
 //! - [`cli`]: the `devmesh` command line.
 
 pub mod api;
@@ -37,6 +40,8 @@ pub mod http;
 pub mod jobs;
 pub mod mcp;
 pub mod nodes;
+pub mod outbound;
+pub mod sealing;
 pub mod service;
 pub mod storage;
 pub mod telemetry;

@@ -4,6 +4,7 @@
 
 mod load;
 mod mcp;
+mod security;
 mod show;
 mod tenancy;
 mod types;
@@ -19,6 +20,7 @@ pub const EXIT_CONFIG: u8 = 2;
 
 pub use load::{ConfigError, LoadedConfig, Overrides, load};
 pub use mcp::{McpConfig, TasksConfig, WsConfig};
+pub use security::{OutboundConfig, SecretsConfig};
 pub use show::render_with_sources;
 pub use tenancy::{
     Argon2Config, AuthConfig, ContextsConfig, LockoutConfig, Quota, RateLimitConfig,
@@ -43,6 +45,8 @@ pub struct Config {
     pub auth: AuthConfig,
     pub rate_limits: RateLimitConfig,
     pub contexts: ContextsConfig,
+    pub secrets: SecretsConfig,
+    pub outbound: OutboundConfig,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -215,6 +219,8 @@ impl Default for Config {
             auth: AuthConfig::default(),
             rate_limits: RateLimitConfig::default(),
             contexts: ContextsConfig::default(),
+            secrets: SecretsConfig::default(),
+            outbound: OutboundConfig::default(),
         }
     }
 }
@@ -324,6 +330,8 @@ impl Config {
             ("jobs.visibility_timeout", self.jobs.visibility_timeout),
             ("jobs.poll_interval", self.jobs.poll_interval),
             ("jobs.dedup_window", self.jobs.dedup_window),
+            ("outbound.connect_timeout", self.outbound.connect_timeout),
+            ("outbound.timeout", self.outbound.timeout),
             ("http.ready_timeout", self.http.ready_timeout),
             ("database.connect_timeout", self.database.connect_timeout),
             ("database.request_timeout", self.database.request_timeout),
@@ -457,6 +465,23 @@ impl Config {
             && let Err(why) = crate::storage::postgres::PgConnector::from_url(url.expose())
         {
             errors.push(ConfigError::invalid("database.url", url.redacted(), &why));
+        }
+        if let Err(why) = crate::sealing::Sealer::from_config(&self.secrets) {
+            let key = why.split(' ').next().unwrap_or("secrets.master_key");
+            errors.push(ConfigError::invalid(
+                key,
+                "***".into(),
+                &format!(
+                    "32 random bytes in base64, such as `openssl rand -base64 32` prints ({why})"
+                ),
+            ));
+        }
+        if self.outbound.max_redirects > 20 {
+            errors.push(ConfigError::invalid(
+                "outbound.max_redirects",
+                self.outbound.max_redirects.to_string(),
+                "a number from 0 to 20",
+            ));
         }
         if errors.is_empty() {
             Ok(())

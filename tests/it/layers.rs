@@ -17,6 +17,8 @@ const INFRASTRUCTURE: &[&str] = &[
     "http",
     "jobs",
     "nodes",
+    "outbound",
+    "sealing",
     "service",
     "storage",
     "telemetry",
