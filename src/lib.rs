@@ -16,6 +16,7 @@
 //! - [`events`]: changes within a tenant, told to every node over the bus.
 //! - [`sealing`]: credentials sealed at rest under per-organization keys.
 //! - [`outbound`]: the one outbound HTTP client, with the SSRF guard.
+//! - [`gateway`]: the tools gateway: API descriptions read and converted into tools.
 //! - [`mcp`]: the MCP endpoints (`/mcp`, `/ws`), their catalog and providers.
 //! - [`edge`]: `devmesh edge`, MCP over stdio forwarded to a devmesh server.
 //! - [`api`]: the REST API (`/api/v1`), its OpenAPI document and reference page.
@@ -35,6 +36,7 @@ pub mod contexts;
 pub mod decode;
 pub mod edge;
 pub mod events;
+pub mod gateway;
 pub mod health;
 pub mod http;
 pub mod jobs;

@@ -29,6 +29,7 @@ const CAPABILITIES: &[(&str, &[&str])] = &[
     ("tenancy", &[]),
     ("contexts", &["tenancy"]),
     ("mcp", &["tenancy", "contexts"]),
+    ("gateway", &["tenancy", "mcp"]),
     ("api", &["tenancy", "contexts"]),
     ("edge", &["mcp"]),
 ];

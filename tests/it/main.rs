@@ -12,6 +12,7 @@ mod cli;
 mod contexts;
 mod edge;
 mod faults;
+mod gateway_conversion;
 mod http_errors;
 mod input_required;
 mod job_runner;
