@@ -1,6 +1,7 @@
 //! The tools gateway: any HTTP API as MCP tools (DESIGN §5.5).
 //!
-//! This part reads API descriptions and converts them:
+//! This part finds API descriptions, reads them and converts them:
+//! - [`discovery`]: from a base URL to its description, through the SSRF guard;
 //! - [`document`]: documents within limits, JSON or YAML, with the files their `$ref`s
 //!   reach;
 //! - [`operations`]: OpenAPI 3.0/3.1 and Swagger 2.0 operations in one model;
@@ -8,6 +9,7 @@
 //! - [`schema`]: input schemas (JSON Schema 2020-12) with `$ref`s inlined and cuts;
 //! - [`naming`]: portable, unique, stable tool names.
 
+pub mod discovery;
 pub mod document;
 pub mod naming;
 pub mod operations;

@@ -378,3 +378,60 @@ components:
     assert_eq!(long.input_schema["required"], json!(["ключ"]));
     let _: Value = long.input_schema.clone();
 }
+
+#[tokio::test]
+async fn githubs_rest_description_converts() {
+    let path = std::env::var("DEVMESH_GITHUB_OPENAPI").expect(
+        "DEVMESH_GITHUB_OPENAPI names api.github.com.json of the npm package @octokit/openapi; scripts/test-tools.sh installs it",
+    );
+    let path = PathBuf::from(path);
+    let dir = Directory::new(path.parent().unwrap()).unwrap();
+    let set = load(&dir, path.file_name().unwrap().to_str().unwrap()).await;
+    let api = convert(&set, "github").unwrap();
+    assert_eq!(api.format, ApiFormat::Openapi3);
+    assert_eq!(api.servers, ["https://api.github.com"]);
+    assert!(api.operations.len() > 1000, "{}", api.operations.len());
+    check_tools("api.github.com.json", &api);
+    // A snapshot of one well-known operation: name, annotations, arguments.
+    let get_repo = api
+        .operations
+        .iter()
+        .find(|o| o.operation_id.as_deref() == Some("repos/get"))
+        .unwrap();
+    assert_eq!(get_repo.name, "github_repos_get");
+    assert_eq!(
+        (get_repo.method.as_str(), get_repo.path.as_str()),
+        ("GET", "/repos/{owner}/{repo}")
+    );
+    assert!(get_repo.hints.read_only);
+    assert_eq!(get_repo.input_schema["required"], json!(["owner", "repo"]));
+    assert_eq!(
+        get_repo.input_schema["properties"]["owner"]["type"],
+        "string"
+    );
+    let create_issue = api
+        .operations
+        .iter()
+        .find(|o| o.operation_id.as_deref() == Some("issues/create"))
+        .unwrap();
+    let body = &create_issue.input_schema["properties"]["body"];
+    assert!(body["properties"]["title"].is_object(), "{body}");
+    assert!(
+        body["required"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("title"))
+    );
+    assert_eq!(
+        create_issue.body.as_ref().unwrap().media_type,
+        "application/json"
+    );
+    let list_issues = api
+        .operations
+        .iter()
+        .find(|o| o.operation_id.as_deref() == Some("issues/list-for-repo"))
+        .unwrap();
+    let state = &list_issues.input_schema["properties"]["state"];
+    assert_eq!(state["enum"], json!(["open", "closed", "all"]), "{state}");
+    assert_eq!(state["default"], "open");
+}

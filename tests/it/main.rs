@@ -13,6 +13,7 @@ mod contexts;
 mod edge;
 mod faults;
 mod gateway_conversion;
+mod gateway_discovery;
 mod http_errors;
 mod input_required;
 mod job_runner;
