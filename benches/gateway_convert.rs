@@ -6,7 +6,8 @@
 //!
 //!   cargo bench --bench gateway_convert -- [GITHUB_JSON] [RUNS]
 //!
-//! GITHUB_JSON defaults to `$DEVMESH_GITHUB_OPENAPI` (set by `scripts/test-tools.sh`).
+//! GITHUB_JSON defaults to `$DEVMESH_GITHUB_OPENAPI` (set by `scripts/test-tools.sh`); the
+//! corpus is `$DEVMESH_CORPUS/openapi`, else `shared/corpus/openapi` beside the project.
 //! It reads local files only and ends by itself.
 
 use std::path::{Path, PathBuf};
@@ -94,7 +95,14 @@ async fn main() {
     let (github_time, github_ops) = best_of(runs, || convert_file(&github_dir, &github_file)).await;
     let github_peak = peak_mib();
 
-    let corpus = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/openapi");
+    let corpus = match std::env::var("DEVMESH_CORPUS") {
+        Ok(dir) => PathBuf::from(dir).join("openapi"),
+        Err(_) => Path::new(env!("CARGO_MANIFEST_DIR"))
+            .ancestors()
+            .map(|a| a.join("shared/corpus/openapi"))
+            .find(|c| c.join("INDEX.md").is_file())
+            .expect("set DEVMESH_CORPUS to the shared corpus directory, or keep the project beside ../shared"),
+    };
     let dir = Directory::new(&corpus).unwrap();
     let roots = corpus_roots(&corpus);
     let (corpus_time, corpus_ops) = best_of(runs, || async {

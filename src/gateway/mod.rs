@@ -7,12 +7,16 @@
 //! - [`operations`]: OpenAPI 3.0/3.1 and Swagger 2.0 operations in one model;
 //! - [`sonarqube`]: SonarQube's `api/webservices/list`, the first non-OpenAPI format;
 //! - [`schema`]: input schemas (JSON Schema 2020-12) with `$ref`s inlined and cuts;
-//! - [`naming`]: portable, unique, stable tool names.
+//! - [`naming`]: portable, unique, stable tool names;
+//! - [`request`]: a tool's arguments into its operation's HTTP request;
+//! - [`response`]: the upstream's answer into a `CallToolResult`.
 
 pub mod discovery;
 pub mod document;
 pub mod naming;
 pub mod operations;
+pub mod request;
+pub mod response;
 pub mod schema;
 pub mod sonarqube;
 

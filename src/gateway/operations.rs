@@ -326,6 +326,10 @@ fn build(
         } else {
             "application/x-www-form-urlencoded"
         };
+        let mut form = form;
+        if media == "multipart/form-data" {
+            files_in_multipart(&mut form);
+        }
         let mut schema = json!({ "type": "object", "properties": form });
         if !form_required.is_empty() {
             schema["required"] = Value::Array(form_required.clone());
@@ -345,6 +349,11 @@ fn build(
         {
             let schema = media_object.get("schema").cloned().unwrap_or(json!({}));
             let mut converted = converter.convert(&rb_base, &schema);
+            if media.starts_with("multipart/form-data")
+                && let Some(Value::Object(props)) = converted.get_mut("properties")
+            {
+                files_in_multipart(props);
+            }
             if !is_json(&media) && !media.contains("form") && converted.get("type").is_none() {
                 converted = json!({ "type": "string" });
             }
@@ -489,4 +498,35 @@ fn pick_media(content: &Map<String, Value>) -> Option<(String, &Value)> {
             v,
         )
     })
+}
+
+/// The argument schema of a file in a multipart body: its content in base64, and
+/// optionally its file name and media type.
+pub fn file_schema(description: Option<&Value>) -> Value {
+    let mut schema = json!({
+        "type": "object",
+        "properties": {
+            "content_base64": { "type": "string", "contentEncoding": "base64", "description": "The file's bytes, in base64" },
+            "filename": { "type": "string" },
+            "media_type": { "type": "string", "description": "The file's media type (application/octet-stream when not given)" },
+        },
+        "required": ["content_base64"],
+        "additionalProperties": false,
+    });
+    if let Some(d) = description {
+        schema["description"] = d.clone();
+    }
+    schema
+}
+
+/// Multipart fields that are files (`format: binary`, or Swagger's `type: file`) take a
+/// [`file_schema`] argument.
+fn files_in_multipart(properties: &mut Map<String, Value>) {
+    for field in properties.values_mut() {
+        let is_file = field.get("contentEncoding").and_then(Value::as_str) == Some("base64")
+            || field.get("format").and_then(Value::as_str) == Some("binary");
+        if is_file {
+            *field = file_schema(field.get("description"));
+        }
+    }
 }

@@ -10,7 +10,7 @@ use devmesh::gateway::{Api, ApiFormat, convert, naming};
 use serde_json::{Value, json};
 
 fn corpus() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/openapi")
+    crate::helpers::openapi_corpus()
 }
 
 async fn load(dir: &Directory, relative: &str) -> DocumentSet {
@@ -20,7 +20,7 @@ async fn load(dir: &Directory, relative: &str) -> DocumentSet {
 }
 
 async fn api_of(relative: &str, prefix: &str) -> Api {
-    let dir = Directory::new(corpus()).expect("the corpus is at ../shared/corpus/openapi");
+    let dir = Directory::new(corpus()).unwrap();
     let set = load(&dir, relative).await;
     convert(&set, prefix).unwrap_or_else(|e| panic!("{relative}: {e}"))
 }
@@ -166,6 +166,28 @@ async fn swagger_2_reads_as_openapi_3() {
         json!(["id", "name"]),
         "{}",
         create.input_schema
+    );
+
+    // A Swagger `type: file` form field is a file argument of a multipart body.
+    let api = api_of("gitea-swagger-v1.json", "gitea").await;
+    let upload = api
+        .operations
+        .iter()
+        .find(|o| o.operation_id.as_deref() == Some("issueCreateIssueAttachment"))
+        .unwrap();
+    assert_eq!(
+        upload.body.as_ref().unwrap().media_type,
+        "multipart/form-data"
+    );
+    let attachment = &upload.input_schema["properties"]["body"]["properties"]["attachment"];
+    assert_eq!(
+        attachment["required"],
+        json!(["content_base64"]),
+        "{attachment}"
+    );
+    assert_eq!(
+        upload.input_schema["properties"]["index"]["type"],
+        "integer"
     );
 }
 

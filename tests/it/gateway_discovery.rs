@@ -17,7 +17,7 @@ use url::Url;
 use crate::upstream::{Files, Upstream};
 
 fn corpus() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/openapi")
+    crate::helpers::openapi_corpus()
 }
 
 fn loopback_allowed() -> Outbound {

@@ -278,3 +278,22 @@ pub fn closed_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.local_addr().unwrap().port()
 }
+
+/// `shared/corpus/openapi`, the published API descriptions the tests read in place:
+/// `$DEVMESH_CORPUS` when set, else `shared/corpus/openapi` beside the project root or
+/// one of its ancestors (the project's `../shared`).
+pub fn openapi_corpus() -> std::path::PathBuf {
+    if let Ok(dir) = std::env::var("DEVMESH_CORPUS") {
+        return std::path::PathBuf::from(dir).join("openapi");
+    }
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    root.ancestors()
+        .map(|a| a.join("shared/corpus/openapi"))
+        .find(|c| c.join("INDEX.md").is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "the API description corpus is not found: set DEVMESH_CORPUS to the shared corpus directory \
+                 (the one holding openapi/INDEX.md), or keep the project beside ../shared"
+            )
+        })
+}

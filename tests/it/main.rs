@@ -12,6 +12,7 @@ mod cli;
 mod contexts;
 mod edge;
 mod faults;
+mod gateway_calls;
 mod gateway_conversion;
 mod gateway_discovery;
 mod http_errors;

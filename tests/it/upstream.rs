@@ -102,7 +102,9 @@ async fn file(req: HttpRequest, files: web::Data<Files>) -> HttpResponse {
             None => return HttpResponse::NotFound().finish(),
         },
     };
-    let root = root.canonicalize().unwrap();
+    let Ok(root) = root.canonicalize() else {
+        return HttpResponse::NotFound().finish();
+    };
     let Ok(full) = root.join(&relative).canonicalize() else {
         return HttpResponse::NotFound().finish();
     };
