@@ -8,9 +8,11 @@
 //! - [`sonarqube`]: SonarQube's `api/webservices/list`, the first non-OpenAPI format;
 //! - [`schema`]: input schemas (JSON Schema 2020-12) with `$ref`s inlined and cuts;
 //! - [`naming`]: portable, unique, stable tool names;
+//! - [`credentials`]: how a tool authenticates, applied to its requests;
 //! - [`request`]: a tool's arguments into its operation's HTTP request;
 //! - [`response`]: the upstream's answer into a `CallToolResult`.
 
+pub mod credentials;
 pub mod discovery;
 pub mod document;
 pub mod naming;

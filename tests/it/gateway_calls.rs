@@ -252,3 +252,83 @@ async fn answers_become_tool_results() {
         }
     }
 }
+
+#[tokio::test]
+async fn each_credential_kind_reaches_the_api_and_stays_sealed_elsewhere() {
+    use base64::Engine as _;
+    use devmesh::gateway::credentials::Credential;
+    use devmesh::sealing::Sealer;
+
+    let upstream = Upstream::start().await;
+    let outbound = Outbound::new(&OutboundConfig {
+        allow_private: true,
+        ..OutboundConfig::default()
+    });
+    let kinds = [
+        json!({ "type": "bearer", "token": "tok-secret-1" }),
+        json!({ "type": "api_key", "location": "header", "name": "X-API-Key", "value": "key-secret-2" }),
+        json!({ "type": "api_key", "location": "query", "name": "private_token", "value": "key-secret-3" }),
+        json!({ "type": "api_key", "location": "cookie", "name": "immich_access_token", "value": "key-secret-4" }),
+        json!({ "type": "basic", "username": "admin", "password": "pw-secret-5" }),
+        json!({ "type": "headers", "headers": { "X-Vault-Token": "hvs-secret-6" } }),
+    ];
+    let sealer = Sealer::from_config(&devmesh::config::SecretsConfig {
+        master_key: Some(devmesh::config::SecretString::new(
+            base64::engine::general_purpose::STANDARD.encode([7u8; 32]),
+        )),
+        previous_master_keys: vec![],
+    })
+    .unwrap();
+    for kind in kinds {
+        let credential: Credential = serde_json::from_value(kind.clone()).unwrap();
+        // Sealed at rest, and opened again as the same credential.
+        let plain = serde_json::to_vec(&credential).unwrap();
+        let sealed = sealer.seal("org-1", "tool:1:auth", &plain).unwrap();
+        let opened: Credential =
+            serde_json::from_slice(&sealer.open("org-1", "tool:1:auth", &sealed).unwrap()).unwrap();
+        assert_eq!(opened, credential);
+        let debug = format!("{credential:?}");
+        assert!(!debug.contains("secret"), "{debug}");
+        assert!(!sealed.0.contains("secret"));
+
+        let mut request = OutboundRequest::get(upstream.url("/echo").parse().unwrap());
+        request.credential_headers = credential
+            .apply(&mut request.headers, &mut request.url)
+            .unwrap();
+        let echoed: Value = outbound.send(request).await.unwrap().json().await.unwrap();
+        let headers = &echoed["headers"];
+        match credential.kind() {
+            "bearer" => assert_eq!(headers["authorization"], "Bearer tok-secret-1"),
+            "basic" => assert_eq!(
+                headers["authorization"],
+                format!(
+                    "Basic {}",
+                    base64::engine::general_purpose::STANDARD.encode("admin:pw-secret-5")
+                )
+            ),
+            "headers" => assert_eq!(headers["x-vault-token"], "hvs-secret-6"),
+            _ => {
+                let sent = echoed.to_string();
+                assert!(
+                    sent.contains("key-secret-2")
+                        || sent.contains("private_token=key-secret-3")
+                        || sent.contains("immich_access_token=key-secret-4"),
+                    "{kind}: {echoed}"
+                );
+            }
+        }
+    }
+    // A credential that cannot travel in a header says so, without the secret.
+    let bad: Credential =
+        serde_json::from_value(json!({ "type": "bearer", "token": "x\r\nsecret" })).unwrap();
+    let mut url: url::Url = upstream.url("/echo").parse().unwrap();
+    let e = bad
+        .apply(&mut reqwest::header::HeaderMap::new(), &mut url)
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("the bearer token cannot be sent"),
+        "{e}"
+    );
+    assert!(!e.to_string().contains("secret"), "{e}");
+    assert!(!e.to_string().contains("x\r\n"));
+}
