@@ -175,7 +175,7 @@ pub fn build(
             .map_err(|_| BuildError("a cookie argument cannot be sent".into()))?;
         headers.insert(COOKIE, value);
     }
-    let mut url = join(base, &path)?;
+    let mut url = join(base, &path);
     if !query.is_empty() {
         let mut pairs = url.query_pairs_mut();
         for (k, v) in &query {
@@ -215,7 +215,7 @@ pub fn build(
 
 /// `base` + `path`, keeping the base's own path (`https://h/api/v3` + `/repos` is
 /// `https://h/api/v3/repos`).
-fn join(base: &Url, path: &str) -> Result<Url, BuildError> {
+fn join(base: &Url, path: &str) -> Url {
     let mut url = base.clone();
     let joined = format!(
         "{}/{}",
@@ -224,7 +224,7 @@ fn join(base: &Url, path: &str) -> Result<Url, BuildError> {
     );
     url.set_path(&joined);
     url.set_query(None);
-    Ok(url)
+    url
 }
 
 fn encode_body(media_type: &str, value: &Value) -> Result<(String, Bytes), BuildError> {
