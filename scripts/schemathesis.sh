@@ -14,7 +14,7 @@ results="$(pwd)/${CARGO_TARGET_DIR:-target}/schemathesis"
 rm -rf "$results" && mkdir -p "$results"
 # The routes without credentials allow 60 requests a minute per address: lifted for the run.
 DEVMESH_LOG_COPY="$results/devmesh.log"
-start_devmesh api DEVMESH_RATE_LIMITS__ANONYMOUS__PER_MINUTE=1000000 DEVMESH_RATE_LIMITS__ANONYMOUS__BURST=1000000
+start_devmesh api DEVMESH_RATE_LIMITS__ANONYMOUS__PER_MINUTE=1000000 DEVMESH_RATE_LIMITS__ANONYMOUS__BURST=1000000 DEVMESH_OUTBOUND__ALLOW_PUBLIC=false
 addr=$DEVMESH_ADDR
 work=$DEVMESH_WORK
 api="http://$addr/api/v1"

@@ -49,10 +49,7 @@ pub enum OutboundError {
 
 /// An address the guard refused, and why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "{host} resolves to {address}, a {range} address, which outbound requests may not reach \
-     (allow it with outbound.allow_private = true or outbound.allow_cidrs)"
-)]
+#[error("{host} resolves to {address}, a {range} address, which outbound requests may not reach ({})", self.allowance())]
 pub struct Refusal {
     pub host: String,
     pub address: IpAddr,
@@ -60,11 +57,37 @@ pub struct Refusal {
     pub range: &'static str,
 }
 
+impl Refusal {
+    /// The setting that would allow the address.
+    fn allowance(&self) -> &'static str {
+        if self.range == PUBLIC {
+            "outbound.allow_public is false; allow it with outbound.allow_cidrs"
+        } else {
+            "allow it with outbound.allow_private = true or outbound.allow_cidrs"
+        }
+    }
+}
+
+/// The range of an address that is not internal.
+pub const PUBLIC: &str = "public";
+
 /// Which addresses requests may reach.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct AddressPolicy {
     pub allow_private: bool,
+    /// Whether public addresses may be reached (an egress allow-list when false).
+    pub allow_public: bool,
     pub allow: Vec<IpNet>,
+}
+
+impl Default for AddressPolicy {
+    fn default() -> Self {
+        Self {
+            allow_private: false,
+            allow_public: true,
+            allow: Vec::new(),
+        }
+    }
 }
 
 impl AddressPolicy {
@@ -81,12 +104,15 @@ impl AddressPolicy {
 
     /// Ok when requests may reach `ip` (of `host`).
     pub fn check(&self, host: &str, ip: IpAddr) -> Result<(), Refusal> {
-        let Some(range) = Self::internal_range(ip) else {
-            return Ok(());
+        let range = Self::internal_range(ip);
+        let allowed = match range {
+            None => self.allow_public,
+            Some(_) => self.allow_private,
         };
-        if self.allow_private || self.allow.iter().any(|net| net.contains(&ip)) {
+        if allowed || self.allow.iter().any(|net| net.contains(&ip)) {
             return Ok(());
         }
+        let range = range.unwrap_or(PUBLIC);
         Err(Refusal {
             host: host.to_string(),
             address: ip,
@@ -202,6 +228,7 @@ impl Outbound {
     pub fn new(config: &OutboundConfig) -> Self {
         let policy = Arc::new(AddressPolicy {
             allow_private: config.allow_private,
+            allow_public: config.allow_public,
             allow: config.allow_cidrs.clone(),
         });
         let client = reqwest::Client::builder()
@@ -422,16 +449,27 @@ mod tests {
         assert!(strict.check("example", ip("8.8.8.8")).is_ok());
 
         let some = AddressPolicy {
-            allow_private: false,
             allow: vec!["10.0.0.0/8".parse().unwrap()],
+            ..AddressPolicy::default()
         };
         assert!(some.check("a", ip("10.9.9.9")).is_ok());
+        // An egress allow-list: no public address unless named.
+        let listed = AddressPolicy {
+            allow_public: false,
+            allow: vec!["203.0.113.0/24".parse().unwrap()],
+            ..AddressPolicy::default()
+        };
+        let refusal = listed.check("example", ip("8.8.8.8")).unwrap_err();
+        assert_eq!(refusal.range, PUBLIC);
+        assert!(refusal.to_string().contains("outbound.allow_public"));
+        assert!(listed.check("doc", ip("203.0.113.7")).is_ok());
+        assert!(listed.check("lo", ip("127.0.0.1")).is_err());
         assert!(some.check("b", ip("192.168.0.1")).is_err());
         assert!(some.check("c", ip("127.0.0.1")).is_err());
 
         let all = AddressPolicy {
             allow_private: true,
-            allow: vec![],
+            ..AddressPolicy::default()
         };
         assert!(all.check("d", ip("::1")).is_ok());
     }

@@ -15,6 +15,7 @@ pub mod openapi;
 pub mod organization;
 pub mod pagination;
 pub mod reference;
+pub mod tools;
 pub mod users;
 
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -50,6 +51,19 @@ api_routes! {
         contexts::delete_context,
         contexts::append_items,
         contexts::context_summary,
+        tools::list_tools,
+        tools::create_tool,
+        tools::get_tool,
+        tools::update_tool,
+        tools::delete_tool,
+        tools::rediscover_tool,
+        tools::upload_description,
+        tools::list_operations,
+        tools::execute_operation,
+        tools::tool_health,
+        tools::put_my_credential,
+        tools::get_my_credential,
+        tools::delete_my_credential,
         auth::register_organization,
         auth::login,
         auth::refresh,

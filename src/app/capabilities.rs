@@ -1,16 +1,22 @@
 //! The node's capabilities, each with its own state, wired together: the one place that
 //! knows them all. Below `app`, infrastructure (`context`, `http`, `jobs`, `nodes`, ...)
 //! knows no capability, and a capability knows only those it builds on (MCP builds on
-//! the tenancy and contexts; the REST API on the tenancy and contexts).
+//! the tenancy and contexts; the tools gateway on the tenancy and MCP; the REST API on the
+//! tenancy, contexts and the gateway).
 
 use std::sync::Arc;
 
 use actix_web::web;
 
 use crate::config::Config;
+use crate::gateway::Gateway;
+use crate::gateway::discover_job::DiscoverTool;
+use crate::gateway::health::CheckHealth;
+use crate::gateway::provider::GatewayProvider;
 use crate::http::Routes;
 use crate::jobs::Registry;
 use crate::jobs::node_sweep::NodeSweep;
+use crate::jobs::recurring::Recurring;
 use crate::mcp::Mcp;
 use crate::nodes::{NodeWork, NodeWorks};
 use crate::tenancy::TenancyState;
@@ -20,13 +26,23 @@ use crate::tenancy::TenancyState;
 pub struct Capabilities {
     pub tenancy: Arc<TenancyState>,
     pub mcp: Arc<Mcp>,
+    pub gateway: Arc<Gateway>,
 }
 
 impl Capabilities {
     pub fn new(config: &Config) -> Self {
         let tenancy = TenancyState::new(config);
-        let mcp = Mcp::new(config, tenancy.clone());
-        Self { tenancy, mcp }
+        let gateway = Gateway::new(config);
+        let mcp = Mcp::new(
+            config,
+            tenancy.clone(),
+            vec![Box::new(GatewayProvider(gateway.clone()))],
+        );
+        Self {
+            tenancy,
+            mcp,
+            gateway,
+        }
     }
 
     /// The work of every capability that outlives requests (see [`NodeWork`]).
@@ -37,7 +53,18 @@ impl Capabilities {
 
     /// The job kinds of the platform and of every capability, with their state.
     pub fn jobs(&self) -> Registry {
-        Registry::new().register::<NodeSweep>(self.node_work())
+        Registry::new()
+            .register::<NodeSweep>(self.node_work())
+            .register::<DiscoverTool>(self.gateway.clone())
+            .register::<CheckHealth>(self.gateway.clone())
+    }
+
+    /// The recurring jobs, offered by every worker node (each runs once per slot).
+    pub fn recurring(&self, config: &Config) -> Vec<Recurring> {
+        vec![
+            Recurring::new(NodeSweep {}, config.node.heartbeat_interval.get()),
+            Recurring::new(CheckHealth {}, config.gateway.health_tick.get()),
+        ]
     }
 
     /// The mcp listener's routes (`/mcp`, `/ws`) with the state they use.
@@ -52,9 +79,10 @@ impl Capabilities {
 
     /// The api listener's routes (`/api/v1/...`) with the state they use.
     pub fn api_routes(&self) -> Routes {
-        let tenancy = self.tenancy.clone();
+        let (tenancy, gateway) = (self.tenancy.clone(), self.gateway.clone());
         Arc::new(move |cfg: &mut web::ServiceConfig| {
-            cfg.app_data(web::Data::from(tenancy.clone()));
+            cfg.app_data(web::Data::from(tenancy.clone()))
+                .app_data(web::Data::from(gateway.clone()));
             crate::api::configure(cfg);
         })
     }

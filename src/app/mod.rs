@@ -20,7 +20,7 @@ use crate::context::Context;
 use crate::health::SchemaState;
 use crate::http::{self, Routes};
 use crate::jobs::Registry;
-use crate::jobs::recurring::{self, Recurring};
+use crate::jobs::recurring;
 use crate::jobs::runner::{QueueSpec, Runner};
 use crate::nodes;
 use crate::storage::migrations;
@@ -193,10 +193,7 @@ impl Application {
             ));
         }
         if roles.has(Role::Worker) {
-            let recurring = vec![Recurring::new(
-                crate::jobs::node_sweep::NodeSweep {},
-                ctx.config.node.heartbeat_interval.get(),
-            )];
+            let recurring = capabilities.recurring(&ctx.config);
             let queue = ctx.bus.queue.clone();
             tasks.spawn(when_schema_ready(
                 ctx.clone(),

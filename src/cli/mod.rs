@@ -4,6 +4,7 @@ mod admin;
 mod config_cmd;
 mod migrate;
 mod org;
+mod secrets;
 mod serve;
 
 use std::path::PathBuf;
@@ -62,6 +63,9 @@ enum Command {
     /// Manage organizations (tenants)
     #[command(subcommand)]
     Org(org::OrgCommand),
+    /// Manage what the master key protects: re-seal credentials under a new key
+    #[command(subcommand)]
+    Secrets(secrets::SecretsCommand),
     /// Print a shell completion script, e.g. `devmesh completions bash > /etc/bash_completion.d/devmesh`
     Completions {
         /// The shell to complete for
@@ -129,6 +133,7 @@ pub fn main() -> ExitCode {
             Command::Jobs(cmd) => admin::run_jobs(config, cmd).await,
             Command::Nodes => admin::run_nodes(config).await,
             Command::Org(cmd) => org::run(config, cmd).await,
+            Command::Secrets(cmd) => secrets::run(config, cmd).await,
             Command::Config(_) | Command::Completions { .. } | Command::Edge(_) => {
                 unreachable!("handled before the runtime starts")
             }

@@ -20,7 +20,7 @@ pub const EXIT_CONFIG: u8 = 2;
 
 pub use load::{ConfigError, LoadedConfig, Overrides, load};
 pub use mcp::{McpConfig, TasksConfig, WsConfig};
-pub use security::{OutboundConfig, SecretsConfig};
+pub use security::{GatewayConfig, OutboundConfig, SecretsConfig};
 pub use show::render_with_sources;
 pub use tenancy::{
     Argon2Config, AuthConfig, ContextsConfig, LockoutConfig, Quota, RateLimitConfig,
@@ -47,6 +47,7 @@ pub struct Config {
     pub contexts: ContextsConfig,
     pub secrets: SecretsConfig,
     pub outbound: OutboundConfig,
+    pub gateway: GatewayConfig,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -221,6 +222,7 @@ impl Default for Config {
             contexts: ContextsConfig::default(),
             secrets: SecretsConfig::default(),
             outbound: OutboundConfig::default(),
+            gateway: GatewayConfig::default(),
         }
     }
 }
@@ -443,6 +445,30 @@ impl Config {
             "contexts.max_item_bytes",
             self.contexts.max_item_bytes.to_string(),
             "at least 1",
+        );
+        check(
+            self.gateway.failure_threshold >= 1,
+            "gateway.failure_threshold",
+            self.gateway.failure_threshold.to_string(),
+            "at least 1",
+        );
+        check(
+            self.gateway.max_document_bytes >= 1024 && self.gateway.max_documents >= 1,
+            "gateway.max_document_bytes",
+            format!(
+                "max_document_bytes = {}, max_documents = {}",
+                self.gateway.max_document_bytes, self.gateway.max_documents
+            ),
+            "at least 1024 bytes and 1 document",
+        );
+        check(
+            !self.gateway.health_tick.get().is_zero() && !self.gateway.call_timeout.get().is_zero(),
+            "gateway.health_tick",
+            format!(
+                "health_tick = {}, call_timeout = {}",
+                self.gateway.health_tick, self.gateway.call_timeout
+            ),
+            "durations above zero",
         );
         if let Some(header) = &self.http.client_ip_header {
             check(

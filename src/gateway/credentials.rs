@@ -1,7 +1,8 @@
 //! How a tool authenticates to its API, and how the credential is applied to a request:
 //! a bearer token (RFC 6750), an API key in a header, query parameter or cookie (named as
 //! the description's security scheme names it), HTTP basic (RFC 7617), or extra headers.
-//! (OAuth 2.0 client credentials come with the token cache.)
+//! OAuth 2.0 client credentials (RFC 6749, section 4.4) are exchanged for a bearer token
+//! by [`super::oauth`] before a request is sent.
 //!
 //! A credential is stored only sealed (`sealing`), is never printed (its `Debug` shows
 //! the kind alone), and is described to callers by [`Credential::kind`] only.
@@ -27,9 +28,13 @@ pub enum Credential {
     Bearer {
         token: String,
     },
+    /// Without `location` and `name`, those of the description's `apiKey` security
+    /// scheme ([`Credential::with_scheme`]).
     ApiKey {
-        location: KeyLocation,
-        name: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        location: Option<KeyLocation>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
         value: String,
     },
     Basic {
@@ -39,6 +44,37 @@ pub enum Credential {
     Headers {
         headers: std::collections::BTreeMap<String, String>,
     },
+    /// OAuth 2.0 client credentials grant (RFC 6749, section 4.4): the token comes from
+    /// `token_url` and is sent as a bearer token.
+    #[serde(rename = "oauth2_client_credentials")]
+    OAuth2ClientCredentials(ClientCredentials),
+}
+
+/// How a client authenticates at the token endpoint (RFC 6749, section 2.3.1).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientAuth {
+    /// HTTP basic with the form-encoded id and secret (`client_secret_basic`).
+    #[default]
+    Basic,
+    /// `client_id` and `client_secret` in the form body (`client_secret_post`).
+    Post,
+}
+
+/// The parts of a client credentials grant.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientCredentials {
+    pub token_url: String,
+    pub client_id: String,
+    pub client_secret: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scopes: Vec<String>,
+    /// An `audience` parameter, for token endpoints that want one (Auth0, Okta).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audience: Option<String>,
+    #[serde(default)]
+    pub client_auth: ClientAuth,
 }
 
 impl std::fmt::Debug for Credential {
@@ -60,11 +96,43 @@ impl Credential {
             Credential::ApiKey { .. } => "api_key",
             Credential::Basic { .. } => "basic",
             Credential::Headers { .. } => "headers",
+            Credential::OAuth2ClientCredentials(_) => "oauth2_client_credentials",
         }
     }
 
+    /// An API key without `location` or `name` takes them from the first `apiKey`
+    /// scheme of the description's security schemes (OpenAPI 3.x `components.
+    /// securitySchemes`, Swagger 2.0 `securityDefinitions`: `{"in", "name"}`).
+    pub fn with_scheme(mut self, schemes: &serde_json::Value) -> Self {
+        if let Credential::ApiKey { location, name, .. } = &mut self
+            && (location.is_none() || name.is_none())
+            && let Some(scheme) = schemes.as_object().and_then(|all| {
+                all.values()
+                    .find(|s| s.get("type").and_then(|t| t.as_str()) == Some("apiKey"))
+            })
+        {
+            if location.is_none() {
+                *location = match scheme.get("in").and_then(|v| v.as_str()) {
+                    Some("header") => Some(KeyLocation::Header),
+                    Some("query") => Some(KeyLocation::Query),
+                    Some("cookie") => Some(KeyLocation::Cookie),
+                    _ => None,
+                };
+            }
+            if name.is_none() {
+                *name = scheme
+                    .get("name")
+                    .and_then(|v| v.as_str())
+                    .map(str::to_string);
+            }
+        }
+        self
+    }
+
     /// Applies the credential to a request's headers and URL; returns the headers that
-    /// carry it (to drop on a redirect to another origin).
+    /// carry it (to drop on a redirect to another origin). Client credentials are first
+    /// exchanged for a bearer token ([`super::oauth::Tokens`]): applied as they are, they
+    /// are an error.
     pub fn apply(
         &self,
         headers: &mut HeaderMap,
@@ -101,34 +169,35 @@ impl Credential {
                 Ok(vec![AUTHORIZATION])
             }
             Credential::ApiKey {
-                location: KeyLocation::Header,
+                location,
                 name,
                 value: key,
             } => {
-                let name = header_name(name)?;
-                headers.insert(name.clone(), value(key, "API key")?);
-                Ok(vec![name])
-            }
-            Credential::ApiKey {
-                location: KeyLocation::Query,
-                name,
-                value: key,
-            } => {
-                url.query_pairs_mut().append_pair(name, key);
-                Ok(Vec::new())
-            }
-            Credential::ApiKey {
-                location: KeyLocation::Cookie,
-                name,
-                value: key,
-            } => {
-                let pair = format!("{name}={key}");
-                let joined = match headers.get(COOKIE).and_then(|v| v.to_str().ok()) {
-                    Some(existing) => format!("{existing}; {pair}"),
-                    None => pair,
+                let (Some(location), Some(name)) = (location, name) else {
+                    return Err(CredentialError(
+                        "the API key has no location and name, and the description has no apiKey security scheme to take them from".into(),
+                    ));
                 };
-                headers.insert(COOKIE, value(&joined, "API key")?);
-                Ok(vec![COOKIE])
+                match location {
+                    KeyLocation::Header => {
+                        let name = header_name(name)?;
+                        headers.insert(name.clone(), value(key, "API key")?);
+                        Ok(vec![name])
+                    }
+                    KeyLocation::Query => {
+                        url.query_pairs_mut().append_pair(name, key);
+                        Ok(Vec::new())
+                    }
+                    KeyLocation::Cookie => {
+                        let pair = format!("{name}={key}");
+                        let joined = match headers.get(COOKIE).and_then(|v| v.to_str().ok()) {
+                            Some(existing) => format!("{existing}; {pair}"),
+                            None => pair,
+                        };
+                        headers.insert(COOKIE, value(&joined, "API key")?);
+                        Ok(vec![COOKIE])
+                    }
+                }
             }
             Credential::Headers { headers: extra } => {
                 let mut names = Vec::new();
@@ -139,6 +208,9 @@ impl Credential {
                 }
                 Ok(names)
             }
+            Credential::OAuth2ClientCredentials(_) => Err(CredentialError(
+                "client credentials are exchanged for a token before they are applied".into(),
+            )),
         }
     }
 }

@@ -11,25 +11,89 @@
 //! - [`credentials`]: how a tool authenticates, applied to its requests;
 //! - [`request`]: a tool's arguments into its operation's HTTP request;
 //! - [`response`]: the upstream's answer into a `CallToolResult`.
+//!
+//! And serves them:
+//! - [`registry`]: registering, changing and removing tools (`/api/v1/tools`), their
+//!   credentials sealed; [`model`] the shapes the API takes and gives;
+//! - [`discover_job`]: discovery as a background job with visible progress;
+//! - [`offer`] and [`filters`]: which MCP tools a registered API offers;
+//! - [`provider`]: the MCP provider, with each organization's tools cached per
+//!   generation; [`execute`] runs one call; [`oauth`] the client-credentials tokens;
+//! - [`health`]: the health checks and each tool's circuit breaker;
+//! - [`rotate`]: re-sealing every credential under a new master key.
 
 pub mod credentials;
+pub mod discover_job;
 pub mod discovery;
 pub mod document;
+pub mod execute;
+pub mod filters;
+pub mod health;
+pub mod model;
 pub mod naming;
+pub mod oauth;
+pub mod offer;
 pub mod operations;
+pub mod provider;
+pub mod registry;
 pub mod request;
 pub mod response;
+pub mod rotate;
 pub mod schema;
 pub mod sonarqube;
+
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::config::{Config, GatewayConfig};
+use crate::outbound::Outbound;
+use crate::sealing::Sealer;
+
 use document::DocumentSet;
 use operations::Operation;
 
+/// The tools gateway's state on a node.
+pub struct Gateway {
+    pub config: GatewayConfig,
+    /// The one client for discovery, calls and health checks (the SSRF guard).
+    pub outbound: Outbound,
+    pub sealer: Sealer,
+    pub tokens: oauth::Tokens,
+    /// Each organization's MCP tools, as last built.
+    pub catalogs: provider::Catalogs,
+}
+
+impl Gateway {
+    pub fn new(config: &Config) -> Arc<Self> {
+        Arc::new(Self {
+            config: config.gateway.clone(),
+            outbound: Outbound::new(&config.outbound),
+            // Checked when the configuration was loaded.
+            sealer: Sealer::from_config(&config.secrets).unwrap_or_else(|e| panic!("{e}")),
+            tokens: oauth::Tokens::default(),
+            catalogs: provider::Catalogs::default(),
+        })
+    }
+
+    /// The document limits discovery and uploads enforce.
+    pub fn limits(&self) -> document::Limits {
+        document::Limits {
+            max_bytes: self.config.max_document_bytes,
+            max_documents: self.config.max_documents,
+        }
+    }
+}
+
+/// The name of the generation that moves whenever an organization's tools change
+/// (`bus::generation`): every node's cached catalog of that organization goes stale.
+pub fn generation(organization_id: &str) -> String {
+    format!("gateway-tools-{organization_id}")
+}
+
 /// The formats devmesh reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ApiFormat {
     /// OpenAPI 3.0.x or 3.1.x.

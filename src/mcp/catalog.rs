@@ -30,21 +30,25 @@ impl ToolSpec {
     /// Panics on a name that is not portable (`^[a-zA-Z0-9_-]{1,64}$`) or a schema that
     /// does not compile: both are programming errors in a built-in provider.
     pub fn new(tool: Tool) -> Arc<Self> {
-        assert!(
-            is_portable_name(&tool.name),
-            "tool name {:?} is not portable",
-            tool.name
-        );
+        Self::try_new(tool).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// A spec for a tool made from data (a converted API description): a name that is
+    /// not portable or a schema that does not compile is an error that says which.
+    pub fn try_new(tool: Tool) -> Result<Arc<Self>, String> {
+        if !is_portable_name(&tool.name) {
+            return Err(format!("tool name {:?} is not portable", tool.name));
+        }
         let schema = Value::Object((*tool.input_schema).clone());
         let validator = jsonschema::draft202012::new(&schema)
-            .unwrap_or_else(|e| panic!("the input schema of {} does not compile: {e}", tool.name));
+            .map_err(|e| format!("the input schema of {} does not compile: {e}", tool.name))?;
         let header_params = super::header_value::header_params(&tool.input_schema);
-        Arc::new(Self {
+        Ok(Arc::new(Self {
             tool,
             validator,
             header_params,
             task_support: TaskSupport::Forbidden,
-        })
+        }))
     }
 
     /// A tool that may run as a task: it answers [`super::tasks::escalate`] when

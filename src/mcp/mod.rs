@@ -69,11 +69,18 @@ pub struct Mcp {
 }
 
 impl Mcp {
-    pub fn new(config: &Config, tenancy: Arc<TenancyState>) -> Arc<Self> {
+    /// The MCP of a node, serving the built-in providers and those of the capabilities
+    /// that build on it (`more`: the tools gateway's, ...).
+    pub fn new(
+        config: &Config,
+        tenancy: Arc<TenancyState>,
+        more: Vec<Box<dyn Provider>>,
+    ) -> Arc<Self> {
         let mut providers: Vec<Box<dyn Provider>> = vec![
             Box::new(providers::contexts::ContextsProvider::new()),
             Box::new(providers::system::SystemProvider),
         ];
+        providers.extend(more);
         if config.mcp.conformance_fixtures {
             providers.push(Box::new(providers::fixtures::FixturesProvider::new()));
         }

@@ -16,6 +16,7 @@
 pub mod api_keys;
 pub mod audit;
 pub mod contexts;
+pub mod gateway;
 pub mod invitations;
 pub mod jobs;
 pub mod mcp_tasks;

@@ -191,3 +191,42 @@ diesel::table! {
         expires_at -> Timestamp,
     }
 }
+
+diesel::table! {
+    gateway_tools (id) {
+        id -> Text,
+        organization_id -> Text,
+        name -> Text,
+        base_url -> Text,
+        settings -> Text,
+        auth_kind -> Nullable<Text>,
+        auth_sealed -> Nullable<Text>,
+        document -> Nullable<Text>,
+        discovery -> Text,
+        api -> Nullable<Text>,
+        revision -> BigInt,
+        health -> Text,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    gateway_learned_paths (organization_id, host_pattern) {
+        organization_id -> Text,
+        host_pattern -> Text,
+        path -> Text,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    gateway_credentials (tool_id, owner) {
+        tool_id -> Text,
+        organization_id -> Text,
+        owner -> Text,
+        auth_kind -> Text,
+        auth_sealed -> Text,
+        updated_at -> Timestamp,
+    }
+}

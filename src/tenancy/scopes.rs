@@ -56,6 +56,9 @@ scopes! {
     AuditRead = "audit:read", true, "Read the audit log.";
     ContextsRead = "contexts:read", false, "Read contexts and their items.";
     ContextsWrite = "contexts:write", false, "Create, change, append to and delete contexts.";
+    ToolsRead = "tools:read", false, "List the organization's HTTP tools, their operations and health (never their credentials).";
+    ToolsWrite = "tools:write", true, "Register, change, rediscover and remove HTTP tools and the organization's credentials for them.";
+    ToolsCall = "tools:call", false, "See and call the organization's HTTP tools (MCP tools/list and tools/call, POST /tools/{id}/execute) and keep one's own credential for them.";
 }
 
 impl fmt::Display for Scope {
@@ -174,10 +177,15 @@ impl Role {
         use Scope::*;
         match self {
             Role::Owner | Role::Admin => ScopeSet::all(),
-            Role::Member => {
-                ScopeSet::of(&[OrganizationRead, UsersRead, ContextsRead, ContextsWrite])
-            }
-            Role::Viewer => ScopeSet::of(&[OrganizationRead, UsersRead, ContextsRead]),
+            Role::Member => ScopeSet::of(&[
+                OrganizationRead,
+                UsersRead,
+                ContextsRead,
+                ContextsWrite,
+                ToolsRead,
+                ToolsCall,
+            ]),
+            Role::Viewer => ScopeSet::of(&[OrganizationRead, UsersRead, ContextsRead, ToolsRead]),
         }
     }
 }
@@ -188,11 +196,16 @@ impl KeyType {
         use Scope::*;
         match self {
             KeyType::Admin => ScopeSet::all(),
-            KeyType::User => {
-                ScopeSet::of(&[OrganizationRead, UsersRead, ContextsRead, ContextsWrite])
-            }
-            KeyType::Agent => ScopeSet::of(&[ContextsRead, ContextsWrite]),
-            KeyType::Gateway => ScopeSet::of(&[ContextsRead]),
+            KeyType::User => ScopeSet::of(&[
+                OrganizationRead,
+                UsersRead,
+                ContextsRead,
+                ContextsWrite,
+                ToolsRead,
+                ToolsCall,
+            ]),
+            KeyType::Agent => ScopeSet::of(&[ContextsRead, ContextsWrite, ToolsRead, ToolsCall]),
+            KeyType::Gateway => ScopeSet::of(&[ContextsRead, ToolsRead, ToolsCall]),
         }
     }
     /// Whether a key of this type may hold `scope`.

@@ -56,7 +56,15 @@ async fn key_lifecycle_across_two_nodes(shape: Shape) {
         .find(|k| k["id"] == agent_id.as_str())
         .unwrap();
     assert!(agent_key.starts_with(agent["prefix"].as_str().unwrap()));
-    assert_eq!(agent["scopes"], json!(["contexts:read", "contexts:write"]));
+    assert_eq!(
+        agent["scopes"],
+        json!([
+            "contexts:read",
+            "contexts:write",
+            "tools:read",
+            "tools:call"
+        ])
+    );
     crate::helpers::wait_until(Duration::from_secs(5), || async {
         let r = call(
             &a,

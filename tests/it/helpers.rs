@@ -118,6 +118,9 @@ impl TestEnv {
         config.mcp.listen = ListenAddr("127.0.0.1:0".parse().unwrap());
         config.api.listen = ListenAddr("127.0.0.1:0".parse().unwrap());
         config.http.workers = 1;
+        // No test reaches past loopback, whatever it registers: public addresses are
+        // refused by the guard (tests that call upstreams allow loopback themselves).
+        config.outbound.allow_public = false;
         config.jobs.poll_interval = ConfigDuration::from_millis(100);
         config.shutdown.grace_period = ConfigDuration::from_secs(5);
         config.log.level = std::env::var("TEST_LOG").unwrap_or_else(|_| "warn".into());

@@ -30,7 +30,7 @@ const CAPABILITIES: &[(&str, &[&str])] = &[
     ("contexts", &["tenancy"]),
     ("mcp", &["tenancy", "contexts"]),
     ("gateway", &["tenancy", "mcp"]),
-    ("api", &["tenancy", "contexts"]),
+    ("api", &["tenancy", "contexts", "gateway"]),
     ("edge", &["mcp"]),
 ];
 
