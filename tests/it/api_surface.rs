@@ -63,9 +63,27 @@ fn sample_body(method: &str, path: &str) -> Option<Value> {
         ("POST", "/api/v1/contexts/{id}/items") => {
             json!({ "items": [{ "role": "user", "content": "hi" }] })
         }
+        ("POST", "/api/v1/tools") => json!({
+            "name": format!("t{}", &unique[24..]), "base_url": "http://localhost:9/",
+            "openapi": tiny_description(),
+        }),
+        ("PATCH", "/api/v1/tools/{id}") => json!({ "tags": ["patched"] }),
+        ("PUT", "/api/v1/tools/{id}/openapi") => tiny_description(),
+        ("POST", "/api/v1/tools/{id}/execute") => json!({ "operation": "ping" }),
+        ("PUT", "/api/v1/tools/{id}/credentials/me") => {
+            json!({ "auth": { "type": "bearer", "token": "t" } })
+        }
         _ => return None,
     };
     Some(body)
+}
+
+/// An API description of one operation, for tools registered without discovery.
+fn tiny_description() -> Value {
+    json!({
+        "openapi": "3.0.3", "info": { "title": "tiny", "version": "1" },
+        "paths": { "/ping": { "get": { "operationId": "ping", "responses": { "200": { "description": "pong" } } } } }
+    })
 }
 
 async fn send(
@@ -113,6 +131,7 @@ struct Populated {
     user: String,
     key: String,
     invitation: String,
+    tool: String,
 }
 
 impl Populated {
@@ -123,6 +142,7 @@ impl Populated {
             ("/api/v1/users/", &self.user),
             ("/api/v1/api-keys/", &self.key),
             ("/api/v1/invitations/", &self.invitation),
+            ("/api/v1/tools/", &self.tool),
         ];
         kinds
             .iter()
@@ -154,11 +174,18 @@ async fn populated_tenant(app: &TestApp) -> Populated {
     .await;
     let invitation = post("/api/v1/invitations", json!({ "email": "invited@a.io" })).await;
     let (key, _) = new_key(app, &a, json!({ "name": "a's agent", "key_type": "agent" })).await;
+    // A host name: the guard refuses it (loopback) if anything ever tries to reach it.
+    let tool = post(
+        "/api/v1/tools",
+        json!({ "name": "tiny", "base_url": "http://localhost:9/", "openapi": tiny_description() }),
+    )
+    .await;
     Populated {
         context: context["id"].as_str().unwrap().into(),
         user: user["id"].as_str().unwrap().into(),
         invitation: invitation["invitation"]["id"].as_str().unwrap().into(),
         key,
+        tool: tool["id"].as_str().unwrap().into(),
         tenant: a,
     }
 }
@@ -199,7 +226,14 @@ async fn another_tenants_ids_are_not_found_on_any_route(shape: Shape) {
             }
             let r = send(&app, &method, &template, &template, &op, Some(credential)).await;
             let text = r.body.to_string();
-            for id in [ctx_id, user_id, key_id, &pop.invitation, &a.org_id] {
+            for id in [
+                ctx_id,
+                user_id,
+                key_id,
+                &pop.invitation,
+                &pop.tool,
+                &a.org_id,
+            ] {
                 assert!(
                     !text.contains(id.as_str()),
                     "{template} shows tenant A's {id}"

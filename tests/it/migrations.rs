@@ -32,11 +32,14 @@ async fn tables(env: &TestEnv) -> Vec<String> {
 }
 
 /// Every table the migrations create, in name order.
-const TABLES: [&str; 13] = [
+const TABLES: [&str; 16] = [
     "api_keys",
     "audit_log",
     "context_items",
     "contexts",
+    "gateway_credentials",
+    "gateway_learned_paths",
+    "gateway_tools",
     "invitations",
     "job_dedup",
     "jobs",
