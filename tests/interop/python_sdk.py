@@ -2,6 +2,7 @@
 
     python_sdk.py legacy URL   # a 2025-11-25 session: streamable_http_client + ClientSession
     python_sdk.py modern URL   # protocol 2026-07-28 through mcp.Client
+    python_sdk.py gateway URL TOOL ARGS_JSON  # a converted HTTP tool, listed and called in both eras
 
 The API key comes from DEVMESH_API_KEY. Each mode lists tools, calls tools with the key,
 reads a resource, waits for a notification caused by its own write, and prints what it
@@ -106,9 +107,39 @@ async def modern(url: str) -> dict:
             }
 
 
+async def gateway(url: str, tool: str, arguments: dict) -> dict:
+    """Lists the tools and calls `tool` in each era; what the SDK saw of it."""
+    seen = {}
+    async with http_client() as client:
+        async with streamable_http_client(url, http_client=client) as (read, write):
+            async with ClientSession(read, write) as session:
+                await session.initialize()
+                listed = await session.list_tools()
+                called = await session.call_tool(tool, arguments)
+                seen["legacy"] = {
+                    "schema": next(t.input_schema for t in listed.tools if t.name == tool),
+                    "is_error": called.is_error,
+                    "structured": called.structured_content,
+                }
+    async with http_client() as client:
+        transport = streamable_http_client(url, http_client=client)
+        async with Client(transport, mode="2026-07-28") as mcp:
+            listed = await mcp.list_tools()
+            called = await mcp.call_tool(tool, arguments)
+            seen["modern"] = {
+                "schema": next(t.input_schema for t in listed.tools if t.name == tool),
+                "is_error": called.is_error,
+                "structured": called.structured_content,
+            }
+    return seen
+
+
 def main() -> None:
     mode, url = sys.argv[1], sys.argv[2]
-    result = anyio.run(legacy if mode == "legacy" else modern, url)
+    if mode == "gateway":
+        result = anyio.run(gateway, url, sys.argv[3], json.loads(sys.argv[4]))
+    else:
+        result = anyio.run(legacy if mode == "legacy" else modern, url)
     print(json.dumps(result))
 
 

@@ -13,6 +13,7 @@ mod contexts;
 mod edge;
 mod faults;
 mod gateway_calls;
+mod gateway_clients;
 mod gateway_conversion;
 mod gateway_credentials;
 mod gateway_discovery;

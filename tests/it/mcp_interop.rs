@@ -17,13 +17,17 @@ pub fn python() -> String {
 
 /// Runs `tests/interop/python_sdk.py MODE URL` with a key; returns what it printed.
 async fn run_sdk(mode: &str, url: &str, key: &str) -> Value {
+    run_sdk_with(&[mode, url], key).await
+}
+
+/// Runs `tests/interop/python_sdk.py ARGS...` with a key; returns what it printed.
+pub async fn run_sdk_with(args: &[&str], key: &str) -> Value {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/python_sdk.py");
     let output = tokio::time::timeout(
         Duration::from_secs(90),
         tokio::process::Command::new(python())
             .arg(script)
-            .arg(mode)
-            .arg(url)
+            .args(args)
             .env("DEVMESH_API_KEY", key)
             .kill_on_drop(true)
             .output(),

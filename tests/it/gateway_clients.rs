@@ -1,0 +1,226 @@
+//! Converted tools as real clients meet them: the official Python SDK listing and calling
+//! one in both protocol eras, progress while a slow call is in flight, a cancellation
+//! that aborts the upstream request (seen from the upstream's side of the socket), and
+//! discovery learning where hosts of one kind keep their description.
+
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::gateway_tools::{
+    create_tool, described_upstream, discovered, gateway_env, upstream_description,
+};
+use crate::helpers::Shape;
+use crate::mcp_client::{McpClient, modern_request};
+use crate::rest::register;
+use crate::upstream::Upstream;
+use crate::ws_client::connect;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_sdk_calls_a_converted_tool() {
+    let env = gateway_env(Shape::Sqlite).await;
+    let app = env.spawn_app().await;
+    app.wait_ready().await;
+    let tenant = register(&app, "acme").await;
+    let (upstream, _dir) = described_upstream("/openapi.json").await;
+    let r = create_tool(&app, &tenant, json!({ "name": "up", "base_url": upstream.url("/"), "auth": { "type": "bearer", "token": "sdk-token" } })).await;
+    discovered(&app, &tenant, r.body["id"].as_str().unwrap()).await;
+    let url = app.mcp_url("/mcp");
+    let args = json!({ "name": "n1", "body": { "message": "from python" } }).to_string();
+    let seen =
+        crate::mcp_interop::run_sdk_with(&["gateway", &url, "up_postEcho", &args], &tenant.key)
+            .await;
+    for era in ["legacy", "modern"] {
+        let s = &seen[era];
+        assert_eq!(s["is_error"], false, "{era}: {s}");
+        assert_eq!(
+            s["schema"]["required"],
+            json!(["name", "body"]),
+            "{era}: {s}"
+        );
+        assert_eq!(s["structured"]["path"], "/echo/n1", "{era}: {s}");
+        assert_eq!(
+            s["structured"]["headers"]["authorization"],
+            "Bearer sdk-token"
+        );
+        let body: Value = serde_json::from_str(s["structured"]["body"].as_str().unwrap()).unwrap();
+        assert_eq!(body, json!({ "message": "from python" }));
+    }
+}
+
+/// A call in flight reports progress to a client that asked for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_call_reports_progress() {
+    let env = gateway_env(Shape::Sqlite).await;
+    let app = env.spawn_app().await;
+    app.wait_ready().await;
+    let tenant = register(&app, "acme").await;
+    let upstream = Upstream::start().await;
+    let r = create_tool(
+        &app,
+        &tenant,
+        json!({ "name": "up", "base_url": upstream.url("/"), "openapi": upstream_description() }),
+    )
+    .await;
+    assert_eq!(r.status, 201);
+    let mcp = McpClient::new(&app, Some(&tenant.key));
+    let request = modern_request(
+        3,
+        "tools/call",
+        json!({ "name": "up_slow", "arguments": { "ms": 2500 }, "_meta": { "progressToken": "p-1" } }),
+    );
+    let answer = mcp.post_modern(&request).await;
+    assert_eq!(
+        answer.result()["structuredContent"]["slept_ms"],
+        2500,
+        "{:?}",
+        answer.message
+    );
+    let progress: Vec<&Value> = answer
+        .before
+        .iter()
+        .filter(|m| m["method"] == "notifications/progress")
+        .collect();
+    assert!(
+        !progress.is_empty(),
+        "no progress before the answer: {:?}",
+        answer.before
+    );
+    assert_eq!(progress[0]["params"]["progressToken"], "p-1");
+    assert!(
+        progress[0]["params"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("GET /slow")
+    );
+}
+
+/// An upstream that reads one request and then waits for its client to hang up: it
+/// tells when the request arrived and when the connection closed.
+async fn hanging_upstream() -> (u16, tokio::sync::mpsc::Receiver<&'static str>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tokio::spawn(async move {
+        let (mut socket, _) = listener.accept().await.unwrap();
+        let mut buffer = vec![0u8; 8192];
+        let mut seen = Vec::new();
+        while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = socket.read(&mut buffer).await.unwrap();
+            if n == 0 {
+                return;
+            }
+            seen.extend_from_slice(&buffer[..n]);
+        }
+        tx.send("arrived").await.unwrap();
+        // Never answers; a read of 0 bytes is the client closing the connection.
+        loop {
+            match socket.read(&mut buffer).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+        let _ = tx.send("closed").await;
+        let _ = socket.shutdown().await;
+    });
+    (port, rx)
+}
+
+/// `notifications/cancelled` aborts the request to the upstream at once, instead of
+/// leaving it to the tool's timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancellation_aborts_the_upstream_request() {
+    let env = gateway_env(Shape::Sqlite).await;
+    let app = env.spawn_app().await;
+    app.wait_ready().await;
+    let tenant = register(&app, "acme").await;
+    let (port, mut heard) = hanging_upstream().await;
+    let r = create_tool(
+        &app,
+        &tenant,
+        json!({ "name": "up", "base_url": format!("http://127.0.0.1:{port}/"), "openapi": upstream_description(), "timeout": 60 }),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let ws = connect(&app, &tenant.key).await;
+    let (mut sink, _frames) = ws.stream.split();
+    let call = json!({ "jsonrpc": "2.0", "id": 41, "method": "tools/call", "params": { "name": "up_slow", "arguments": {} } });
+    sink.send(Message::text(call.to_string())).await.unwrap();
+    let arrived = tokio::time::timeout(Duration::from_secs(10), heard.recv())
+        .await
+        .unwrap();
+    assert_eq!(arrived, Some("arrived"));
+    let cancelled_at = Instant::now();
+    let cancel = json!({ "jsonrpc": "2.0", "method": "notifications/cancelled", "params": { "requestId": 41 } });
+    sink.send(Message::text(cancel.to_string())).await.unwrap();
+    let closed = tokio::time::timeout(Duration::from_secs(10), heard.recv())
+        .await
+        .expect("the upstream connection is closed well before the 60 s timeout");
+    assert_eq!(closed, Some("closed"));
+    assert!(cancelled_at.elapsed() < Duration::from_secs(10));
+}
+
+/// A description found at an unusual path is tried first for the next host of the same
+/// pattern (here the same address, another port).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discovery_learns_where_hosts_keep_their_description() {
+    let env = gateway_env(Shape::Sqlite).await;
+    let app = env.spawn_app().await;
+    app.wait_ready().await;
+    let tenant = register(&app, "acme").await;
+    let (first, _d1) = described_upstream("/internal/spec/v9.json").await;
+    let (second, _d2) = described_upstream("/internal/spec/v9.json").await;
+
+    // Nothing learned yet, and the path is no well-known one: discovery fails, saying
+    // what it tried.
+    let r = create_tool(
+        &app,
+        &tenant,
+        json!({ "name": "blind", "base_url": first.url("/") }),
+    )
+    .await;
+    let blind = discovered(&app, &tenant, r.body["id"].as_str().unwrap()).await;
+    assert_eq!(blind["discovery"]["status"], "failed");
+    assert!(blind["discovery"]["tried"].as_array().unwrap().len() >= 20);
+    assert!(blind["discovery"]["tried"].to_string().contains("HTTP 404"));
+
+    let r = create_tool(
+        &app,
+        &tenant,
+        json!({ "name": "told", "base_url": first.url("/"), "openapi_url": first.url("/internal/spec/v9.json") }),
+    )
+    .await;
+    let told = discovered(&app, &tenant, r.body["id"].as_str().unwrap()).await;
+    assert_eq!(told["discovery"]["status"], "ready", "{told}");
+
+    let r = create_tool(
+        &app,
+        &tenant,
+        json!({ "name": "learnt", "base_url": second.url("/") }),
+    )
+    .await;
+    let learnt = discovered(&app, &tenant, r.body["id"].as_str().unwrap()).await;
+    assert_eq!(learnt["discovery"]["status"], "ready", "{learnt}");
+    let tried = learnt["discovery"]["tried"].as_array().unwrap();
+    assert_eq!(tried.len(), 1, "the learned path first: {tried:?}");
+    assert_eq!(tried[0]["url"], second.url("/internal/spec/v9.json"));
+
+    // The failed one, rediscovered, finds it now too.
+    let id = blind["id"].as_str().unwrap();
+    let r = crate::rest::call(
+        &app,
+        "POST",
+        &format!("/api/v1/tools/{id}/rediscover"),
+        Some(&tenant.key),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 202);
+    assert_eq!(
+        discovered(&app, &tenant, id).await["discovery"]["status"],
+        "ready"
+    );
+}
