@@ -130,8 +130,11 @@ async fn discover(
     };
     // The organization's credential goes with discovery's requests (same origin only):
     // some APIs serve their description only to authenticated callers.
+    // A credential that cannot be used (a token endpoint that refuses) does not stop
+    // discovery: most descriptions are public. Its problem is told if nothing is found.
     let mut headers = HeaderMap::new();
     let mut credential_headers = Vec::new();
+    let mut credential_problem = None;
     if let Some(sealed) = &row.auth_sealed {
         match super::execute::applied_headers(
             gateway,
@@ -145,7 +148,7 @@ async fn discover(
                 headers = h;
                 credential_headers = names;
             }
-            Err(why) => return fail(state, why),
+            Err(why) => credential_problem = Some(why),
         }
     }
     let pattern = host_pattern(&base);
@@ -202,7 +205,12 @@ async fn discover(
             (done, Some(found.api))
         }
         Err(not_found) => {
-            let why = not_found.to_string();
+            let mut why = not_found.to_string();
+            if let Some(problem) = credential_problem {
+                why.push_str(&format!(
+                    "; discovery went without the tool's credential, which could not be used: {problem}"
+                ));
+            }
             state.tried = not_found.tried;
             fail(state, why)
         }

@@ -10,6 +10,8 @@ use crate::helpers::black_hole;
 struct Node {
     child: Child,
     addr: String,
+    /// The mcp listener's address.
+    mcp: String,
     log: std::sync::mpsc::Receiver<serde_json::Value>,
 }
 
@@ -41,15 +43,26 @@ fn start(dir: &std::path::Path, env: &[(&str, String)]) -> Node {
         }
     });
     let deadline = Instant::now() + Duration::from_secs(20);
-    let addr = loop {
+    let (mut addr, mut mcp) = (None, None);
+    while addr.is_none() || mcp.is_none() {
         let line = log
             .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .expect("the log says where the api listens");
-        if line["message"] == "listening" && line["listener"] == "api" {
-            break line["addr"].as_str().unwrap().to_string();
+            .expect("the log says where the api and mcp listeners listen");
+        if line["message"] == "listening" {
+            let at = Some(line["addr"].as_str().unwrap().to_string());
+            match line["listener"].as_str() {
+                Some("api") => addr = at,
+                Some("mcp") => mcp = at,
+                _ => {}
+            }
         }
-    };
-    Node { child, addr, log }
+    }
+    Node {
+        child,
+        addr: addr.unwrap(),
+        mcp: mcp.unwrap(),
+        log,
+    }
 }
 
 fn sigterm(child: &Child) {
@@ -84,6 +97,7 @@ async fn sigterm_lets_the_request_in_flight_finish_and_exits_0() {
         mut child,
         addr,
         log: _log,
+        ..
     } = start(
         dir.path(),
         &[
@@ -145,6 +159,7 @@ async fn sigint_on_an_idle_node_exits_0_promptly() {
         mut child,
         addr,
         log: _log,
+        ..
     } = start(dir.path(), &[]);
     let client = reqwest::Client::new();
     crate::helpers::wait_until(Duration::from_secs(10), || async {
@@ -194,4 +209,171 @@ async fn request_ids_appear_in_the_log_lines_of_their_request() {
             .await
             .unwrap();
     assert_eq!(status.code(), Some(0));
+}
+
+/// Every credential the gateway handles, used on every path (discovery, calls, OAuth
+/// tokens and their refresh, a refused token request, own credentials, errors), at debug
+/// level: none appears in any log line, nor in `/metrics`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_credential_reaches_the_log() {
+    use serde_json::json;
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = start(
+        dir.path(),
+        &[
+            ("DEVMESH_LOG__LEVEL", "debug".into()),
+            ("DEVMESH_OUTBOUND__ALLOW_PRIVATE", "true".into()),
+            ("DEVMESH_OUTBOUND__ALLOW_PUBLIC", "false".into()),
+            (
+                "DEVMESH_SECRETS__MASTER_KEY",
+                crate::gateway_tools::MASTER_KEY.into(),
+            ),
+        ],
+    );
+    let (upstream, _files) = crate::gateway_tools::described_upstream("/openapi.json").await;
+    let http = reqwest::Client::new();
+    let api = format!("http://{}", node.addr);
+    let registered: serde_json::Value = http
+        .post(format!("{api}/api/v1/auth/register/organization"))
+        .json(&json!({ "organization_name": "Acme", "organization_slug": "acme",
+            "admin_email": "o@acme.io", "admin_name": "O", "admin_password": crate::rest::PASSWORD }))
+        .send().await.unwrap().json().await.unwrap();
+    let key = registered["api_key"]["key"].as_str().unwrap().to_string();
+    let secrets = [
+        (
+            "bearer",
+            json!({ "type": "bearer", "token": "zz-bearer-secret" }),
+        ),
+        (
+            "keyed",
+            json!({ "type": "api_key", "location": "query", "name": "k", "value": "zz-query-secret" }),
+        ),
+        (
+            "basic",
+            json!({ "type": "basic", "username": "u", "password": "zz-basic-secret" }),
+        ),
+        (
+            "extra",
+            json!({ "type": "headers", "headers": { "X-Secret": "zz-header-secret" } }),
+        ),
+        (
+            "oauth",
+            json!({ "type": "oauth2_client_credentials", "token_url": upstream.url("/oauth/token"),
+            "client_id": "client", "client_secret": "client-secret" }),
+        ),
+        (
+            "refused",
+            json!({ "type": "oauth2_client_credentials", "token_url": upstream.url("/oauth/token"),
+            "client_id": "client", "client_secret": "zz-wrong-secret" }),
+        ),
+    ];
+    let mcp = crate::mcp_client::McpClient {
+        http: http.clone(),
+        url: format!("http://{}/mcp", node.mcp),
+        key: Some(key.clone()),
+    };
+    for (name, auth) in secrets {
+        let r = http
+            .post(format!("{api}/api/v1/tools"))
+            .bearer_auth(&key)
+            .json(&json!({ "name": name, "base_url": upstream.url("/"), "auth": auth, "passthrough": "optional" }))
+            .send().await.unwrap();
+        assert_eq!(r.status(), 201);
+        let id = r.json::<serde_json::Value>().await.unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let tool: serde_json::Value = http
+                .get(format!("{api}/api/v1/tools/{id}"))
+                .bearer_auth(&key)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if tool["discovery"]["status"] == "ready" || tool["discovery"]["status"] == "failed" {
+                break;
+            }
+            assert!(Instant::now() < deadline);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        for tool in ["getEcho", "oauthEcho", "status"] {
+            let args = if tool == "status" {
+                json!({ "code": 401 })
+            } else {
+                json!({})
+            };
+            mcp.call_tool(&format!("{name}_{tool}"), args).await;
+        }
+        let r = http
+            .put(format!("{api}/api/v1/tools/{id}/credentials/me"))
+            .bearer_auth(&key)
+            .json(&json!({ "auth": { "type": "bearer", "token": "zz-own-secret" } }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        mcp.call_tool(&format!("{name}_getEcho"), json!({})).await;
+    }
+    // An OAuth token refused once: refreshed, and the new one never logged either.
+    upstream.oauth.revoke_all();
+    mcp.call_tool("oauth_oauthEcho", json!({})).await;
+    let metrics = http
+        .get(format!("{api}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    sigterm(&node.child);
+    let status = tokio::task::spawn_blocking(move || {
+        let status = wait_exit(&mut node.child, Duration::from_secs(10));
+        let lines: Vec<String> = node.log.iter().map(|l| l.to_string()).collect();
+        (status, lines)
+    })
+    .await
+    .unwrap();
+    let (status, lines) = status;
+    assert_eq!(status.code(), Some(0));
+    assert!(
+        lines.len() > 10,
+        "the log was captured: {} lines",
+        lines.len()
+    );
+    let issued = upstream
+        .oauth
+        .issued
+        .load(std::sync::atomic::Ordering::SeqCst);
+    assert!(issued >= 2);
+    let mut forbidden: Vec<String> = [
+        "zz-bearer-secret",
+        "zz-query-secret",
+        "zz-basic-secret",
+        "zz-header-secret",
+        "client-secret",
+        "zz-wrong-secret",
+        "zz-own-secret",
+        "dTp6ei1iYXNpYy1zZWNyZXQ",
+        "dmsealed",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    forbidden.extend((1..=issued).map(|n| format!("tok-{n}\"")));
+    for secret in &forbidden {
+        for line in &lines {
+            assert!(
+                !line.contains(secret.as_str()),
+                "{secret} is in the log: {line}"
+            );
+        }
+        assert!(
+            !metrics.contains(secret.as_str()),
+            "{secret} is in /metrics"
+        );
+    }
 }
