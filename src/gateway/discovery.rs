@@ -9,9 +9,9 @@ use reqwest::header::{ACCEPT, HeaderMap, HeaderName, HeaderValue};
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-use super::document::{DocumentSet, Limits, LoadError, Source};
+use super::document::{DocumentError, DocumentSet, Limits, LoadError, Source};
 use super::{Api, convert};
-use crate::outbound::{Outbound, OutboundRequest, redacted};
+use crate::outbound::{Outbound, OutboundError, OutboundRequest, redacted};
 
 /// Where real APIs serve their descriptions, most common first: FastAPI, Argo CD and
 /// many others (`/openapi.json`, `/swagger.json`), springdoc (`/v3/api-docs`), springfox
@@ -139,9 +139,14 @@ pub async fn discover(outbound: &Outbound, request: Request<'_>) -> Result<Disco
     };
     let mut tried = Vec::new();
     for url in candidates(&request) {
+        // A refusal by the guard applies to every path of this host: stop at the first.
+        let mut refused = false;
         let outcome = match DocumentSet::load(url.clone(), &source, &request.limits).await {
             Ok(set) => convert(&set, request.prefix).map_err(|e| e.to_string()),
-            Err(e) => Err(e.to_string()),
+            Err(e) => {
+                refused = matches!(e, DocumentError::Refused(..));
+                Err(e.to_string())
+            }
         };
         let shown = redacted(&url);
         match outcome {
@@ -153,8 +158,6 @@ pub async fn discover(outbound: &Outbound, request: Request<'_>) -> Result<Disco
                 return Ok(Discovered { url, api, tried });
             }
             Err(why) => {
-                // A refusal by the guard applies to every path of this host: stop here.
-                let refused = why.contains("outbound.allow_private");
                 tried.push(Attempt {
                     url: shown,
                     outcome: crate::gateway::operations::cap(&why, 300),
@@ -192,11 +195,10 @@ impl Source for HttpSource<'_> {
                 ),
             );
             request.credential_headers = self.credential_headers.clone();
-            let mut response = self
-                .outbound
-                .send(request)
-                .await
-                .map_err(|e| LoadError::Failed(e.to_string()))?;
+            let mut response = self.outbound.send(request).await.map_err(|e| match e {
+                OutboundError::Refused(r) => LoadError::Refused(r.to_string()),
+                e => LoadError::Failed(e.to_string()),
+            })?;
             let status = response.status();
             if !status.is_success() {
                 return Err(LoadError::Failed(format!("HTTP {}", status.as_u16())));

@@ -47,6 +47,9 @@ pub enum DocumentError {
     TooManyDocuments(usize),
     #[error("{0} cannot be loaded: {1}")]
     Unreachable(String, String),
+    /// The SSRF guard refused the address: every document of that host would be refused.
+    #[error("{0} cannot be loaded: {1}")]
+    Refused(String, String),
 }
 
 /// Why a [`Source`] could not hand over a document.
@@ -56,6 +59,9 @@ pub enum LoadError {
     TooLarge(usize),
     #[error("{0}")]
     Failed(String),
+    /// Refused before any request (the outbound client's SSRF guard).
+    #[error("{0}")]
+    Refused(String),
 }
 
 /// Parses one document: JSON when it looks like JSON, else YAML (a superset).
@@ -193,6 +199,7 @@ impl DocumentSet {
             .map_err(|e| match e {
                 LoadError::TooLarge(n) => DocumentError::TooLarge(display(&root), n),
                 LoadError::Failed(why) => DocumentError::Unreachable(display(&root), why),
+                LoadError::Refused(why) => DocumentError::Refused(display(&root), why),
             })?;
         let document = parse(&display(&root), &bytes, limits)?;
         let mut set = Self::single(root, document);

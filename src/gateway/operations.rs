@@ -384,11 +384,7 @@ fn build(
             required: is_required,
         }
     });
-    let mut schema =
-        json!({ "type": "object", "properties": properties, "additionalProperties": false });
-    if !required.is_empty() {
-        schema["required"] = Value::Array(required);
-    }
+    let schema = super::schema::closed_object(properties, required);
     Built {
         parameters,
         body,

@@ -62,6 +62,9 @@ pub struct Converter<'a> {
     expanding: Vec<String>,
     /// What was cut, for the tool's notes.
     pub cuts: Vec<String>,
+    /// Whether each `pattern` met compiles: large descriptions repeat theirs thousands
+    /// of times (GitHub's `owner`, `repo`), and compiling one is the costly part.
+    patterns: std::collections::HashMap<String, bool>,
 }
 
 impl<'a> Converter<'a> {
@@ -71,6 +74,7 @@ impl<'a> Converter<'a> {
             nodes: 0,
             expanding: Vec::new(),
             cuts: Vec::new(),
+            patterns: std::collections::HashMap::new(),
         }
     }
 
@@ -200,7 +204,7 @@ impl<'a> Converter<'a> {
                 out.insert("required".into(), Value::Array(kept));
             }
         }
-        sanitize_keywords(&mut out);
+        sanitize_keywords(&mut out, &mut self.patterns);
         Value::Object(out)
     }
 
@@ -267,7 +271,10 @@ fn normalize_type(out: &mut Map<String, Value>, source: &Map<String, Value>) {
 
 /// Drops keyword values of the wrong JSON type (a real description may say
 /// `minimum: "1"` or `enum: "a"`), so that the input schema is a valid schema.
-fn sanitize_keywords(out: &mut Map<String, Value>) {
+fn sanitize_keywords(
+    out: &mut Map<String, Value>,
+    patterns: &mut std::collections::HashMap<String, bool>,
+) {
     let numeric = [
         "multipleOf",
         "maximum",
@@ -321,9 +328,26 @@ fn sanitize_keywords(out: &mut Map<String, Value>) {
     }
     // A pattern in a dialect the validator cannot read would make the whole schema
     // unusable: keep it only when it compiles.
-    if let Some(Value::String(p)) = out.get("pattern")
-        && jsonschema::validator_for(&json!({ "pattern": p })).is_err()
-    {
-        out.remove("pattern");
+    if let Some(Value::String(p)) = out.get("pattern") {
+        let compiles = *patterns
+            .entry(p.clone())
+            .or_insert_with(|| jsonschema::validator_for(&json!({ "pattern": p })).is_ok());
+        if !compiles {
+            out.remove("pattern");
+        }
     }
+}
+
+/// A closed object schema (`additionalProperties: false`) of `properties`, with
+/// `required` when any are: the shape of every tool's arguments.
+pub fn closed_object(properties: impl Into<Value>, required: Vec<Value>) -> Value {
+    let mut schema = serde_json::json!({
+        "type": "object",
+        "properties": properties.into(),
+        "additionalProperties": false,
+    });
+    if !required.is_empty() {
+        schema["required"] = Value::Array(required);
+    }
+    schema
 }

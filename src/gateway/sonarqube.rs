@@ -12,6 +12,7 @@ use serde_json::{Map, Value, json};
 
 use super::naming::{self, Names};
 use super::operations::{Body, Hints, Location, MAX_DESCRIPTION, Operation, Parameter, cap};
+use super::schema::closed_object;
 
 /// Whether a document is a SonarQube web services list.
 pub fn is_webservices_list(document: &Value) -> bool {
@@ -66,26 +67,24 @@ pub fn read(document: &Value, prefix: &str) -> Vec<Operation> {
                 }
             }
             let (schema, body) = if post {
-                let mut form = json!({ "type": "object", "properties": properties, "additionalProperties": false });
-                if !required.is_empty() {
-                    form["required"] = Value::Array(required.clone());
-                }
-                let mut schema = json!({ "type": "object", "properties": { "body": form }, "additionalProperties": false });
-                if !required.is_empty() {
-                    schema["required"] = json!(["body"]);
-                }
+                let body_required = !required.is_empty();
+                let form = closed_object(properties, required);
+                let schema = closed_object(
+                    json!({ "body": form }),
+                    if body_required {
+                        vec![json!("body")]
+                    } else {
+                        Vec::new()
+                    },
+                );
                 let body = Body {
                     media_type: "application/x-www-form-urlencoded".into(),
                     argument: "body".into(),
-                    required: !required.is_empty(),
+                    required: body_required,
                 };
                 (schema, Some(body))
             } else {
-                let mut schema = json!({ "type": "object", "properties": properties, "additionalProperties": false });
-                if !required.is_empty() {
-                    schema["required"] = Value::Array(required);
-                }
-                (schema, None)
+                (closed_object(properties, required), None)
             };
             let mut description = action
                 .get("description")

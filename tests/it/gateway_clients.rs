@@ -98,33 +98,46 @@ async fn a_slow_call_reports_progress() {
     );
 }
 
-/// An upstream that reads one request and then waits for its client to hang up: it
-/// tells when the request arrived and when the connection closed.
+/// An upstream that answers every request at once but `GET /slow`, which it never
+/// answers: it tells when that request arrived and when its connection closed.
 async fn hanging_upstream() -> (u16, tokio::sync::mpsc::Receiver<&'static str>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let (tx, rx) = tokio::sync::mpsc::channel(4);
     tokio::spawn(async move {
-        let (mut socket, _) = listener.accept().await.unwrap();
-        let mut buffer = vec![0u8; 8192];
-        let mut seen = Vec::new();
-        while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
-            let n = socket.read(&mut buffer).await.unwrap();
-            if n == 0 {
-                return;
-            }
-            seen.extend_from_slice(&buffer[..n]);
-        }
-        tx.send("arrived").await.unwrap();
-        // Never answers; a read of 0 bytes is the client closing the connection.
         loop {
-            match socket.read(&mut buffer).await {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {}
-            }
+            let Ok((mut socket, _)) = listener.accept().await else {
+                return;
+            };
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let mut buffer = vec![0u8; 8192];
+                let mut seen = Vec::new();
+                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match socket.read(&mut buffer).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => seen.extend_from_slice(&buffer[..n]),
+                    }
+                }
+                if !seen.starts_with(b"GET /slow") {
+                    let _ = socket
+                        .write_all(
+                            b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                        )
+                        .await;
+                    return;
+                }
+                let _ = tx.send("arrived").await;
+                // Never answers; a read of 0 bytes is the client closing the connection.
+                loop {
+                    match socket.read(&mut buffer).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(_) => {}
+                    }
+                }
+                let _ = tx.send("closed").await;
+            });
         }
-        let _ = tx.send("closed").await;
-        let _ = socket.shutdown().await;
     });
     (port, rx)
 }
@@ -145,7 +158,8 @@ async fn cancellation_aborts_the_upstream_request() {
     )
     .await;
     assert_eq!(r.status, 201, "{:?}", r.body);
-    let ws = connect(&app, &tenant.key).await;
+    let mut ws = connect(&app, &tenant.key).await;
+    ws.initialize().await;
     let (mut sink, _frames) = ws.stream.split();
     let call = json!({ "jsonrpc": "2.0", "id": 41, "method": "tools/call", "params": { "name": "up_slow", "arguments": {} } });
     sink.send(Message::text(call.to_string())).await.unwrap();
