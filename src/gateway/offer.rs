@@ -30,8 +30,16 @@ pub struct Offered {
 /// How a call of the tool finds its operation.
 pub enum Route {
     One(Arc<Operation>),
-    /// By the `operation` argument: its short name to the operation.
-    Group(BTreeMap<String, Arc<Operation>>),
+    /// By the `operation` argument: its short name to the operation, with a spec that
+    /// checks that operation's `arguments`.
+    Group(BTreeMap<String, Grouped>),
+}
+
+/// An operation of a grouped tool.
+pub struct Grouped {
+    pub operation: Arc<Operation>,
+    /// Checks `arguments` against the operation's own schema.
+    pub spec: Arc<ToolSpec>,
 }
 
 /// An operation's name within its group: its tool name without the API's prefix.
@@ -67,6 +75,19 @@ fn annotations(ops: &[&Operation]) -> ToolAnnotations {
         .open_world(true)
 }
 
+/// Keeps a tool whose spec compiled; notes why one did not.
+fn keep(
+    out: &mut Vec<Offered>,
+    notes: &mut Vec<String>,
+    spec: Result<Arc<ToolSpec>, String>,
+    route: Route,
+) {
+    match spec {
+        Ok(spec) => out.push(Offered { spec, route }),
+        Err(e) => notes.push(format!("left out: {e}")),
+    }
+}
+
 /// The MCP tools of the operations of one API that `filters` admit. A tool whose schema
 /// does not compile is left out, with a note.
 pub fn offer(
@@ -78,10 +99,6 @@ pub fn offer(
 ) -> Vec<Offered> {
     let admitted = operations.iter().filter(|op| filters.admits(op));
     let mut out = Vec::new();
-    let mut keep = |tool: Tool, route: Route| match ToolSpec::try_new(tool) {
-        Ok(spec) => out.push(Offered { spec, route }),
-        Err(e) => notes.push(format!("left out: {e}")),
-    };
     if !group {
         for op in admitted {
             let description = super::operations::cap(
@@ -94,7 +111,12 @@ pub fn offer(
                 object(op.input_schema.clone()),
             )
             .annotate(annotations(&[op]));
-            keep(tool, Route::One(Arc::new(op.clone())));
+            keep(
+                &mut out,
+                notes,
+                ToolSpec::try_new(tool),
+                Route::One(Arc::new(op.clone())),
+            );
         }
         return out;
     }
@@ -118,7 +140,14 @@ pub fn offer(
             }));
             let summary = op.description.lines().next().unwrap_or("");
             listing.push_str(&format!("\n- {short}: {} {} {summary}", op.method, op.path));
-            routes.insert(short, Arc::new((*op).clone()));
+            let own = Tool::new(op.name.clone(), "", object(op.input_schema.clone()));
+            match ToolSpec::try_new(own) {
+                Ok(spec) => {
+                    let operation = Arc::new((*op).clone());
+                    routes.insert(short, Grouped { operation, spec });
+                }
+                Err(e) => notes.push(format!("left out: {e}")),
+            }
         }
         let schema = json!({
             "type": "object",
@@ -141,8 +170,24 @@ pub fn offer(
             &format!("Operations tagged {tag:?}; name one in `operation`:{listing}"),
             MAX_DESCRIPTION_CHARS * 4,
         );
+        // Checked loosely here; `arguments` against the named operation's own schema
+        // when the call is routed (see `provider::resolve`).
+        let loose = json!({
+            "type": "object",
+            "properties": {
+                "operation": schema["properties"]["operation"].clone(),
+                "arguments": { "type": "object" },
+            },
+            "required": ["operation"],
+            "additionalProperties": false,
+        });
         let tool = Tool::new(name, description, object(schema)).annotate(annotations(&ops));
-        keep(tool, Route::Group(routes));
+        keep(
+            &mut out,
+            notes,
+            ToolSpec::try_validating(tool, &loose),
+            Route::Group(routes),
+        );
     }
     out
 }

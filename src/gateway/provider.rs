@@ -292,14 +292,20 @@ pub fn resolve(
         Route::One(op) => Ok((op, args)),
         Route::Group(ops) => {
             let name = args.get("operation").and_then(Value::as_str).unwrap_or("");
-            let op = ops
+            let grouped = ops
                 .get(name)
                 .ok_or_else(|| format!("unknown operation {name:?}"))?;
             let arguments = match args.get("arguments") {
                 Some(Value::Object(m)) => m.clone(),
                 _ => Map::new(),
             };
-            Ok((op, arguments))
+            grouped
+                .spec
+                .check_arguments(&arguments)
+                .map_err(|problems| {
+                    format!("invalid arguments for the operation {name}: {problems}")
+                })?;
+            Ok((&grouped.operation, arguments))
         }
     }
 }
@@ -321,7 +327,7 @@ pub fn find_operation<'a>(
             Route::Group(ops) => {
                 if let Some((short, _)) = ops
                     .iter()
-                    .find(|(short, op)| *short == operation || names(op))
+                    .find(|(short, g)| *short == operation || names(&g.operation))
                 {
                     let mut wrapped = Map::new();
                     wrapped.insert("operation".into(), Value::String(short.clone()));

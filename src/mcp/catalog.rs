@@ -36,11 +36,18 @@ impl ToolSpec {
     /// A spec for a tool made from data (a converted API description): a name that is
     /// not portable or a schema that does not compile is an error that says which.
     pub fn try_new(tool: Tool) -> Result<Arc<Self>, String> {
+        let schema = Value::Object((*tool.input_schema).clone());
+        Self::try_validating(tool, &schema)
+    }
+
+    /// A spec whose arguments are checked against `schema` rather than the input schema
+    /// it lists: a looser one, when the provider checks the rest itself with messages
+    /// that name the problem better (a `oneOf` of operations says only that none matched).
+    pub fn try_validating(tool: Tool, schema: &Value) -> Result<Arc<Self>, String> {
         if !is_portable_name(&tool.name) {
             return Err(format!("tool name {:?} is not portable", tool.name));
         }
-        let schema = Value::Object((*tool.input_schema).clone());
-        let validator = jsonschema::draft202012::new(&schema)
+        let validator = jsonschema::draft202012::new(schema)
             .map_err(|e| format!("the input schema of {} does not compile: {e}", tool.name))?;
         let header_params = super::header_value::header_params(&tool.input_schema);
         Ok(Arc::new(Self {

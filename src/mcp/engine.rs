@@ -202,6 +202,18 @@ fn paginate(
     key: &str,
     items: Vec<Value>,
 ) -> Result<Value, RpcError> {
+    paginate_with(mcp, params, key, &items, Value::clone)
+}
+
+/// A page of `items` as `show` gives each: only the page's items are made into JSON
+/// (an organization's 2,000 HTTP tools are not serialized for every page).
+fn paginate_with<T>(
+    mcp: &Mcp,
+    params: &Map<String, Value>,
+    key: &str,
+    items: &[T],
+    show: impl Fn(&T) -> Value,
+) -> Result<Value, RpcError> {
     let start = match params.get("cursor") {
         None | Some(Value::Null) => 0,
         Some(Value::String(c)) => decode_cursor(c)
@@ -211,7 +223,10 @@ fn paginate(
     };
     let end = (start + mcp.page_size).min(items.len());
     let mut page = Map::new();
-    page.insert(key.into(), Value::Array(items[start..end].to_vec()));
+    page.insert(
+        key.into(),
+        Value::Array(items[start..end].iter().map(show).collect()),
+    );
     if end < items.len() {
         page.insert(
             "nextCursor".into(),
@@ -235,14 +250,10 @@ async fn list_tools(
     call: &Call,
     params: &Map<String, Value>,
 ) -> Result<Value, RpcError> {
-    let tools: Vec<Value> = mcp
-        .catalog
-        .tools(call)
-        .await
-        .iter()
-        .map(|spec| serde_json::to_value(&spec.tool).expect("tools serialize"))
-        .collect();
-    paginate(mcp, params, "tools", tools)
+    let tools = mcp.catalog.tools(call).await;
+    paginate_with(mcp, params, "tools", &tools, |spec| {
+        serde_json::to_value(&spec.tool).expect("tools serialize")
+    })
 }
 
 async fn call_tool(mcp: &Mcp, call: &Call, params: &Map<String, Value>) -> Result<Value, RpcError> {

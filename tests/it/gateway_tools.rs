@@ -338,6 +338,18 @@ async fn register_discover_and_call(shape: Shape) {
         .call_tool("up_echo", json!({ "operation": "nope" }))
         .await;
     assert_eq!(unknown["isError"], true, "{unknown}");
+    // The arguments are checked against the named operation's own schema, and the
+    // error names what is wrong.
+    let invalid = mcp
+        .call_tool("up_echo", json!({ "operation": "postEcho", "arguments": { "name": "x" } }))
+        .await;
+    assert_eq!(invalid["isError"], true, "{invalid}");
+    let text = text_of(&invalid);
+    assert!(text.contains("postEcho") && text.contains("\"body\" is a required property"), "{text}");
+    let grouped = mcp
+        .call_tool("up_echo", json!({ "operation": "postEcho", "arguments": { "name": "x", "body": { "message": "m" } } }))
+        .await;
+    assert_eq!(grouped["structuredContent"]["path"], "/echo/x", "{grouped}");
 
     // Deleted: its tools leave the list.
     let r = call(
