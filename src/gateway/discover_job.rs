@@ -80,7 +80,10 @@ async fn run(node: &Node, gateway: &Gateway, job: &DiscoverTool) -> Result<(), J
     {
         return Ok(());
     }
-    let (final_state, api) = discover(node, gateway, &row, state).await;
+    let (final_state, api, running) = match discover(node, gateway, &row, state, running).await {
+        Some(done) => done,
+        None => return Ok(()),
+    };
     let mut changes = ToolChanges {
         discovery: Some(serde_json::to_string(&final_state).expect("state serializes")),
         ..Default::default()
@@ -107,12 +110,54 @@ async fn run(node: &Node, gateway: &Gateway, job: &DiscoverTool) -> Result<(), J
     Ok(())
 }
 
-/// Runs the discovery; a failure is a state, not an error.
+/// Runs the discovery, storing each try as it ends; a failure is a state, not an error.
+/// Returns the outcome and the stored state it replaces; `None` when the discovery was
+/// overtaken meanwhile (then it stops at once).
 async fn discover(
     node: &Node,
     gateway: &Gateway,
     row: &ToolRow,
+    state: DiscoveryState,
+    running: String,
+) -> Option<(DiscoveryState, Option<super::Api>, String)> {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut shown = state.clone();
+    let mut stored = running;
+    let work = attempt(node, gateway, row, state, tx);
+    tokio::pin!(work);
+    loop {
+        tokio::select! {
+            done = &mut work => {
+                let (state, api) = done;
+                return Some((state, api, stored));
+            }
+            Some(tried) = rx.recv() => {
+                shown.tried.push(tried);
+                while let Ok(more) = rx.try_recv() {
+                    shown.tried.push(more);
+                }
+                let text = serde_json::to_string(&shown).expect("state serializes");
+                let changes = ToolChanges {
+                    discovery: Some(text.clone()),
+                    ..Default::default()
+                };
+                match store::update_if_discovery(&node.db, &row.organization_id, &row.id, &stored, &changes).await {
+                    Ok(true) => stored = text,
+                    Ok(false) => return None,
+                    Err(e) => tracing::warn!(error = %e, "cannot show a discovery's progress"),
+                }
+            }
+        }
+    }
+}
+
+/// The discovery itself; each try is sent on `tried` as it ends.
+async fn attempt(
+    node: &Node,
+    gateway: &Gateway,
+    row: &ToolRow,
     mut state: DiscoveryState,
+    tried: tokio::sync::mpsc::UnboundedSender<super::discovery::Attempt>,
 ) -> (DiscoveryState, Option<super::Api>) {
     let settings = registry::settings_of(row);
     let fail = |mut state: DiscoveryState, why: String| {
@@ -171,7 +216,11 @@ async fn discover(
         prefix: &row.name,
         limits: gateway.limits(),
     };
-    match discovery::discover(&gateway.outbound, request).await {
+    let outcome = discovery::discover_with(&gateway.outbound, request, |a| {
+        let _ = tried.send(a.clone());
+    })
+    .await;
+    match outcome {
         Ok(found) => {
             if let Some(expected) = settings.discovery_hints.api_format
                 && expected != found.api.format

@@ -132,6 +132,16 @@ fn with_trailing_slash(url: &Url) -> Url {
 
 /// Tries each candidate until one is a description devmesh reads.
 pub async fn discover(outbound: &Outbound, request: Request<'_>) -> Result<Discovered, NotFound> {
+    discover_with(outbound, request, |_| {}).await
+}
+
+/// [`discover`], telling `tried` of each attempt as it ends (a job shows them while it
+/// runs).
+pub async fn discover_with(
+    outbound: &Outbound,
+    request: Request<'_>,
+    mut tried_one: impl FnMut(&Attempt) + Send,
+) -> Result<Discovered, NotFound> {
     let source = HttpSource {
         outbound,
         headers: request.headers.clone(),
@@ -155,6 +165,7 @@ pub async fn discover(outbound: &Outbound, request: Request<'_>) -> Result<Disco
                     url: shown,
                     outcome: "found".into(),
                 });
+                tried_one(tried.last().expect("just pushed"));
                 return Ok(Discovered { url, api, tried });
             }
             Err(why) => {
@@ -162,6 +173,7 @@ pub async fn discover(outbound: &Outbound, request: Request<'_>) -> Result<Disco
                     url: shown,
                     outcome: crate::gateway::operations::cap(&why, 300),
                 });
+                tried_one(tried.last().expect("just pushed"));
                 if refused {
                     break;
                 }

@@ -278,6 +278,16 @@ pub struct Health {
     pub checks: Vec<Probe>,
 }
 
+impl Health {
+    /// `unknown` for a tool never checked.
+    pub fn or_unknown(mut self) -> Self {
+        if self.status.is_empty() {
+            self.status = "unknown".into();
+        }
+        self
+    }
+}
+
 /// A registered tool as the API shows it.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ToolView {

@@ -177,12 +177,9 @@ fn check_name(name: &str) -> ServiceResult<()> {
 
 /// 409 when `name` is another tool's name, or one is the other's start up to `_`: their
 /// MCP tool names could collide (`git` + `hub_x` and `git_hub` + `x`).
-async fn check_collision(node: &Node, org: &str, id: &str, name: &str) -> ServiceResult<()> {
+fn check_collision(names: &[(String, String)], id: &str, name: &str) -> ServiceResult<()> {
     let lower = name.to_ascii_lowercase();
-    for (other_id, other) in store::names(&node.db, org)
-        .await
-        .map_err(ServiceError::Storage)?
-    {
+    for (other_id, other) in names {
         if other_id == id {
             continue;
         }
@@ -418,16 +415,6 @@ fn view(row: ToolRow, uploaded: bool) -> ToolView {
     }
 }
 
-impl Health {
-    /// `unknown` for a tool never checked.
-    pub fn or_unknown(mut self) -> Self {
-        if self.status.is_empty() {
-            self.status = "unknown".into();
-        }
-        self
-    }
-}
-
 /// Tells every node that the organization's tools changed: their cached catalogs go
 /// stale, and the organization's MCP clients get `notifications/tools/list_changed`.
 pub async fn tools_changed(node: &Node, organization_id: &str) {
@@ -506,7 +493,7 @@ pub async fn create(
         )));
     }
     let id = new_id();
-    check_collision(node, &org, &id, &new.name).await?;
+    check_collision(&existing, &id, &new.name)?;
     let auth = new
         .auth
         .as_ref()
@@ -631,7 +618,10 @@ pub async fn update(
         && *name != row.name
     {
         check_name(name)?;
-        check_collision(node, &org, id, name).await?;
+        let names = store::names(&node.db, &org)
+            .await
+            .map_err(ServiceError::Storage)?;
+        check_collision(&names, id, name)?;
         changes.name = Some(name.clone());
         rediscover = true;
     }
@@ -658,30 +648,22 @@ pub async fn update(
         changes.auth_kind = Some(sealed.as_ref().map(|s| s.0.clone()));
         changes.auth_sealed = Some(sealed.map(|s| s.1));
     }
-    if let Some(v) = patch.tags {
-        settings.tags = v;
+    // The settings that only change what is offered and how calls go.
+    macro_rules! replace {
+        ($($field:ident),*) => {
+            $( if let Some(v) = patch.$field { settings.$field = v; } )*
+        };
     }
-    if let Some(v) = patch.include_operations {
-        settings.include_operations = v;
-    }
-    if let Some(v) = patch.exclude_operations {
-        settings.exclude_operations = v;
-    }
-    if let Some(v) = patch.group_operations {
-        settings.group_operations = v;
-    }
-    if let Some(v) = patch.health_check {
-        settings.health_check = v;
-    }
-    if let Some(v) = patch.timeout {
-        settings.timeout = v;
-    }
-    if let Some(v) = patch.max_response_bytes {
-        settings.max_response_bytes = v;
-    }
-    if let Some(v) = patch.passthrough {
-        settings.passthrough = v;
-    }
+    replace!(
+        tags,
+        include_operations,
+        exclude_operations,
+        group_operations,
+        health_check,
+        timeout,
+        max_response_bytes,
+        passthrough
+    );
     check_settings(gateway, &settings)?;
     changes.settings = Some(json_text(&settings));
     changes.revision = Some(row.revision + 1);

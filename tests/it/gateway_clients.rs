@@ -238,3 +238,41 @@ async fn discovery_learns_where_hosts_keep_their_description() {
         "ready"
     );
 }
+
+/// A discovery in progress shows what it tried so far; removing the tool stops it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discovery_shows_its_tries_as_it_goes() {
+    let env = gateway_env(Shape::Sqlite).await;
+    let app = env.spawn_app().await;
+    app.wait_ready().await;
+    let tenant = register(&app, "acme").await;
+    let upstream = Upstream::start().await;
+    let r = create_tool(
+        &app,
+        &tenant,
+        json!({ "name": "slow", "base_url": upstream.url("/slowdocs/") }),
+    )
+    .await;
+    assert_eq!(r.status, 201);
+    let path = format!("/api/v1/tools/{}", r.body["id"].as_str().unwrap());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let seen = loop {
+        let tool = crate::rest::call(&app, "GET", &path, Some(&tenant.key), None)
+            .await
+            .body;
+        let tried = tool["discovery"]["tried"].as_array().map_or(0, Vec::len);
+        if tool["discovery"]["status"] == "running" && tried >= 2 {
+            break tool;
+        }
+        assert!(Instant::now() < deadline, "no progress shown: {tool}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let first = &seen["discovery"]["tried"][0];
+    assert_eq!(first["url"], upstream.url("/slowdocs/openapi.json"));
+    assert!(
+        first["outcome"].as_str().unwrap().ends_with("HTTP 404"),
+        "{first}"
+    );
+    let r = crate::rest::call(&app, "DELETE", &path, Some(&tenant.key), None).await;
+    assert_eq!(r.status, 204);
+}

@@ -341,11 +341,17 @@ async fn register_discover_and_call(shape: Shape) {
     // The arguments are checked against the named operation's own schema, and the
     // error names what is wrong.
     let invalid = mcp
-        .call_tool("up_echo", json!({ "operation": "postEcho", "arguments": { "name": "x" } }))
+        .call_tool(
+            "up_echo",
+            json!({ "operation": "postEcho", "arguments": { "name": "x" } }),
+        )
         .await;
     assert_eq!(invalid["isError"], true, "{invalid}");
     let text = text_of(&invalid);
-    assert!(text.contains("postEcho") && text.contains("\"body\" is a required property"), "{text}");
+    assert!(
+        text.contains("postEcho") && text.contains("\"body\" is a required property"),
+        "{text}"
+    );
     let grouped = mcp
         .call_tool("up_echo", json!({ "operation": "postEcho", "arguments": { "name": "x", "body": { "message": "m" } } }))
         .await;

@@ -66,6 +66,7 @@ impl Upstream {
                 .route("/redirect", web::to(redirect))
                 .route("/status/{code}", web::to(status))
                 .route("/slow", web::to(slow))
+                .route("/slowdocs/{rest:.*}", web::to(slow_not_found))
                 .route("/oauth/token", web::post().to(token))
                 .route("/oauth/echo", web::to(oauth_echo))
                 .default_service(web::to(file))
@@ -116,6 +117,12 @@ async fn slow(query: web::Query<std::collections::HashMap<String, String>>) -> H
     let ms: u64 = query.get("ms").and_then(|m| m.parse().ok()).unwrap_or(1000);
     tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
     HttpResponse::Ok().json(json!({ "slept_ms": ms }))
+}
+
+/// `/slowdocs/...`: 404, after 300 ms (a host slow to say it has no description there).
+async fn slow_not_found() -> HttpResponse {
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    HttpResponse::NotFound().finish()
 }
 
 /// `POST /oauth/token`: the client credentials grant for `client` / `client-secret`,

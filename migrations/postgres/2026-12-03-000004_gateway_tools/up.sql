@@ -25,7 +25,8 @@ CREATE TABLE gateway_tools (
     created_at           TIMESTAMP NOT NULL,
     updated_at           TIMESTAMP NOT NULL
 );
-CREATE UNIQUE INDEX gateway_tools_name ON gateway_tools (organization_id, name);
+-- Case-insensitive: "GitHub" and "github" would confuse every model that reads both.
+CREATE UNIQUE INDEX gateway_tools_name ON gateway_tools (organization_id, lower(name));
 
 -- Where hosts of one kind serve their description, learned from discoveries that found
 -- one: tried first for the next host of the same pattern.
