@@ -137,7 +137,25 @@ fn v4_range(ip: Ipv4Addr) -> Option<&'static str> {
     })
 }
 
+/// The IPv4 address an IPv6 address carries by a translation or tunnel mechanism, which
+/// a host with that mechanism configured reaches: NAT64 (RFC 6052 `64:ff9b::/96`) and
+/// 6to4 (RFC 3056 `2002::/16`, the address in bits 16–48).
+fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
+    let s = ip.segments();
+    let v4 = |hi: u16, lo: u16| Ipv4Addr::from((u32::from(hi) << 16) | u32::from(lo));
+    match s {
+        [0x64, 0xff9b, 0, 0, 0, 0, hi, lo] => Some(v4(hi, lo)),
+        [0x2002, hi, lo, ..] => Some(v4(hi, lo)),
+        _ => None,
+    }
+}
+
 fn v6_range(ip: Ipv6Addr) -> Option<&'static str> {
+    // An address that carries an IPv4 one is judged by it (NAT64 of 169.254.169.254 is
+    // the metadata service wherever NAT64 is set up).
+    if let Some(v4) = embedded_v4(ip) {
+        return v4_range(v4);
+    }
     let first = ip.segments()[0];
     Some(match () {
         _ if ip.is_loopback() => "loopback",
@@ -148,6 +166,9 @@ fn v6_range(ip: Ipv6Addr) -> Option<&'static str> {
         // Deprecated site-local (RFC 3879) and the IPv4-compatible ::a.b.c.d form.
         _ if (first & 0xffc0) == 0xfec0 => "site-local",
         _ if ip.segments()[..6] == [0; 6] => "IPv4-compatible",
+        // Local-use NAT64 (RFC 8215) and Teredo (RFC 4380), whose IPv4 address is hidden.
+        _ if ip.segments()[..3] == [0x64, 0xff9b, 1] => "NAT64 local-use",
+        _ if ip.segments()[..2] == [0x2001, 0] => "Teredo",
         _ => return None,
     })
 }
@@ -422,6 +443,12 @@ mod tests {
             ("::ffff:127.0.0.1", "loopback"),
             ("::ffff:169.254.169.254", "link-local"),
             ("::ffff:10.0.0.1", "private"),
+            ("64:ff9b::a9fe:a9fe", "link-local"),
+            ("64:ff9b::7f00:1", "loopback"),
+            ("2002:7f00:1::", "loopback"),
+            ("2002:a00:1::1", "private"),
+            ("64:ff9b:1::1", "NAT64 local-use"),
+            ("2001:0:4136:e378::1", "Teredo"),
         ] {
             assert_eq!(
                 AddressPolicy::internal_range(ip(address)),
@@ -430,6 +457,8 @@ mod tests {
             );
         }
         for public in [
+            "64:ff9b::808:808",
+            "2002:808:808::1",
             "8.8.8.8",
             "172.32.0.1",
             "100.128.0.1",

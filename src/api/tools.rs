@@ -288,6 +288,7 @@ pub async fn list_operations(
     responses(
         (status = 200, description = "The CallToolResult", body = Object),
         (status = 404, description = "No such tool or operation", body = ErrorBody),
+        (status = 409, description = "The operationId names several operations: name one by its tool name", body = ErrorBody),
         (status = 422, description = "The arguments do not match the operation's input schema", body = ErrorBody),
     ),
     security(("bearer" = ["tools:call"]))
@@ -310,7 +311,14 @@ pub async fn execute_operation(
     let entry = catalog.entry(&id).ok_or(ServiceError::NotFound("tool"))?;
     let (offered, arguments) =
         provider::find_operation(entry, &body.operation, body.arguments.unwrap_or_default())
-            .ok_or(ServiceError::NotFound("operation"))?;
+            .map_err(|e| match e {
+                provider::NotOffered::Unknown => ServiceError::NotFound("operation"),
+                provider::NotOffered::Ambiguous(names) => ServiceError::Conflict(format!(
+                    "the operationId {:?} is shared by the operations {}: name one of them",
+                    body.operation,
+                    names.join(", ")
+                )),
+            })?;
     offered
         .spec
         .check_arguments(&arguments)

@@ -125,15 +125,30 @@ fn describe(error: figment::Error, file: Option<&Path>) -> Vec<ConfigError> {
                 Some(md) if md.name == FLAG_SOURCE => " (from a command-line flag)".to_string(),
                 _ => String::new(),
             };
+            use figment::error::Kind;
             let message = match &e.kind {
-                figment::error::Kind::UnknownField(field, _) => {
+                Kind::UnknownField(field, _) => {
                     format!("unknown key `{field}`{source}: see devmesh.toml.example for the keys there are")
+                }
+                // A secret's value is never printed, not even a wrong one.
+                Kind::InvalidType(_, expected) | Kind::InvalidValue(_, expected)
+                    if is_secret(&key) =>
+                {
+                    format!("invalid value{source}: expected {expected} (the value is a secret and is not shown)")
+                }
+                _ if is_secret(&key) => {
+                    format!("invalid value{source} (the value is a secret and is not shown)")
                 }
                 kind => format!("{kind}{source}"),
             };
             ConfigError { key, message }
         })
         .collect()
+}
+
+/// Keys whose values are secrets (`SecretString`s; URLs redact their own passwords).
+fn is_secret(key: &str) -> bool {
+    key == "secrets" || key.starts_with("secrets.") || key == "auth.jwt_secret"
 }
 
 fn env_name(path: &[String]) -> String {

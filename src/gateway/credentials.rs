@@ -184,16 +184,41 @@ impl Credential {
                         headers.insert(name.clone(), value(key, "API key")?);
                         Ok(vec![name])
                     }
+                    // The credential replaces a same-named value the arguments put there:
+                    // the caller cannot stand in for it, nor send two.
                     KeyLocation::Query => {
-                        url.query_pairs_mut().append_pair(name, key);
+                        let kept: Vec<(String, String)> = url
+                            .query_pairs()
+                            .filter(|(k, _)| k != name.as_str())
+                            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                            .collect();
+                        url.set_query(None);
+                        let mut pairs = url.query_pairs_mut();
+                        pairs.extend_pairs(kept);
+                        pairs.append_pair(name, key);
+                        drop(pairs);
                         Ok(Vec::new())
                     }
                     KeyLocation::Cookie => {
                         let pair = format!("{name}={key}");
-                        let joined = match headers.get(COOKIE).and_then(|v| v.to_str().ok()) {
-                            Some(existing) => format!("{existing}; {pair}"),
-                            None => pair,
-                        };
+                        let others: Vec<&str> = headers
+                            .get(COOKIE)
+                            .and_then(|v| v.to_str().ok())
+                            .map(|existing| {
+                                existing
+                                    .split(';')
+                                    .map(str::trim)
+                                    .filter(|c| {
+                                        !c.is_empty() && c.split('=').next() != Some(name.as_str())
+                                    })
+                                    .collect()
+                            })
+                            .unwrap_or_default();
+                        let joined = others
+                            .into_iter()
+                            .chain(std::iter::once(pair.as_str()))
+                            .collect::<Vec<_>>()
+                            .join("; ");
                         headers.insert(COOKIE, value(&joined, "API key")?);
                         Ok(vec![COOKIE])
                     }

@@ -102,7 +102,10 @@ pub fn candidates(request: &Request<'_>) -> Vec<Url> {
             out.push(url);
         }
     };
-    push(request.openapi_url.cloned());
+    // Told where it is: only there. A description found elsewhere would be another one.
+    if let Some(given) = request.openapi_url {
+        return vec![given.clone()];
+    }
     let base = with_trailing_slash(request.base_url);
     let origin = request.base_url.join("/").ok();
     let paths = request
@@ -208,7 +211,10 @@ impl Source for HttpSource<'_> {
             );
             request.credential_headers = self.credential_headers.clone();
             let mut response = self.outbound.send(request).await.map_err(|e| match e {
-                OutboundError::Refused(r) => LoadError::Refused(r.to_string()),
+                // This host refused (not a redirect's target: other paths may do).
+                OutboundError::Refused(r) if Some(r.host.as_str()) == url.host_str() => {
+                    LoadError::Refused(r.to_string())
+                }
                 e => LoadError::Failed(e.to_string()),
             })?;
             let status = response.status();

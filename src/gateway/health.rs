@@ -90,17 +90,20 @@ pub async fn check_one(
     let before = health.status.clone();
     if probe.ok {
         health.consecutive_failures = 0;
+        health.failing_since = None;
         if health.status != "healthy" {
             health.status = "healthy".into();
             health.since = Some(probe.at);
         }
     } else {
         health.consecutive_failures += 1;
+        let failing_since = *health.failing_since.get_or_insert(probe.at);
         if health.consecutive_failures >= gateway.config.failure_threshold
             && health.status != "unhealthy"
         {
+            // Down since its first failed check, not the one that opened the circuit.
             health.status = "unhealthy".into();
-            health.since = Some(probe.at);
+            health.since = Some(failing_since);
         } else if health.status.is_empty() {
             health.status = "unknown".into();
         }

@@ -233,7 +233,7 @@ pub struct DiscoveryState {
     /// Operations in the description.
     #[serde(default)]
     pub operation_count: usize,
-    /// Operations left after the filters (each a tool, unless grouped).
+    /// The MCP tools offered: operations left after the filters, or their groups.
     #[serde(default)]
     pub tool_count: usize,
     /// Schemas cut, external references not followed: what the conversion left out.
@@ -273,6 +273,10 @@ pub struct Health {
     /// Failed checks in a row.
     #[serde(default)]
     pub consecutive_failures: u32,
+    /// When the current run of failed checks began.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub failing_since: Option<chrono::DateTime<chrono::Utc>>,
     /// The newest last, at most 10.
     #[serde(default)]
     pub checks: Vec<Probe>,

@@ -132,12 +132,19 @@ pub fn offer(
         let mut listing = String::new();
         for op in &ops {
             let short = short_name(prefix, op).to_string();
-            branches.push(json!({
+            let mut branch = json!({
                 "properties": {
                     "operation": { "const": short },
                     "arguments": op.input_schema,
                 },
-            }));
+            });
+            if op.input_schema["required"]
+                .as_array()
+                .is_some_and(|r| !r.is_empty())
+            {
+                branch["required"] = json!(["arguments"]);
+            }
+            branches.push(branch);
             let summary = op.description.lines().next().unwrap_or("");
             listing.push_str(&format!("\n- {short}: {} {} {summary}", op.method, op.path));
             let own = Tool::new(op.name.clone(), "", object(op.input_schema.clone()));

@@ -310,34 +310,66 @@ pub fn resolve(
     }
 }
 
-/// The offered tool that carries an operation named by its MCP tool name, its
-/// operationId or (grouped) its name in the group, with the arguments as that tool
-/// takes them: `POST /tools/{id}/execute`.
+/// Why [`find_operation`] found none.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotOffered {
+    Unknown,
+    /// The operationId is shared by these operations (their tool names): name one.
+    Ambiguous(Vec<String>),
+}
+
+/// The offered tool that carries an operation named by its MCP tool name, its name in
+/// its group, or its operationId (when no other operation shares it), with the
+/// arguments as that tool takes them: `POST /tools/{id}/execute`.
 pub fn find_operation<'a>(
     entry: &'a ApiEntry,
     operation: &str,
     arguments: Map<String, Value>,
-) -> Option<(&'a Offered, Map<String, Value>)> {
-    let names =
-        |op: &Operation| op.name == operation || op.operation_id.as_deref() == Some(operation);
+) -> Result<(&'a Offered, Map<String, Value>), NotOffered> {
+    // Every operation offered, with its tool and its name in its group (if grouped).
+    let mut all: Vec<(&Offered, &Operation, Option<&String>)> = Vec::new();
     for offered in entry.offered.iter() {
         match &offered.route {
-            Route::One(op) if names(op) => return Some((offered, arguments)),
-            Route::One(_) => {}
+            Route::One(op) => all.push((offered, op, None)),
             Route::Group(ops) => {
-                if let Some((short, _)) = ops
-                    .iter()
-                    .find(|(short, g)| *short == operation || names(&g.operation))
-                {
-                    let mut wrapped = Map::new();
-                    wrapped.insert("operation".into(), Value::String(short.clone()));
-                    wrapped.insert("arguments".into(), Value::Object(arguments));
-                    return Some((offered, wrapped));
-                }
+                all.extend(
+                    ops.iter()
+                        .map(|(short, g)| (offered, &*g.operation, Some(short))),
+                );
             }
         }
     }
-    None
+    let by_name = all
+        .iter()
+        .find(|(_, op, short)| op.name == operation || short.is_some_and(|s| s == operation));
+    let found = match by_name {
+        Some(found) => *found,
+        None => {
+            let by_id: Vec<_> = all
+                .iter()
+                .filter(|(_, op, _)| op.operation_id.as_deref() == Some(operation))
+                .collect();
+            match by_id.as_slice() {
+                [] => return Err(NotOffered::Unknown),
+                [one] => **one,
+                many => {
+                    return Err(NotOffered::Ambiguous(
+                        many.iter().map(|(_, op, _)| op.name.clone()).collect(),
+                    ));
+                }
+            }
+        }
+    };
+    let (offered, _, short) = found;
+    match short {
+        None => Ok((offered, arguments)),
+        Some(short) => {
+            let mut wrapped = Map::new();
+            wrapped.insert("operation".into(), Value::String(short.clone()));
+            wrapped.insert("arguments".into(), Value::Object(arguments));
+            Ok((offered, wrapped))
+        }
+    }
 }
 
 /// Runs a call of an offered tool for the caller.

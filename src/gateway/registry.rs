@@ -28,7 +28,7 @@ use crate::tenancy::scopes::Scope;
 use crate::tenancy::{Principal, new_id, utc};
 
 const NOT_FOUND: ServiceError = ServiceError::NotFound("tool");
-/// Names a tool may not take: they would mix with devmesh's own tools.
+/// Starts a tool name may not have: they would mix with devmesh's own tools.
 const RESERVED: &[&str] = &["devmesh"];
 /// Tags one tool may carry, and custom discovery paths.
 const MAX_TAGS: usize = 20;
@@ -96,14 +96,24 @@ fn seal_credential(
 /// call.
 fn check_credential(gateway: &Gateway, credential: &Credential) -> ServiceResult<()> {
     let invalid = |m: String| ServiceError::invalid("auth", m);
+    let empty = match credential {
+        Credential::Bearer { token } => token.is_empty(),
+        Credential::ApiKey { value, .. } => value.is_empty(),
+        Credential::Basic { username, .. } => username.is_empty(),
+        Credential::Headers { headers } => headers.is_empty(),
+        Credential::OAuth2ClientCredentials(grant) => {
+            grant.client_id.is_empty() || grant.client_secret.is_empty()
+        }
+    };
+    if empty {
+        return Err(invalid(format!(
+            "the {} credential is empty: give its value",
+            credential.kind()
+        )));
+    }
     match credential {
         Credential::OAuth2ClientCredentials(grant) => {
-            let url = parse_url(gateway, "auth.token_url", &grant.token_url)?;
-            drop(url);
-            if grant.client_id.is_empty() {
-                return Err(invalid("client_id must not be empty".into()));
-            }
-            Ok(())
+            parse_url(gateway, "auth.token_url", &grant.token_url).map(drop)
         }
         Credential::ApiKey {
             location: None,
@@ -150,7 +160,26 @@ fn parse_url(gateway: &Gateway, field: &'static str, text: &str) -> ServiceResul
     Ok(url)
 }
 
-/// `^[a-zA-Z][a-zA-Z0-9_-]{0,31}$`, not reserved.
+/// A base URL: [`parse_url`]'s rules, and no query or fragment (operations bring their
+/// own queries; a credential goes in `auth`).
+fn parse_base_url(gateway: &Gateway, text: &str) -> ServiceResult<Url> {
+    let url = parse_url(gateway, "base_url", text)?;
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(ServiceError::invalid(
+            "base_url",
+            "must not have a query or fragment: operations add their own query, and a key goes in auth",
+        ));
+    }
+    Ok(url)
+}
+
+/// A path on the API's host: not a URL, not protocol-relative (`//other/x`), no
+/// backslash (which URLs of http and https read as `/`).
+fn is_host_path(path: &str) -> bool {
+    !path.contains("://") && !path.starts_with("//") && !path.contains('\\')
+}
+
+/// `^[a-zA-Z][a-zA-Z0-9_-]{0,31}$`, not starting as devmesh's own tools do.
 fn check_name(name: &str) -> ServiceResult<()> {
     let ok = (1..=32).contains(&name.len())
         && name.as_bytes()[0].is_ascii_alphabetic()
@@ -166,10 +195,13 @@ fn check_name(name: &str) -> ServiceResult<()> {
             ),
         ));
     }
-    if RESERVED.iter().any(|r| name.eq_ignore_ascii_case(r)) {
+    let lower = name.to_ascii_lowercase();
+    if let Some(reserved) = RESERVED.iter().find(|r| lower.starts_with(*r)) {
         return Err(ServiceError::invalid(
             "name",
-            format!("{name:?} is reserved for devmesh's own tools"),
+            format!(
+                "{name:?} starts with {reserved:?}, which devmesh's own tools' names start with"
+            ),
         ));
     }
     Ok(())
@@ -209,7 +241,7 @@ fn check_settings(gateway: &Gateway, s: &Settings) -> ServiceResult<()> {
     }
     if let Some(p) = paths
         .iter()
-        .find(|p| p.is_empty() || p.len() > 512 || p.contains("://"))
+        .find(|p| p.is_empty() || p.len() > 512 || !is_host_path(p))
     {
         return Err(ServiceError::invalid(
             "discovery_hints.custom_paths",
@@ -263,7 +295,7 @@ fn check_settings(gateway: &Gateway, s: &Settings) -> ServiceResult<()> {
             ));
         }
         if let Some(p) = &h.path
-            && (p.len() > 512 || p.contains("://"))
+            && (p.len() > 512 || !is_host_path(p))
         {
             return Err(ServiceError::invalid(
                 "health_check.path",
@@ -329,8 +361,27 @@ pub fn found(
         .iter()
         .map(|(r, why)| format!("{r}: {why}"))
         .collect();
+    // The same cut in many operations is one note naming them.
+    let mut cuts: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
     for op in &api.operations {
-        notes.extend(op.cuts.iter().map(|c| format!("{}: {c}", op.name)));
+        for cut in &op.cuts {
+            cuts.entry(cut).or_default().push(&op.name);
+        }
+    }
+    for (cut, ops) in cuts {
+        let named = ops.iter().take(5).copied().collect::<Vec<_>>().join(", ");
+        let more = if ops.len() > 5 {
+            format!(" and {} more", ops.len() - 5)
+        } else {
+            String::new()
+        };
+        notes.push(format!("{cut} (in {named}{more})"));
+    }
+    if api.operations.is_empty() {
+        notes.insert(
+            0,
+            "the description has no operations (its paths hold none, or only webhooks): the tool offers nothing".into(),
+        );
     }
     let total = notes.len();
     notes.truncate(50);
@@ -348,7 +399,17 @@ pub fn found(
         title: api.title.clone(),
         api_version: api.version.clone(),
         operation_count: api.operations.len(),
-        tool_count: api.operations.iter().filter(|o| filters.admits(o)).count(),
+        tool_count: if settings.group_operations {
+            let groups: std::collections::BTreeSet<String> = api
+                .operations
+                .iter()
+                .filter(|o| filters.admits(o))
+                .map(super::offer::group_of)
+                .collect();
+            groups.len()
+        } else {
+            api.operations.iter().filter(|o| filters.admits(o)).count()
+        },
         notes,
         error: None,
         requested_at,
@@ -468,7 +529,7 @@ pub async fn create(
     principal.require(Scope::ToolsWrite)?;
     let org = principal.organization_id.clone();
     check_name(&new.name)?;
-    parse_url(gateway, "base_url", &new.base_url)?;
+    parse_base_url(gateway, &new.base_url)?;
     let settings = Settings {
         openapi_url: new.openapi_url,
         discovery_hints: new.discovery_hints.unwrap_or_default(),
@@ -628,7 +689,7 @@ pub async fn update(
     if let Some(base) = &patch.base_url
         && *base != row.base_url
     {
-        parse_url(gateway, "base_url", base)?;
+        parse_base_url(gateway, base)?;
         changes.base_url = Some(base.clone());
         rediscover = true;
     }

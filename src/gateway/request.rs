@@ -20,6 +20,21 @@ use url::Url;
 
 use super::operations::{Location, Operation, Parameter};
 
+/// Headers that belong to the connection or the message framing (RFC 9110 section 7.6.1,
+/// RFC 9112): a description may declare them as parameters, but a call never sets them.
+const CONNECTION_HEADERS: &[&str] = &[
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "upgrade",
+    "te",
+    "trailer",
+    "proxy-authorization",
+    "proxy-connection",
+];
+
 /// A request ready for the outbound client, before the credential is applied.
 #[derive(Debug, Clone)]
 pub struct Built {
@@ -158,6 +173,12 @@ pub fn build(
                 let text = simple(value, p.explode, |s| s.to_string());
                 let name = HeaderName::from_bytes(p.name.as_bytes())
                     .map_err(|_| BuildError(format!("{:?} is not a header name", p.name)))?;
+                if CONNECTION_HEADERS.contains(&name.as_str()) {
+                    return Err(BuildError(format!(
+                        "the header {:?} is the connection's, not an argument a call may set",
+                        p.name
+                    )));
+                }
                 let value = HeaderValue::from_str(&text).map_err(|_| {
                     BuildError(format!("the argument {:?} cannot be sent in a header (line breaks or control characters)", p.argument))
                 })?;
@@ -173,6 +194,17 @@ pub fn build(
         let value = HeaderValue::from_str(&cookies.join("; "))
             .map_err(|_| BuildError("a cookie argument cannot be sent".into()))?;
         headers.insert(COOKIE, value);
+    }
+    // RFC 3986, section 5.2.4: "." and ".." segments are removed from a path, so a value
+    // of ".." would climb out of the operation's path, and out of the base URL's.
+    if path
+        .split('/')
+        .any(|segment| segment == "." || segment == "..")
+    {
+        return Err(BuildError(
+            "a path parameter may not be \".\" or \"..\": it would leave the operation's path"
+                .into(),
+        ));
     }
     let mut url = join(base, &path);
     if !query.is_empty() {

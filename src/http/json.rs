@@ -12,6 +12,8 @@ use futures_util::StreamExt;
 use futures_util::future::LocalBoxFuture;
 use serde::de::DeserializeOwned;
 
+use serde_json::Value;
+
 use super::errors::ApiError;
 use crate::decode::DecodeError;
 
@@ -44,6 +46,15 @@ impl<T> StrictJson<T> {
 
 /// Parses a JSON body into `T`, with errors that name the field (see [`crate::decode`]).
 pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    // Every body of this API is an object: serde would also read a struct from an array
+    // of its fields in order, which no client means.
+    let first = body.iter().find(|b| !b.is_ascii_whitespace());
+    if first.is_some_and(|b| *b != b'{') && serde_json::from_slice::<Value>(body).is_ok() {
+        return Err(ApiError::bad_request(
+            "invalid_body",
+            "the body must be a JSON object",
+        ));
+    }
     crate::decode::from_slice(body).map_err(|e| match e {
         DecodeError::Data { .. } => ApiError::bad_request("invalid_body", e.to_string()),
         DecodeError::Syntax(inner) => ApiError::bad_request(

@@ -149,6 +149,15 @@ fn wrong_values_stop_with_status_2_and_say_what_is_wrong() {
             &["`database.url`", "mysql://x@y/z", "postgres://"],
         ),
         (
+            // A list given as one string: the message names the key, never the key's value.
+            &[(
+                "DEVMESH_SECRETS__PREVIOUS_MASTER_KEYS",
+                "c2VjcmV0LXZhbHVlLW5vdC10by1zaG93IQ==",
+            )],
+            &["config", "show"],
+            &["`secrets.previous_master_keys`", "is not shown"],
+        ),
+        (
             &[("DEVMESH_LOG__LEVEL", "loud!!")],
             &["config", "show"],
             &["`log.level`", "loud!!"],
@@ -200,6 +209,10 @@ fn wrong_values_stop_with_status_2_and_say_what_is_wrong() {
         assert!(
             !err.contains("panicked") && !err.contains("backtrace"),
             "{err}"
+        );
+        assert!(
+            !err.contains("c2VjcmV0LXZhbHVl"),
+            "a secret is printed: {err}"
         );
     }
 

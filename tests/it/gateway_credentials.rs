@@ -85,6 +85,20 @@ async fn each_kind_is_applied_to_calls() {
         "q=1&private_token=s-query"
     );
 
+    // An argument of the key's name cannot stand in for the key, nor be sent beside it.
+    let r = create_tool(
+        &app,
+        &tenant,
+        json!({ "name": "over", "base_url": upstream.url("/"),
+                "auth": { "type": "api_key", "location": "query", "name": "q", "value": "s-over" } }),
+    )
+    .await;
+    discovered(&app, &tenant, r.body["id"].as_str().unwrap()).await;
+    let result = mcp
+        .call_tool("over_getEcho", json!({ "q": ["attacker"] }))
+        .await;
+    assert_eq!(result["structuredContent"]["query"], "q=s-over", "{result}");
+
     // No answer shows a secret: the list, each tool, the audit log.
     for path in ["/api/v1/tools", "/api/v1/audit"] {
         let text = call(&app, "GET", path, Some(&tenant.key), None)

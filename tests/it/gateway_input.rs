@@ -37,8 +37,35 @@ async fn bad_registrations_are_4xx_that_say_why() {
         (
             json!({ "name": "devmesh", "base_url": base }),
             422,
-            "reserved",
+            "own tools",
         ),
+        (
+            json!({ "name": "devmesh_context", "base_url": base }),
+            422,
+            "own tools",
+        ),
+        (
+            json!({ "name": "ok", "base_url": "http://example.com/?q=1" }),
+            422,
+            "query",
+        ),
+        (
+            json!({ "name": "ok", "base_url": base, "health_check": { "path": "//elsewhere/x" } }),
+            422,
+            "health_check.path",
+        ),
+        (
+            json!({ "name": "ok", "base_url": base, "auth": { "type": "bearer", "token": "" } }),
+            422,
+            "empty",
+        ),
+        (
+            json!({ "name": "ok", "base_url": base, "auth": { "type": "headers", "headers": {} } }),
+            422,
+            "empty",
+        ),
+        (json!([]), 400, "object"),
+        (json!(5), 400, "object"),
         (
             json!({ "name": "ok", "base_url": "ftp://example.com/" }),
             422,
@@ -211,11 +238,22 @@ async fn the_guard_refuses_loopback_end_to_end() {
     for base in [
         upstream.url("/"),
         format!("http://[::1]:{}/", upstream.addr.port()),
+        // Loopback inside 6to4 and NAT64 addresses.
+        "http://[2002:7f00:1::]/".to_string(),
+        "http://[64:ff9b::7f00:1]/".to_string(),
     ] {
         let r = create_tool(&app, &tenant, json!({ "name": "up", "base_url": base })).await;
         assert_eq!(r.status, 422, "{base}: {:?}", r.body);
         assert!(r.message().contains("loopback"), "{}", r.message());
     }
+    let r = create_tool(
+        &app,
+        &tenant,
+        json!({ "name": "meta", "base_url": "http://[64:ff9b::a9fe:a9fe]/" }),
+    )
+    .await;
+    assert_eq!(r.status, 422);
+    assert!(r.message().contains("link-local"), "{}", r.message());
     let by_name = format!("http://localhost:{}/", upstream.addr.port());
     let r = create_tool(
         &app,

@@ -235,6 +235,18 @@ async fn register_discover_and_call(shape: Shape) {
     let sent: Value = serde_json::from_str(echoed["body"].as_str().unwrap()).unwrap();
     assert_eq!(sent, json!({ "message": "hi", "count": 2 }));
 
+    // A path parameter cannot climb out of the operation's path (RFC 3986 dot segments).
+    for dots in [".", ".."] {
+        let climbed = mcp
+            .call_tool(
+                "up_postEcho",
+                json!({ "name": dots, "body": { "message": "m" } }),
+            )
+            .await;
+        assert_eq!(climbed["isError"], true, "{climbed}");
+        assert!(text_of(&climbed).contains("may not be"), "{climbed}");
+    }
+
     // Invalid arguments never reach the upstream: a tool error naming each problem.
     let invalid = mcp
         .call_tool(
@@ -284,6 +296,37 @@ async fn register_discover_and_call(shape: Shape) {
     )
     .await;
     assert_eq!(r.status, 404);
+    // A description whose operationIds repeat: one id names several operations, and
+    // execute asks for the tool name rather than picking one.
+    let mut twice = upstream_description();
+    twice["paths"]["/status/{code}"]["get"]["operationId"] = json!("getEcho");
+    let r = create_tool(
+        &app,
+        &tenant,
+        json!({ "name": "twice", "base_url": upstream.url("/"), "openapi": twice }),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let twice_id = r.body["id"].as_str().unwrap().to_string();
+    let r = call(
+        &app,
+        "POST",
+        &format!("/api/v1/tools/{twice_id}/execute"),
+        Some(&tenant.key),
+        Some(&json!({ "operation": "getEcho" })),
+    )
+    .await;
+    assert_eq!(r.status, 409, "{:?}", r.body);
+    assert!(r.message().contains("twice_getEcho_2"), "{}", r.message());
+    let r = call(
+        &app,
+        "DELETE",
+        &format!("/api/v1/tools/{twice_id}"),
+        Some(&tenant.key),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 204);
 
     // The operations, with what the filters let through.
     let r = call(
