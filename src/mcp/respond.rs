@@ -75,10 +75,13 @@ pub(super) async fn run(
             biased;
             done = &mut task => Err(done),
             message = rx.recv() => match message {
-                Some(message) => Ok(message),
+                Some(message) => Ok(sse::event(None, &message.to_string())),
                 // The work dropped its way back: it has finished.
                 None => Err((&mut task).await),
             },
+            // Slow work is answered on a stream, so that a client who hangs up is noticed
+            // (and its work cancelled) rather than waited for.
+            _ = tokio::time::sleep(STREAM_AFTER) => Ok(sse::keepalive()),
         }
     } else {
         Err((&mut task).await)
@@ -86,9 +89,12 @@ pub(super) async fn run(
     match first {
         Err(done) => match rx.try_recv() {
             // Finished, with messages queued before the result: stream them all.
-            Ok(message) if wants_stream => {
-                stream_response(Some(message), rx, Finished::Done(answer(done, &id)), guard)
-            }
+            Ok(message) if wants_stream => stream_response(
+                Some(sse::event(None, &message.to_string())),
+                rx,
+                Finished::Done(answer(done, &id)),
+                guard,
+            ),
             _ => {
                 drop(guard);
                 match answer(done, &id) {
@@ -152,13 +158,18 @@ enum Finished {
     Done(Option<Result<Value, RpcError>>),
 }
 
+/// How long a request that accepts a stream is waited for before its answer becomes one.
+const STREAM_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+/// How often a stream whose work runs on says so (a comment): a client that hung up is
+/// noticed at the latest then.
+const KEEPALIVE_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
 fn stream_response(
-    first: Option<Value>,
+    first: Option<Bytes>,
     rx: mpsc::UnboundedReceiver<Value>,
     finished: Finished,
     guard: CancelOnDrop,
 ) -> HttpResponse {
-    let first = first.map(|m| sse::event(None, &m.to_string()));
     let state = (first, rx, Some(finished), guard);
     let body = stream::unfold(state, |(first, mut rx, finished, guard)| async move {
         if let Some(bytes) = first {
@@ -188,6 +199,9 @@ fn stream_response(
                     done = &mut task => {
                         let done = answer(done, &id);
                         return continue_with(done, rx, guard);
+                    }
+                    _ = tokio::time::sleep(KEEPALIVE_EVERY) => {
+                        return Some((Ok(sse::keepalive()), (None, rx, Some(Finished::Running(task, id)), guard)));
                     }
                 }
             }

@@ -276,3 +276,42 @@ async fn discovery_shows_its_tries_as_it_goes() {
     let r = crate::rest::call(&app, "DELETE", &path, Some(&tenant.key), None).await;
     assert_eq!(r.status, 204);
 }
+
+/// A 2026-07-28 client that hangs up on a slow call: the answer became a stream, the
+/// hang-up is noticed, and the upstream request is aborted with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hanging_up_aborts_the_upstream_request() {
+    let env = gateway_env(Shape::Sqlite).await;
+    let app = env.spawn_app().await;
+    app.wait_ready().await;
+    let tenant = register(&app, "acme").await;
+    let (port, mut heard) = hanging_upstream().await;
+    let r = create_tool(
+        &app,
+        &tenant,
+        json!({ "name": "up", "base_url": format!("http://127.0.0.1:{port}/"), "openapi": upstream_description(), "timeout": 60 }),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let mcp = McpClient::new(&app, Some(&tenant.key));
+    let request = modern_request(
+        5,
+        "tools/call",
+        json!({ "name": "up_slow", "arguments": {} }),
+    );
+    let response = mcp.send_modern(&request).await;
+    assert_eq!(
+        response.headers()["content-type"].to_str().unwrap(),
+        "text/event-stream",
+        "a slow answer is a stream"
+    );
+    let arrived = tokio::time::timeout(Duration::from_secs(10), heard.recv())
+        .await
+        .unwrap();
+    assert_eq!(arrived, Some("arrived"));
+    drop(response);
+    let closed = tokio::time::timeout(Duration::from_secs(15), heard.recv())
+        .await
+        .expect("the upstream connection is closed well before the 60 s timeout");
+    assert_eq!(closed, Some("closed"));
+}
