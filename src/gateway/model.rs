@@ -151,7 +151,7 @@ pub struct ToolPatch {
     pub discovery_hints: Option<DiscoveryHints>,
     /// `null` removes the organization's credential.
     #[serde(default, deserialize_with = "present")]
-    #[schema(schema_with = credential_schema)]
+    #[schema(schema_with = credential_or_null_schema)]
     pub auth: Option<Option<Credential>>,
     pub tags: Option<Vec<String>>,
     pub include_operations: Option<Vec<String>>,
@@ -332,23 +332,129 @@ pub struct OperationView {
     pub input_schema: Value,
 }
 
+/// The JSON Schema of a credential: one object per kind, with what each requires.
+fn credential_variants() -> Vec<serde_json::Value> {
+    use serde_json::json;
+    let kind = |name: &str| json!({ "type": "string", "enum": [name] });
+    let text = json!({ "type": "string", "minLength": 1 });
+    vec![
+        json!({
+            "type": "object", "title": "bearer",
+            "properties": { "type": kind("bearer"), "token": text },
+            "required": ["type", "token"], "additionalProperties": false,
+        }),
+        json!({
+            "type": "object", "title": "api_key",
+            "description": "Without location and name, those of the description's apiKey security scheme.",
+            "properties": {
+                "type": kind("api_key"),
+                "location": { "type": "string", "enum": ["header", "query", "cookie"] },
+                "name": text, "value": text,
+            },
+            "required": ["type", "value"], "additionalProperties": false,
+        }),
+        json!({
+            "type": "object", "title": "basic",
+            "properties": { "type": kind("basic"), "username": text, "password": { "type": "string" } },
+            "required": ["type", "username", "password"], "additionalProperties": false,
+        }),
+        json!({
+            "type": "object", "title": "headers",
+            "properties": {
+                "type": kind("headers"),
+                "headers": { "type": "object", "minProperties": 1, "additionalProperties": { "type": "string" } },
+            },
+            "required": ["type", "headers"], "additionalProperties": false,
+        }),
+        json!({
+            "type": "object", "title": "oauth2_client_credentials",
+            "description": "RFC 6749 section 4.4: the token is fetched from token_url.",
+            "properties": {
+                "type": kind("oauth2_client_credentials"),
+                "token_url": { "type": "string", "format": "uri" },
+                "client_id": text, "client_secret": text,
+                "scopes": { "type": "array", "items": { "type": "string" } },
+                "audience": { "type": "string" },
+                "client_auth": { "type": "string", "enum": ["basic", "post"] },
+            },
+            "required": ["type", "token_url", "client_id", "client_secret"],
+            "additionalProperties": false,
+        }),
+    ]
+}
+
+fn to_schema(value: serde_json::Value) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    serde_json::from_value(value).expect("the credential schema is a schema")
+}
+
+/// A credential (stored sealed, never shown).
 fn credential_schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-    use utoipa::openapi::schema::{ObjectBuilder, Type};
-    ObjectBuilder::new()
-        .schema_type(Type::Object)
-        .property(
-            "type",
-            ObjectBuilder::new().schema_type(Type::String).enum_values(Some([
+    to_schema(serde_json::json!({
+        "oneOf": credential_variants(),
+        "description": "A credential, stored sealed and never shown.",
+    }))
+}
+
+/// A credential, or null to remove it.
+fn credential_or_null_schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    let mut variants = credential_variants();
+    variants.push(serde_json::json!({ "type": "null" }));
+    to_schema(serde_json::json!({
+        "oneOf": variants,
+        "description": "A credential (stored sealed, never shown), or null to remove the organization's.",
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_credential_schema_names_each_kind_and_what_it_requires() {
+        let schema = serde_json::to_value(credential_schema()).unwrap();
+        let kinds: Vec<&str> = schema["oneOf"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v["properties"]["type"]["enum"][0].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            kinds,
+            [
                 "bearer",
                 "api_key",
                 "basic",
                 "headers",
+                "oauth2_client_credentials"
+            ]
+        );
+        // Every kind the schema allows is one serde reads, and the reverse.
+        for (kind, example) in [
+            (
+                "bearer",
+                serde_json::json!({ "type": "bearer", "token": "t" }),
+            ),
+            (
+                "api_key",
+                serde_json::json!({ "type": "api_key", "value": "v" }),
+            ),
+            (
+                "basic",
+                serde_json::json!({ "type": "basic", "username": "u", "password": "" }),
+            ),
+            (
+                "headers",
+                serde_json::json!({ "type": "headers", "headers": { "X": "y" } }),
+            ),
+            (
                 "oauth2_client_credentials",
-            ])),
-        )
-        .required("type")
-        .description(Some(
-            "A credential: `{\"type\":\"bearer\",\"token\"}`, `{\"type\":\"api_key\",\"location\":\"header|query|cookie\",\"name\",\"value\"}`, `{\"type\":\"basic\",\"username\",\"password\"}`, `{\"type\":\"headers\",\"headers\":{...}}` or `{\"type\":\"oauth2_client_credentials\",\"token_url\",\"client_id\",\"client_secret\",\"scopes\":[],\"audience\",\"client_auth\":\"basic|post\"}`. Stored sealed, never shown.",
-        ))
-        .into()
+                serde_json::json!({ "type": "oauth2_client_credentials", "token_url": "https://t/", "client_id": "c", "client_secret": "s" }),
+            ),
+        ] {
+            let c: Credential = serde_json::from_value(example).unwrap();
+            assert_eq!(c.kind(), kind);
+        }
+        let nullable = serde_json::to_value(credential_or_null_schema()).unwrap();
+        assert_eq!(nullable["oneOf"].as_array().unwrap().len(), 6);
+    }
 }

@@ -277,6 +277,47 @@ async fn the_guard_refuses_loopback_end_to_end() {
     );
 }
 
+/// An upstream the operator allowed (`allow_cidrs` = its address) redirecting discovery
+/// to a loopback address it did not allow: refused on the redirect, end to end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redirect_from_an_allowed_upstream_to_loopback_is_refused() {
+    let mut env = TestEnv::new(Shape::Sqlite).await;
+    env.config.outbound.allow_cidrs = vec!["127.0.0.1/32".parse().unwrap()];
+    let app = env.spawn_app().await;
+    app.wait_ready().await;
+    let tenant = register(&app, "acme").await;
+    let (upstream, _dir) = described_upstream("/openapi.json").await;
+    let target = format!("http://[::1]:{}/openapi.json", upstream.addr.port());
+    let via = upstream.url(&format!("/redirect?to={}", urlencode(&target)));
+    let r = create_tool(
+        &app,
+        &tenant,
+        json!({ "name": "hop", "base_url": upstream.url("/"), "openapi_url": via }),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let tool = discovered(&app, &tenant, r.body["id"].as_str().unwrap()).await;
+    assert_eq!(tool["discovery"]["status"], "failed", "{tool}");
+    let tried = tool["discovery"]["tried"].to_string();
+    assert!(
+        tried.contains("::1") && tried.contains("loopback"),
+        "{tried}"
+    );
+    // The allowed upstream itself is reachable: the same description, asked directly.
+    let r = create_tool(
+        &app,
+        &tenant,
+        json!({ "name": "direct", "base_url": upstream.url("/") }),
+    )
+    .await;
+    let tool = discovered(&app, &tenant, r.body["id"].as_str().unwrap()).await;
+    assert_eq!(tool["discovery"]["status"], "ready", "{tool}");
+}
+
+fn urlencode(text: &str) -> String {
+    url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
+}
+
 /// Every tools route, with another organization's key: 404, never the tool.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_tenant_sees_nothing() {
