@@ -49,7 +49,7 @@ pub enum OutboundError {
 
 /// An address the guard refused, and why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{host} resolves to {address}, a {range} address, which outbound requests may not reach ({})", self.allowance())]
+#[error("{host} resolves to {address}, {} {range} address, which outbound requests may not reach ({})", self.article(), self.allowance())]
 pub struct Refusal {
     pub host: String,
     pub address: IpAddr,
@@ -58,6 +58,13 @@ pub struct Refusal {
 }
 
 impl Refusal {
+    fn article(&self) -> &'static str {
+        match self.range.as_bytes().first() {
+            Some(b'a' | b'e' | b'i' | b'o' | b'u' | b'I' | b'O' | b'N' | b'U') => "an",
+            _ => "a",
+        }
+    }
+
     /// The setting that would allow the address.
     fn allowance(&self) -> &'static str {
         if self.range == PUBLIC {
@@ -132,6 +139,12 @@ fn v4_range(ip: Ipv4Addr) -> Option<&'static str> {
         _ if ip.is_broadcast() => "broadcast",
         _ if ip.is_multicast() => "multicast",
         _ if a == 192 && b == 0 && ip.octets()[2] == 0 => "IETF protocol assignment",
+        // RFC 5737 documentation ranges and RFC 2544 benchmarking: never a real
+        // destination, and sometimes the operator's own network in labs and clouds.
+        _ if a == 192 && b == 0 && ip.octets()[2] == 2 => "documentation",
+        _ if a == 198 && b == 51 && ip.octets()[2] == 100 => "documentation",
+        _ if a == 203 && b == 0 && ip.octets()[2] == 113 => "documentation",
+        _ if a == 198 && (b == 18 || b == 19) => "benchmarking",
         _ if a >= 240 => "reserved",
         _ => return None,
     })
@@ -139,13 +152,16 @@ fn v4_range(ip: Ipv4Addr) -> Option<&'static str> {
 
 /// The IPv4 address an IPv6 address carries by a translation or tunnel mechanism, which
 /// a host with that mechanism configured reaches: NAT64 (RFC 6052 `64:ff9b::/96`) and
-/// 6to4 (RFC 3056 `2002::/16`, the address in bits 16–48).
+/// 6to4 (RFC 3056 `2002::/16`, the address in bits 16–48) and IPv4-translated
+/// addresses (RFC 2765 `::ffff:0:0/96`).
 fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
     let s = ip.segments();
     let v4 = |hi: u16, lo: u16| Ipv4Addr::from((u32::from(hi) << 16) | u32::from(lo));
     match s {
         [0x64, 0xff9b, 0, 0, 0, 0, hi, lo] => Some(v4(hi, lo)),
         [0x2002, hi, lo, ..] => Some(v4(hi, lo)),
+        // IPv4-translated (RFC 2765, SIIT): ::ffff:0:a.b.c.d.
+        [0, 0, 0, 0, 0xffff, 0, hi, lo] => Some(v4(hi, lo)),
         _ => None,
     }
 }
@@ -169,6 +185,11 @@ fn v6_range(ip: Ipv6Addr) -> Option<&'static str> {
         // Local-use NAT64 (RFC 8215) and Teredo (RFC 4380), whose IPv4 address is hidden.
         _ if ip.segments()[..3] == [0x64, 0xff9b, 1] => "NAT64 local-use",
         _ if ip.segments()[..2] == [0x2001, 0] => "Teredo",
+        // Documentation (RFC 3849, RFC 9637), discard-only (RFC 6666), ORCHID (RFC 7343).
+        _ if ip.segments()[..2] == [0x2001, 0xdb8] => "documentation",
+        _ if (first & 0xfff0) == 0x3ff0 => "documentation",
+        _ if ip.segments()[..4] == [0x100, 0, 0, 0] => "discard-only",
+        _ if first == 0x2001 && (0x10..0x30).contains(&ip.segments()[1]) => "ORCHID",
         _ => return None,
     })
 }
@@ -448,6 +469,15 @@ mod tests {
             ("2002:7f00:1::", "loopback"),
             ("2002:a00:1::1", "private"),
             ("64:ff9b:1::1", "NAT64 local-use"),
+            ("::ffff:0:7f00:1", "loopback"),
+            ("192.0.2.1", "documentation"),
+            ("198.51.100.7", "documentation"),
+            ("203.0.113.9", "documentation"),
+            ("198.18.0.1", "benchmarking"),
+            ("2001:db8::1", "documentation"),
+            ("3fff::1", "documentation"),
+            ("100::1", "discard-only"),
+            ("2001:10::1", "ORCHID"),
             ("2001:0:4136:e378::1", "Teredo"),
         ] {
             assert_eq!(

@@ -148,6 +148,11 @@ impl Credential {
             Ok::<_, CredentialError>(v)
         };
         let header_name = |name: &str| {
+            if super::request::is_connection_header(name) {
+                return Err(CredentialError(format!(
+                    "a credential cannot set the header {name:?}: it belongs to the connection"
+                )));
+            }
             HeaderName::from_bytes(name.as_bytes())
                 .map_err(|_| CredentialError(format!("{name:?} is not a header name")))
         };

@@ -145,16 +145,33 @@ pub async fn discover_with(
     request: Request<'_>,
     mut tried_one: impl FnMut(&Attempt) + Send,
 ) -> Result<Discovered, NotFound> {
-    let source = HttpSource {
+    // The credential goes to the API's own origin only: an `openapi_url` elsewhere (a
+    // description published on another host) is asked without it.
+    let credentialed = HttpSource {
         outbound,
         headers: request.headers.clone(),
         credential_headers: request.credential_headers.clone(),
     };
+    let mut bare = request.headers.clone();
+    for name in &request.credential_headers {
+        bare.remove(name);
+    }
+    let anonymous = HttpSource {
+        outbound,
+        headers: bare,
+        credential_headers: Vec::new(),
+    };
+    let home = request.base_url.origin();
     let mut tried = Vec::new();
     for url in candidates(&request) {
+        let source = if url.origin() == home {
+            &credentialed
+        } else {
+            &anonymous
+        };
         // A refusal by the guard applies to every path of this host: stop at the first.
         let mut refused = false;
-        let outcome = match DocumentSet::load(url.clone(), &source, &request.limits).await {
+        let outcome = match DocumentSet::load(url.clone(), source, &request.limits).await {
             Ok(set) => convert(&set, request.prefix).map_err(|e| e.to_string()),
             Err(e) => {
                 refused = matches!(e, DocumentError::Refused(..));

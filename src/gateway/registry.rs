@@ -96,19 +96,50 @@ fn seal_credential(
 /// call.
 fn check_credential(gateway: &Gateway, credential: &Credential) -> ServiceResult<()> {
     let invalid = |m: String| ServiceError::invalid("auth", m);
+    let blank = |s: &str| s.trim().is_empty();
     let empty = match credential {
-        Credential::Bearer { token } => token.is_empty(),
-        Credential::ApiKey { value, .. } => value.is_empty(),
-        Credential::Basic { username, .. } => username.is_empty(),
-        Credential::Headers { headers } => headers.is_empty(),
+        Credential::Bearer { token } => blank(token),
+        Credential::ApiKey { value, name, .. } => {
+            blank(value) || name.as_deref().is_some_and(blank)
+        }
+        Credential::Basic { username, .. } => blank(username),
+        Credential::Headers { headers } => {
+            headers.is_empty() || headers.iter().any(|(k, v)| blank(k) || blank(v))
+        }
         Credential::OAuth2ClientCredentials(grant) => {
-            grant.client_id.is_empty() || grant.client_secret.is_empty()
+            blank(&grant.client_id) || blank(&grant.client_secret)
         }
     };
     if empty {
         return Err(invalid(format!(
-            "the {} credential is empty: give its value",
+            "the {} credential is empty or blank: give its value (and name)",
             credential.kind()
+        )));
+    }
+    // RFC 7617, section 2: the user-id cannot contain a colon.
+    if let Credential::Basic { username, .. } = credential
+        && username.contains(':')
+    {
+        return Err(invalid(
+            "a basic credential's username cannot contain \":\" (RFC 7617)".into(),
+        ));
+    }
+    // A credential sets the headers it names; the connection's are not among them.
+    let header_names: Vec<&str> = match credential {
+        Credential::Headers { headers } => headers.keys().map(String::as_str).collect(),
+        Credential::ApiKey {
+            location: Some(super::credentials::KeyLocation::Header),
+            name: Some(name),
+            ..
+        } => vec![name.as_str()],
+        _ => Vec::new(),
+    };
+    if let Some(name) = header_names
+        .into_iter()
+        .find(|n| super::request::is_connection_header(n))
+    {
+        return Err(invalid(format!(
+            "a credential cannot set the header {name:?}: it belongs to the connection"
         )));
     }
     match credential {

@@ -35,6 +35,16 @@ const CONNECTION_HEADERS: &[&str] = &[
     "proxy-connection",
 ];
 
+/// Header parameters OpenAPI says to ignore.
+const IGNORED_HEADERS: &[&str] = &["accept", "content-type", "authorization"];
+
+/// Whether a header is the connection's or the framing's (or a cookie or an expectation,
+/// which the credential and the client own): never an argument's, nor a credential's.
+pub fn is_connection_header(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    CONNECTION_HEADERS.contains(&lower.as_str()) || lower == "cookie" || lower == "expect"
+}
+
 /// A request ready for the outbound client, before the credential is applied.
 #[derive(Debug, Clone)]
 pub struct Built {
@@ -95,6 +105,47 @@ fn simple(value: &Value, explode: bool, enc: fn(&str) -> String) -> String {
         })
         .collect::<Vec<_>>()
         .join(",")
+}
+
+/// A path parameter in its style (OpenAPI 3.1, section 4.8.12.4.3): `simple` (`a,b`),
+/// `label` (`.a.b` exploded, `.a,b` not) or `matrix` (`;x=a;x=b` exploded, `;x=a,b`
+/// not; objects `;k=v` exploded, `;x=k,v` not). Every value is percent-encoded.
+fn path_value(p: &Parameter, value: &Value) -> String {
+    let items = parts(value);
+    match p.style.as_str() {
+        "label" => {
+            let joined = simple(value, p.explode, encode);
+            let sep = if p.explode { "." } else { "," };
+            let text = if p.explode {
+                items
+                    .iter()
+                    .map(|(k, v)| match k {
+                        Some(k) => format!("{}={}", encode(k), encode(v)),
+                        None => encode(v),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(sep)
+            } else {
+                joined
+            };
+            format!(".{text}")
+        }
+        "matrix" => {
+            let name = encode(&p.name);
+            let is_list = matches!(value, Value::Array(_) | Value::Object(_));
+            if !is_list || !p.explode {
+                return format!(";{name}={}", simple(value, false, encode));
+            }
+            items
+                .iter()
+                .map(|(k, v)| match k {
+                    Some(k) => format!(";{}={}", encode(k), encode(v)),
+                    None => format!(";{name}={}", encode(v)),
+                })
+                .collect()
+        }
+        _ => simple(value, p.explode, encode),
+    }
 }
 
 fn query_pairs(p: &Parameter, value: &Value) -> Vec<(String, String)> {
@@ -165,7 +216,13 @@ pub fn build(
         };
         match p.location {
             Location::Path => {
-                let text = simple(value, p.explode, encode);
+                let text = path_value(p, value);
+                if text.is_empty() || text == ";" || text == "." {
+                    return Err(BuildError(format!(
+                        "the path parameter {:?} may not be empty: the request would name another path",
+                        p.argument
+                    )));
+                }
                 path = path.replace(&format!("{{{}}}", p.name), &text);
             }
             Location::Query => query.extend(query_pairs(p, value)),
@@ -173,7 +230,12 @@ pub fn build(
                 let text = simple(value, p.explode, |s| s.to_string());
                 let name = HeaderName::from_bytes(p.name.as_bytes())
                     .map_err(|_| BuildError(format!("{:?} is not a header name", p.name)))?;
-                if CONNECTION_HEADERS.contains(&name.as_str()) {
+                // OpenAPI 3.1, section 4.8.12.1: Accept, Content-Type and Authorization
+                // header parameters are ignored (the body and the credential set them).
+                if IGNORED_HEADERS.contains(&name.as_str()) {
+                    continue;
+                }
+                if is_connection_header(name.as_str()) {
                     return Err(BuildError(format!(
                         "the header {:?} is the connection's, not an argument a call may set",
                         p.name

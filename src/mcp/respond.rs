@@ -162,7 +162,7 @@ enum Finished {
 const STREAM_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
 /// How often a stream whose work runs on says so (a comment): a client that hung up is
 /// noticed at the latest then.
-const KEEPALIVE_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+const KEEPALIVE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 fn stream_response(
     first: Option<Bytes>,

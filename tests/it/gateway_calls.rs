@@ -93,6 +93,37 @@ async fn parameters_go_where_and_how_the_description_says() {
         "/api/v3/echo/a%2Fb%20c/%E6%97%A5%E6%9C%AC"
     );
 
+    // Path styles (OpenAPI 3.1, 4.8.12.4.3): label and matrix, exploded and not, every
+    // value still percent-encoded.
+    let styled = operation(
+        "GET",
+        "/echo/{l}/{le}/{m}/{me}",
+        vec![
+            param("l", Location::Path, "label", false),
+            param("le", Location::Path, "label", true),
+            param("m", Location::Path, "matrix", false),
+            param("me", Location::Path, "matrix", true),
+        ],
+        None,
+    );
+    let mut args = Map::new();
+    args.insert("l".into(), json!(["a", "b/c"]));
+    args.insert("le".into(), json!(["a", "b"]));
+    args.insert("m".into(), json!(["x", "y?"]));
+    args.insert("me".into(), json!(["x", "y"]));
+    let built = build(&styled, &base, &args).unwrap();
+    assert_eq!(built.url.path(), "/echo/.a,b%2Fc/.a.b/;m=x,y%3F/;me=x;me=y");
+    // An empty path parameter would name another path: refused.
+    let mut empty = Map::new();
+    empty.insert("owner".into(), json!(""));
+    empty.insert("repo".into(), json!("r"));
+    assert!(
+        build(&with_path, &base, &empty)
+            .unwrap_err()
+            .0
+            .contains("empty")
+    );
+
     // Query styles: form exploded and not, space- and pipe-delimited, deepObject.
     let styles = operation(
         "GET",

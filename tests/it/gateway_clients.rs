@@ -315,3 +315,85 @@ async fn hanging_up_aborts_the_upstream_request() {
         .expect("the upstream connection is closed well before the 60 s timeout");
     assert_eq!(closed, Some("closed"));
 }
+
+/// A server that serves the upstream's description to any GET and keeps each request's
+/// head (request line and headers) as it arrived.
+async fn recording_description_server() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let heads = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let kept = heads.clone();
+    let body = upstream_description().to_string();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let (kept, body) = (kept.clone(), body.clone());
+            tokio::spawn(async move {
+                let mut buffer = vec![0u8; 8192];
+                let mut seen = Vec::new();
+                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match socket.read(&mut buffer).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => seen.extend_from_slice(&buffer[..n]),
+                    }
+                }
+                kept.lock()
+                    .unwrap()
+                    .push(String::from_utf8_lossy(&seen).to_lowercase());
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = socket.write_all(answer.as_bytes()).await;
+            });
+        }
+    });
+    (port, heads)
+}
+
+/// The credential goes with discovery only to the API's own origin: a description on
+/// another origin is fetched without it; one on the same origin with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discovery_sends_the_credential_to_the_apis_origin_only() {
+    let env = gateway_env(Shape::Sqlite).await;
+    let app = env.spawn_app().await;
+    app.wait_ready().await;
+    let tenant = register(&app, "acme").await;
+    let (elsewhere, heads) = recording_description_server().await;
+    let upstream = Upstream::start().await;
+    let r = create_tool(
+        &app,
+        &tenant,
+        json!({ "name": "away", "base_url": upstream.url("/"),
+                "openapi_url": format!("http://127.0.0.1:{elsewhere}/openapi.json"),
+                "auth": { "type": "bearer", "token": "s-origin-token" } }),
+    )
+    .await;
+    let tool = discovered(&app, &tenant, r.body["id"].as_str().unwrap()).await;
+    assert_eq!(tool["discovery"]["status"], "ready", "{tool}");
+    let seen = heads.lock().unwrap().clone();
+    assert!(
+        seen.iter().any(|h| h.starts_with("get /openapi.json")),
+        "{seen:?}"
+    );
+    assert!(
+        !seen.iter().any(|h| h.contains("authorization")),
+        "{seen:?}"
+    );
+
+    // The same server as the API itself: the credential goes along.
+    let r = create_tool(
+        &app,
+        &tenant,
+        json!({ "name": "home", "base_url": format!("http://127.0.0.1:{elsewhere}/"),
+                "auth": { "type": "bearer", "token": "s-origin-token" } }),
+    )
+    .await;
+    let tool = discovered(&app, &tenant, r.body["id"].as_str().unwrap()).await;
+    assert_eq!(tool["discovery"]["status"], "ready", "{tool}");
+    let seen = heads.lock().unwrap().clone();
+    assert!(
+        seen.iter()
+            .any(|h| h.contains("authorization: bearer s-origin-token")),
+        "{seen:?}"
+    );
+}

@@ -64,6 +64,26 @@ async fn bad_registrations_are_4xx_that_say_why() {
             422,
             "empty",
         ),
+        (
+            json!({ "name": "ok", "base_url": base, "auth": { "type": "headers", "headers": { "Host": "evil" } } }),
+            422,
+            "connection",
+        ),
+        (
+            json!({ "name": "ok", "base_url": base, "auth": { "type": "api_key", "location": "header", "name": "Content-Length", "value": "v" } }),
+            422,
+            "connection",
+        ),
+        (
+            json!({ "name": "ok", "base_url": base, "auth": { "type": "bearer", "token": " \t" } }),
+            422,
+            "blank",
+        ),
+        (
+            json!({ "name": "ok", "base_url": base, "auth": { "type": "basic", "username": "a:b", "password": "p" } }),
+            422,
+            "RFC 7617",
+        ),
         (json!([]), 400, "object"),
         (json!(5), 400, "object"),
         (
@@ -241,6 +261,7 @@ async fn the_guard_refuses_loopback_end_to_end() {
         // Loopback inside 6to4 and NAT64 addresses.
         "http://[2002:7f00:1::]/".to_string(),
         "http://[64:ff9b::7f00:1]/".to_string(),
+        "http://[::ffff:0:7f00:1]/".to_string(),
     ] {
         let r = create_tool(&app, &tenant, json!({ "name": "up", "base_url": base })).await;
         assert_eq!(r.status, 422, "{base}: {:?}", r.body);

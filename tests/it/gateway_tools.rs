@@ -236,7 +236,7 @@ async fn register_discover_and_call(shape: Shape) {
     assert_eq!(sent, json!({ "message": "hi", "count": 2 }));
 
     // A path parameter cannot climb out of the operation's path (RFC 3986 dot segments).
-    for dots in [".", ".."] {
+    for dots in [".", "..", ""] {
         let climbed = mcp
             .call_tool(
                 "up_postEcho",
