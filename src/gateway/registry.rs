@@ -545,10 +545,11 @@ async fn get_row(node: &Node, principal: &Principal, id: &str) -> ServiceResult<
 }
 
 async fn is_uploaded(node: &Node, org: &str, id: &str) -> ServiceResult<bool> {
-    Ok(store::document_of(&node.db, org, id)
+    let ids = [id.to_string()];
+    Ok(!store::uploaded(&node.db, org, &ids)
         .await
         .map_err(ServiceError::Storage)?
-        .is_some())
+        .is_empty())
 }
 
 pub async fn create(
@@ -681,14 +682,20 @@ pub async fn list(
     )
     .await
     .map_err(ServiceError::Storage)?;
-    let mut page = page.page(rows, |r| &r.id, |r| r);
-    let mut items = Vec::with_capacity(page.items.len());
-    for row in std::mem::take(&mut page.items) {
-        let uploaded = is_uploaded(node, &principal.organization_id, &row.id).await?;
-        items.push(view(row, uploaded));
-    }
+    let page = page.page(rows, |r| &r.id, |r| r);
+    let ids: Vec<String> = page.items.iter().map(|r| r.id.clone()).collect();
+    let uploaded = store::uploaded(&node.db, &principal.organization_id, &ids)
+        .await
+        .map_err(ServiceError::Storage)?;
     Ok(Page {
-        items,
+        items: page
+            .items
+            .into_iter()
+            .map(|row| {
+                let up = uploaded.contains(&row.id);
+                view(row, up)
+            })
+            .collect(),
         next_cursor: page.next_cursor,
     })
 }

@@ -181,6 +181,19 @@ pub async fn api_of(db: &Db, org: &str, id: &str) -> StorageResult<Option<String
     })
 }
 
+/// Which of the given tools stand on an uploaded description (without reading it).
+pub async fn uploaded(db: &Db, org: &str, ids: &[String]) -> StorageResult<Vec<String>> {
+    with_conn!(db, [org, ids], |conn| {
+        Ok(gateway_tools::table
+            .filter(gateway_tools::organization_id.eq(org))
+            .filter(gateway_tools::id.eq_any(ids))
+            .filter(gateway_tools::document.is_not_null())
+            .select(gateway_tools::id)
+            .load(conn)
+            .await?)
+    })
+}
+
 /// The uploaded description, when there is one.
 pub async fn document_of(db: &Db, org: &str, id: &str) -> StorageResult<Option<String>> {
     with_conn!(db, [org, id], |conn| {

@@ -71,7 +71,6 @@ async fn the_given_url_comes_first() {
 
     // Told where it is, discovery looks nowhere else: a broken or missing document there
     // is the answer, even when a well-known path would have served another one.
-    let missing: Url = upstream.url("/files/no-such.json").parse().unwrap();
     let aliased = serving(&[("/openapi.json", "vault-openapi.json")]).await;
     let base: Url = aliased.url("/").parse().unwrap();
     let missing_there: Url = aliased.url("/files/no-such.json").parse().unwrap();
@@ -83,7 +82,6 @@ async fn the_given_url_comes_first() {
     .unwrap_err();
     assert_eq!(not_found.tried.len(), 1, "{:?}", not_found.tried);
     assert!(not_found.tried[0].outcome.contains("HTTP 404"));
-    drop(missing);
 }
 
 #[tokio::test]
