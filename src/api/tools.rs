@@ -14,7 +14,7 @@ use crate::gateway::Gateway;
 use crate::gateway::model::{
     AuthView, Execute, Health, NewTool, OperationView, OwnCredential, ToolPatch, ToolView,
 };
-use crate::gateway::{provider, registry};
+use crate::gateway::{own_credentials, provider, registry};
 use crate::http::errors::{ApiError, ErrorBody};
 use crate::http::json::StrictJson;
 use crate::service::{Page, ServiceError};
@@ -375,7 +375,8 @@ pub async fn put_my_credential(
     body: StrictJson<OwnCredential>,
 ) -> Result<HttpResponse, ApiError> {
     let view =
-        registry::put_own_credential(&node, &gateway, &auth.0, &id, body.into_inner()).await?;
+        own_credentials::put_own_credential(&node, &gateway, &auth.0, &id, body.into_inner())
+            .await?;
     Ok(HttpResponse::Ok().json(view))
 }
 
@@ -395,7 +396,7 @@ pub async fn get_my_credential(
     auth: Authenticated,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(registry::own_credential(&node, &auth.0, &id).await?))
+    Ok(HttpResponse::Ok().json(own_credentials::own_credential(&node, &auth.0, &id).await?))
 }
 
 /// Remove your own credential for this tool.
@@ -414,6 +415,6 @@ pub async fn delete_my_credential(
     auth: Authenticated,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    registry::delete_own_credential(&node, &auth.0, &id).await?;
+    own_credentials::delete_own_credential(&node, &auth.0, &id).await?;
     Ok(HttpResponse::NoContent().finish())
 }

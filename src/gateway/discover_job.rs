@@ -16,7 +16,9 @@ use url::Url;
 use super::Gateway;
 use super::discovery::{self, Request};
 use super::model::{DiscoveryState, DiscoveryStatus};
-use super::registry::{self, auth_purpose};
+use super::registry;
+use super::sealed::auth_purpose;
+use super::stored::{self, discovery_of, settings_of};
 use crate::context::Context as Node;
 use crate::jobs::{Job, JobContext, JobError};
 use crate::storage::gateway::{self as store, ToolChanges, ToolRow};
@@ -62,7 +64,7 @@ async fn run(node: &Node, gateway: &Gateway, job: &DiscoverTool) -> Result<(), J
     let Some(row) = store::get(&node.db, &job.organization_id, &job.tool_id).await? else {
         return Ok(());
     };
-    let Some(mut state) = registry::discovery_of(&row) else {
+    let Some(mut state) = discovery_of(&row) else {
         return Ok(());
     };
     if state.attempt_id != job.attempt_id || state.status == DiscoveryStatus::Ready {
@@ -159,7 +161,7 @@ async fn attempt(
     mut state: DiscoveryState,
     tried: tokio::sync::mpsc::UnboundedSender<super::discovery::Attempt>,
 ) -> (DiscoveryState, Option<super::Api>) {
-    let settings = registry::settings_of(row);
+    let settings = settings_of(row);
     let fail = |mut state: DiscoveryState, why: String| {
         state.status = DiscoveryStatus::Failed;
         state.error = Some(why);
@@ -242,7 +244,7 @@ async fn attempt(
             {
                 tracing::warn!(error = %e, "cannot store a learned discovery path");
             }
-            let done = registry::found(
+            let done = stored::found(
                 state.attempt_id.clone(),
                 "url",
                 Some(crate::outbound::redacted(&found.url)),

@@ -19,9 +19,9 @@ use super::credentials::Credential;
 use super::model::Passthrough;
 use super::operations::Operation;
 use super::provider::ApiEntry;
-use super::registry::{self, auth_purpose, own_purpose, owner_of};
 use super::request;
 use super::response::{Answer, to_result};
+use super::sealed::{self, auth_purpose, own_purpose, owner_of};
 use crate::context::Context as Node;
 use crate::mcp::engine::tool_error;
 use crate::outbound::{OutboundError, OutboundRequest};
@@ -62,7 +62,7 @@ pub async fn applied_headers(
     purpose: &str,
     sealed: &str,
 ) -> Result<(HeaderMap, Vec<HeaderName>), String> {
-    let credential = registry::open_credential(gateway, organization_id, purpose, sealed)?;
+    let credential = sealed::open_credential(gateway, organization_id, purpose, sealed)?;
     let credential = bearer_of(gateway, credential, sealed).await?;
     let mut headers = HeaderMap::new();
     let mut url = Url::parse("http://headers.invalid/").expect("a URL");
@@ -109,7 +109,7 @@ async fn choose(
                     .to_string()
             })?
             .map(|row| {
-                let credential = registry::open_credential(
+                let credential = sealed::open_credential(
                     gateway,
                     org,
                     &own_purpose(&entry.id, &owner),
@@ -136,7 +136,7 @@ async fn choose(
         .as_ref()
         .map(|sealed| {
             Ok(Chosen {
-                credential: registry::open_credential(
+                credential: sealed::open_credential(
                     gateway,
                     org,
                     &auth_purpose(&entry.id),

@@ -14,7 +14,8 @@ use url::Url;
 
 use super::Gateway;
 use super::model::{Health, Probe};
-use super::registry::{self, auth_purpose};
+use super::sealed::auth_purpose;
+use super::stored::settings_of;
 use crate::context::Context as Node;
 use crate::jobs::{Job, JobContext, JobError};
 use crate::outbound::OutboundRequest;
@@ -42,7 +43,7 @@ impl Job for CheckHealth {
 }
 
 fn interval_of(gateway: &Gateway, row: &ToolRow) -> Duration {
-    registry::settings_of(row)
+    settings_of(row)
         .health_check
         .and_then(|h| h.interval)
         .map(|s| Duration::from_secs(u64::from(s)))
@@ -138,7 +139,7 @@ async fn probe(gateway: &Gateway, row: &ToolRow) -> Probe {
     let outcome = async {
         let base =
             Url::parse(&row.base_url).map_err(|_| "the base URL is not a URL".to_string())?;
-        let settings = registry::settings_of(row);
+        let settings = settings_of(row);
         let url = match settings.health_check.and_then(|h| h.path) {
             Some(path) => {
                 let mut base = base.clone();

@@ -13,8 +13,10 @@
 //! - [`response`]: the upstream's answer into a `CallToolResult`.
 //!
 //! And serves them:
-//! - [`registry`]: registering, changing and removing tools (`/api/v1/tools`), their
-//!   credentials sealed; [`model`] the shapes the API takes and gives;
+//! - [`registry`]: registering, changing and removing tools (`/api/v1/tools`), by the
+//!   rules of [`validate`], their rows' JSON in [`stored`], their credentials
+//!   [`sealed`], a principal's own in [`own_credentials`]; [`model`] the shapes the API
+//!   takes and gives;
 //! - [`discover_job`]: discovery as a background job with visible progress;
 //! - [`offer`] and [`filters`]: which MCP tools a registered API offers;
 //! - [`provider`]: the MCP provider, with each organization's tools cached per
@@ -34,13 +36,17 @@ pub mod naming;
 pub mod oauth;
 pub mod offer;
 pub mod operations;
+pub mod own_credentials;
 pub mod provider;
 pub mod registry;
 pub mod request;
 pub mod response;
 pub mod rotate;
 pub mod schema;
+pub mod sealed;
 pub mod sonarqube;
+pub mod stored;
+pub mod validate;
 
 use std::sync::Arc;
 

@@ -8,7 +8,7 @@ use crate::sealing::{Sealed, Sealer};
 use crate::storage::gateway as store;
 use crate::storage::{Db, StorageError};
 
-use super::registry::{auth_purpose, own_purpose};
+use super::sealed::{auth_purpose, own_purpose};
 
 /// What a rotation did.
 #[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]

@@ -98,6 +98,19 @@ async fn a_slow_call_reports_progress() {
     );
 }
 
+/// Reads a request's head (up to the blank line); `None` when the client leaves first.
+async fn read_head(socket: &mut tokio::net::TcpStream) -> Option<Vec<u8>> {
+    let mut buffer = vec![0u8; 8192];
+    let mut seen = Vec::new();
+    while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+        match socket.read(&mut buffer).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => seen.extend_from_slice(&buffer[..n]),
+        }
+    }
+    Some(seen)
+}
+
 /// An upstream that answers every request at once but `GET /slow`, which it never
 /// answers: it tells when that request arrived and when its connection closed.
 async fn hanging_upstream() -> (u16, tokio::sync::mpsc::Receiver<&'static str>) {
@@ -111,14 +124,9 @@ async fn hanging_upstream() -> (u16, tokio::sync::mpsc::Receiver<&'static str>) 
             };
             let tx = tx.clone();
             tokio::spawn(async move {
-                let mut buffer = vec![0u8; 8192];
-                let mut seen = Vec::new();
-                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match socket.read(&mut buffer).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => seen.extend_from_slice(&buffer[..n]),
-                    }
-                }
+                let Some(seen) = read_head(&mut socket).await else {
+                    return;
+                };
                 if !seen.starts_with(b"GET /slow") {
                     let _ = socket
                         .write_all(
@@ -129,6 +137,7 @@ async fn hanging_upstream() -> (u16, tokio::sync::mpsc::Receiver<&'static str>) 
                 }
                 let _ = tx.send("arrived").await;
                 // Never answers; a read of 0 bytes is the client closing the connection.
+                let mut buffer = [0u8; 1024];
                 loop {
                     match socket.read(&mut buffer).await {
                         Ok(0) | Err(_) => break,
@@ -328,14 +337,9 @@ async fn recording_description_server() -> (u16, std::sync::Arc<std::sync::Mutex
         while let Ok((mut socket, _)) = listener.accept().await {
             let (kept, body) = (kept.clone(), body.clone());
             tokio::spawn(async move {
-                let mut buffer = vec![0u8; 8192];
-                let mut seen = Vec::new();
-                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match socket.read(&mut buffer).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => seen.extend_from_slice(&buffer[..n]),
-                    }
-                }
+                let Some(seen) = read_head(&mut socket).await else {
+                    return;
+                };
                 kept.lock()
                     .unwrap()
                     .push(String::from_utf8_lossy(&seen).to_lowercase());

@@ -218,10 +218,6 @@ async fn register_discover_and_call(shape: Shape) {
     assert_eq!(echoed["headers"]["authorization"], "Bearer tok-secret-1");
     assert_eq!(echoed["headers"]["x-trace"], "t-1");
     assert_eq!(echoed["query"], "q=a+b&q=c");
-    assert!(
-        !result.to_string().contains("tok-secret-1")
-            || echoed["headers"]["authorization"].is_string()
-    );
 
     // A JSON body and a path parameter.
     let result = mcp
