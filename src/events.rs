@@ -18,6 +18,11 @@ pub enum Change {
     ContextChanged {
         id: String,
     },
+    /// A resource changed (`notifications/resources/updated` for its subscribers): an
+    /// agent's inbox, a task, the agents.
+    ResourceUpdated {
+        uri: String,
+    },
     /// An MCP task changed: its owner (`mcp::tasks`), and the task as `tasks/get` shows it.
     TaskChanged {
         owner: String,

@@ -16,6 +16,7 @@
 //! - [`events`]: changes within a tenant, told to every node over the bus.
 //! - [`sealing`]: credentials sealed at rest under per-organization keys.
 //! - [`outbound`]: the one outbound HTTP client, with the SSRF guard.
+//! - [`agents`]: agents and tasks: the registry, presence, the assignment engine, delivery.
 //! - [`gateway`]: the tools gateway: API descriptions read and converted into tools.
 //! - [`mcp`]: the MCP endpoints (`/mcp`, `/ws`), their catalog and providers.
 //! - [`edge`]: `devmesh edge`, MCP over stdio forwarded to a devmesh server.
@@ -26,6 +27,7 @@
 //!   below it, infrastructure knows no capability (`tests/it/layers.rs` checks).
 //! - [`cli`]: the `devmesh` command line.
 
+pub mod agents;
 pub mod api;
 pub mod app;
 pub mod bus;

@@ -28,6 +28,10 @@ pub struct CreateApiKey {
     pub scopes: Option<Vec<Scope>>,
     pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
     pub rate_limit: Option<RateLimit>,
+    /// Binds a key of type `agent` to the agent it acts as (`/api/v1/agents`); such a key
+    /// claims, updates and finishes only that agent's tasks.
+    #[schema(value_type = Option<uuid::Uuid>)]
+    pub agent_id: Option<String>,
 }
 
 /// Create an API key. Its secret is in this answer only.
@@ -47,18 +51,18 @@ pub async fn create_api_key(
     body: StrictJson<CreateApiKey>,
 ) -> Result<HttpResponse, ApiError> {
     let b = body.into_inner();
-    let created = api_keys::create(
-        &ctx,
-        &auth.0,
-        NewKey {
-            name: b.name,
-            key_type: b.key_type,
-            scopes: b.scopes,
-            expires_at: b.expires_at,
-            rate_limit: b.rate_limit,
-        },
-    )
-    .await?;
+    let new = NewKey {
+        name: b.name,
+        key_type: b.key_type,
+        scopes: b.scopes,
+        expires_at: b.expires_at,
+        rate_limit: b.rate_limit,
+        agent_id: None,
+    };
+    let created = match &b.agent_id {
+        Some(agent) => crate::agents::registry::create_key(&ctx, &auth.0, agent, new).await?,
+        None => api_keys::create(&ctx, &auth.0, new).await?,
+    };
     Ok(HttpResponse::Created().json(created))
 }
 

@@ -5,6 +5,7 @@
 //! route with actix and puts it in the OpenAPI document, so the two cannot drift. Each
 //! handler's `#[utoipa::path]` names the scope its service checks.
 
+pub mod agents;
 pub mod api_keys;
 pub mod audit;
 pub mod auth;
@@ -15,6 +16,7 @@ pub mod openapi;
 pub mod organization;
 pub mod pagination;
 pub mod reference;
+pub mod tasks;
 pub mod tools;
 pub mod users;
 
@@ -51,6 +53,28 @@ api_routes! {
         contexts::delete_context,
         contexts::append_items,
         contexts::context_summary,
+        tasks::list_tasks,
+        tasks::create_task,
+        tasks::get_task,
+        tasks::task_events,
+        tasks::cancel_task,
+        tasks::accept_task,
+        tasks::reject_task,
+        tasks::task_progress,
+        tasks::complete_task,
+        tasks::fail_task,
+        agents::list_agents,
+        agents::create_agent,
+        agents::next_task,
+        agents::agent_inbox,
+        agents::agent_heartbeat,
+        agents::get_agent,
+        agents::update_agent,
+        agents::delete_agent,
+        agents::activate_agent,
+        agents::suspend_agent,
+        agents::retire_agent,
+        agents::create_agent_key,
         tools::list_tools,
         tools::create_tool,
         tools::get_tool,

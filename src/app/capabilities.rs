@@ -1,13 +1,17 @@
 //! The node's capabilities, each with its own state, wired together: the one place that
 //! knows them all. Below `app`, infrastructure (`context`, `http`, `jobs`, `nodes`, ...)
 //! knows no capability, and a capability knows only those it builds on (MCP builds on
-//! the tenancy and contexts; the tools gateway on the tenancy and MCP; the REST API on the
-//! tenancy, contexts and the gateway).
+//! the tenancy and contexts; the tools gateway and agents on the tenancy and MCP; the REST
+//! API on the tenancy, contexts, the gateway and agents).
 
 use std::sync::Arc;
 
 use actix_web::web;
 
+use crate::agents::Agents;
+use crate::agents::presence::Observer;
+use crate::agents::provider::AgentsProvider;
+use crate::agents::sweep::SweepTasks;
 use crate::config::Config;
 use crate::gateway::Gateway;
 use crate::gateway::discover_job::DiscoverTool;
@@ -27,21 +31,28 @@ pub struct Capabilities {
     pub tenancy: Arc<TenancyState>,
     pub mcp: Arc<Mcp>,
     pub gateway: Arc<Gateway>,
+    pub agents: Arc<Agents>,
 }
 
 impl Capabilities {
     pub fn new(config: &Config) -> Self {
         let tenancy = TenancyState::new(config);
         let gateway = Gateway::new(config);
+        let agents = Agents::new(config);
         let mcp = Mcp::new(
             config,
             tenancy.clone(),
-            vec![Box::new(GatewayProvider(gateway.clone()))],
+            vec![
+                Box::new(GatewayProvider(gateway.clone())),
+                Box::new(AgentsProvider::new(agents.clone())),
+            ],
+            vec![Arc::new(Observer(agents.clone()))],
         );
         Self {
             tenancy,
             mcp,
             gateway,
+            agents,
         }
     }
 
@@ -57,6 +68,7 @@ impl Capabilities {
             .register::<NodeSweep>(self.node_work())
             .register::<DiscoverTool>(self.gateway.clone())
             .register::<CheckHealth>(self.gateway.clone())
+            .register::<SweepTasks>(self.agents.clone())
     }
 
     /// The recurring jobs, offered by every worker node (each runs once per slot).
@@ -64,6 +76,7 @@ impl Capabilities {
         vec![
             Recurring::new(NodeSweep {}, config.node.heartbeat_interval.get()),
             Recurring::new(CheckHealth {}, config.gateway.health_tick.get()),
+            Recurring::new(SweepTasks {}, config.agents.sweep_interval.get()),
         ]
     }
 
@@ -80,9 +93,11 @@ impl Capabilities {
     /// The api listener's routes (`/api/v1/...`) with the state they use.
     pub fn api_routes(&self) -> Routes {
         let (tenancy, gateway) = (self.tenancy.clone(), self.gateway.clone());
+        let agents = self.agents.clone();
         Arc::new(move |cfg: &mut web::ServiceConfig| {
             cfg.app_data(web::Data::from(tenancy.clone()))
-                .app_data(web::Data::from(gateway.clone()));
+                .app_data(web::Data::from(gateway.clone()))
+                .app_data(web::Data::from(agents.clone()));
             crate::api::configure(cfg);
         })
     }

@@ -2,6 +2,7 @@
 //! `DEVMESH_SECTION__KEY` environment variables and command-line flags (in that order),
 //! validated before anything starts, then passed explicitly.
 
+mod agents;
 mod load;
 mod mcp;
 mod security;
@@ -18,6 +19,7 @@ use serde::{Deserialize, Serialize};
 /// command that loads the configuration exits with it.
 pub const EXIT_CONFIG: u8 = 2;
 
+pub use agents::{AgentsConfig, EngineWeights};
 pub use load::{ConfigError, LoadedConfig, Overrides, load};
 pub use mcp::{McpConfig, TasksConfig, WsConfig};
 pub use security::{GatewayConfig, OutboundConfig, SecretsConfig};
@@ -48,6 +50,7 @@ pub struct Config {
     pub secrets: SecretsConfig,
     pub outbound: OutboundConfig,
     pub gateway: GatewayConfig,
+    pub agents: AgentsConfig,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -223,6 +226,7 @@ impl Default for Config {
             secrets: SecretsConfig::default(),
             outbound: OutboundConfig::default(),
             gateway: GatewayConfig::default(),
+            agents: AgentsConfig::default(),
         }
     }
 }
@@ -469,6 +473,45 @@ impl Config {
                 self.gateway.health_tick, self.gateway.call_timeout
             ),
             "durations above zero",
+        );
+        let agents = &self.agents;
+        check(
+            !agents.heartbeat_interval.get().is_zero()
+                && !agents.sweep_interval.get().is_zero()
+                && !agents.default_timeout.get().is_zero()
+                && !agents.default_assign_timeout.get().is_zero(),
+            "agents.heartbeat_interval",
+            format!(
+                "heartbeat_interval = {}, sweep_interval = {}, default_timeout = {}, default_assign_timeout = {}",
+                agents.heartbeat_interval,
+                agents.sweep_interval,
+                agents.default_timeout,
+                agents.default_assign_timeout
+            ),
+            "durations above zero",
+        );
+        check(
+            agents.default_max_attempts >= 1 && agents.breaker_failures >= 1,
+            "agents.breaker_failures",
+            format!(
+                "default_max_attempts = {}, breaker_failures = {}",
+                agents.default_max_attempts, agents.breaker_failures
+            ),
+            "at least 1 each",
+        );
+        let w = agents.weights;
+        check(
+            (0.0..=1.0).contains(&agents.exploration)
+                && [w.capability, w.load, w.performance, w.cost]
+                    .iter()
+                    .all(|x| x.is_finite() && *x >= 0.0)
+                && w.capability + w.load + w.performance + w.cost > 0.0,
+            "agents.weights",
+            format!(
+                "exploration = {}, weights = {} {} {} {}",
+                agents.exploration, w.capability, w.load, w.performance, w.cost
+            ),
+            "exploration from 0 to 1 and weights of at least 0 that add up to more than 0",
         );
         if let Some(header) = &self.http.client_ip_header {
             check(

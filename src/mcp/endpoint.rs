@@ -345,7 +345,8 @@ async fn dispatch(
             let (version, client_capabilities) =
                 stateless_meta(headers, header_version, &method, &params)?;
             if method == "subscriptions/listen" {
-                return Ok(listen::open(ctx, caller.grant(mcp), id, &params).await?);
+                let held = mcp.connection_opened(ctx, &caller.principal);
+                return Ok(listen::open(ctx, caller.grant(mcp), id, &params, held).await?);
             }
             let speaking = Speaking::Alone {
                 version,
@@ -483,18 +484,20 @@ async fn open_stream(
     let rx = session.open_stream(after);
     let keepalive = sse::keepalive_timer(ctx.config.mcp.sse_keepalive.get());
     let closed = session.closed().clone();
+    // Held with the stream: dropped when the client goes.
+    let held = Arc::new(mcp.connection_opened(ctx, &caller.principal));
     let body = stream::unfold(
-        (rx, keepalive, closed),
-        |(mut rx, mut keepalive, closed)| async move {
+        (rx, keepalive, closed, held),
+        |(mut rx, mut keepalive, closed, held)| async move {
             tokio::select! {
                 // What was pushed before the session closed (its last word) goes first.
                 biased;
                 event = rx.recv() => {
                     let (id, text) = event?;
-                    Some((Ok::<_, actix_web::Error>(sse::event(Some(id), &text)), (rx, keepalive, closed)))
+                    Some((Ok::<_, actix_web::Error>(sse::event(Some(id), &text)), (rx, keepalive, closed, held)))
                 }
                 _ = closed.cancelled() => None,
-                _ = keepalive.tick() => Some((Ok(sse::keepalive()), (rx, keepalive, closed))),
+                _ = keepalive.tick() => Some((Ok(sse::keepalive()), (rx, keepalive, closed, held))),
             }
         },
     );

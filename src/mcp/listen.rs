@@ -127,13 +127,15 @@ pub async fn open(
     grant: Arc<Grant>,
     id: Value,
     params: &Map<String, Value>,
+    held: super::Held,
 ) -> Result<HttpResponse, RpcError> {
+    let held = Arc::new(held);
     let principal = grant.principal();
     let listen = Listen::parse(id, params, super::tasks::owner(&principal))?;
     let events = follow(node, &principal.organization_id).await?;
     let first = sse::event(None, &listen.acknowledgement().to_string());
     let keepalive = sse::keepalive_timer(node.config.mcp.sse_keepalive.get());
-    let state = Some((Some(first), events, keepalive, listen, grant));
+    let state = Some((Some(first), events, keepalive, listen, (grant, held)));
     let body = stream::unfold(state, |state| async move {
         let (first, mut events, mut keepalive, listen, grant) = state?;
         if let Some(first) = first {
@@ -141,7 +143,7 @@ pub async fn open(
         }
         loop {
             tokio::select! {
-                ended = grant.ended() => {
+                ended = grant.0.ended() => {
                     let last: Bytes = sse::event(None, &listen.ended(ended).to_string());
                     return Some((Ok(last), None));
                 }

@@ -49,6 +49,21 @@ pub fn configure(cfg: &mut actix_web::web::ServiceConfig) {
     ws::configure(cfg);
 }
 
+/// Told when a principal holds a long-lived connection open on this node (a WebSocket, a
+/// `subscriptions/listen` stream, a session's GET stream): the agents capability keeps
+/// its agents' presence with it.
+pub trait ConnectionObserver: Send + Sync {
+    /// The connection opened; what this returns is dropped when it closes.
+    fn opened(
+        &self,
+        node: &crate::context::Context,
+        principal: &crate::tenancy::Principal,
+    ) -> Option<Box<dyn Send + Sync>>;
+}
+
+/// What the observers hold while a connection is open.
+pub type Held = Vec<Box<dyn Send + Sync>>;
+
 const REQUEST_STATE_KEY: &str = "mcp.request_state_key";
 
 /// The node's MCP state: the catalog, the sessions and the key that protects
@@ -65,16 +80,19 @@ pub struct Mcp {
     pub hub: Arc<ws::hub::Hub>,
     /// The task rounds running on this node.
     pub tasks: Arc<tasks::Running>,
+    observers: Vec<Arc<dyn ConnectionObserver>>,
     state_codec: OnceCell<RequestStateCodec>,
 }
 
 impl Mcp {
     /// The MCP of a node, serving the built-in providers and those of the capabilities
-    /// that build on it (`more`: the tools gateway's, ...).
+    /// that build on it (`more`: the tools gateway's, ...), telling `observers` of the
+    /// connections held open.
     pub fn new(
         config: &Config,
         tenancy: Arc<TenancyState>,
         more: Vec<Box<dyn Provider>>,
+        observers: Vec<Arc<dyn ConnectionObserver>>,
     ) -> Arc<Self> {
         let mut providers: Vec<Box<dyn Provider>> = vec![
             Box::new(providers::contexts::ContextsProvider::new()),
@@ -96,8 +114,22 @@ impl Mcp {
             anonymous: AnonymousTenant::default(),
             hub: Arc::default(),
             tasks: Arc::default(),
+            observers,
             state_codec: OnceCell::new(),
         })
+    }
+
+    /// Tells the observers that `principal` opened a long-lived connection; dropping
+    /// what this returns tells them it closed.
+    pub fn connection_opened(
+        &self,
+        node: &crate::context::Context,
+        principal: &crate::tenancy::Principal,
+    ) -> Held {
+        self.observers
+            .iter()
+            .filter_map(|o| o.opened(node, principal))
+            .collect()
     }
 
     /// Seals and opens `requestState` (HMAC-SHA256) with a key every node shares: made

@@ -29,6 +29,7 @@ impl Notice {
             Change::PromptsChanged => Self::PromptsListChanged,
             Change::ResourcesChanged => Self::ResourcesListChanged,
             Change::ContextChanged { id } => Self::ResourceUpdated(contexts::uri(id)),
+            Change::ResourceUpdated { uri } => Self::ResourceUpdated(uri.clone()),
             Change::TaskChanged { owner, task } => Self::TaskStatus {
                 owner: owner.clone(),
                 task: task.clone(),

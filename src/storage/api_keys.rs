@@ -24,6 +24,8 @@ pub struct ApiKeyRow {
     pub revoked_at: Option<chrono::NaiveDateTime>,
     pub last_used_at: Option<chrono::NaiveDateTime>,
     pub created_at: chrono::NaiveDateTime,
+    /// The agent a key of type `agent` acts as.
+    pub agent_id: Option<String>,
 }
 
 pub async fn insert(db: &Db, key: &ApiKeyRow) -> StorageResult<()> {

@@ -13,6 +13,7 @@
 //! the pool with the transaction open, and on SQLite the write lock held, until the
 //! connection happened to be taken again. [`with_conn!`] and [`Db::run_to_end`] do this.
 
+pub mod agents;
 pub mod api_keys;
 pub mod audit;
 pub mod contexts;
@@ -28,6 +29,7 @@ pub mod refresh_tokens;
 pub mod schema;
 pub mod settings;
 pub mod sqlite_readers;
+pub mod tasks;
 pub mod users;
 
 use std::path::Path;

@@ -80,6 +80,7 @@ diesel::table! {
         revoked_at -> Nullable<Timestamp>,
         last_used_at -> Nullable<Timestamp>,
         created_at -> Timestamp,
+        agent_id -> Nullable<Text>,
     }
 }
 
@@ -230,3 +231,94 @@ diesel::table! {
         updated_at -> Timestamp,
     }
 }
+
+diesel::table! {
+    agents (id) {
+        id -> Text,
+        organization_id -> Text,
+        name -> Text,
+        description -> Text,
+        capabilities -> Text,
+        capability_names -> Text,
+        tags -> Text,
+        model -> Nullable<Text>,
+        cost_per_task_usd -> Nullable<Double>,
+        cost_per_1k_tokens_usd -> Nullable<Double>,
+        max_concurrent_tasks -> Integer,
+        metadata -> Text,
+        status -> Text,
+        load -> Integer,
+        last_seen_at -> Nullable<Timestamp>,
+        last_assigned_at -> Nullable<Timestamp>,
+        consecutive_failures -> Integer,
+        circuit_open_until -> Nullable<Timestamp>,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    agent_stats (agent_id, task_type) {
+        agent_id -> Text,
+        organization_id -> Text,
+        task_type -> Text,
+        completed -> BigInt,
+        failed -> BigInt,
+        timed_out -> BigInt,
+        latency_ewma_ms -> Nullable<Double>,
+        recent_latencies_ms -> Text,
+        cost_usd -> Double,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    tasks (id) {
+        id -> Text,
+        organization_id -> Text,
+        title -> Text,
+        task_type -> Text,
+        description -> Text,
+        input -> Text,
+        spec -> Text,
+        priority -> Integer,
+        max_attempts -> Integer,
+        attempts -> Integer,
+        idempotency_key -> Nullable<Text>,
+        request_hash -> Text,
+        context_id -> Nullable<Text>,
+        parent_id -> Nullable<Text>,
+        pinned_agent_id -> Nullable<Text>,
+        status -> Text,
+        agent_id -> Nullable<Text>,
+        deadline_at -> Nullable<Timestamp>,
+        progress -> Nullable<Text>,
+        output -> Nullable<Text>,
+        error -> Nullable<Text>,
+        decision -> Nullable<Text>,
+        waiting_reason -> Nullable<Text>,
+        created_by -> Text,
+        version -> BigInt,
+        created_at -> Timestamp,
+        assigned_at -> Nullable<Timestamp>,
+        started_at -> Nullable<Timestamp>,
+        finished_at -> Nullable<Timestamp>,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    task_events (id) {
+        id -> Text,
+        task_id -> Text,
+        organization_id -> Text,
+        from_status -> Nullable<Text>,
+        to_status -> Text,
+        agent_id -> Nullable<Text>,
+        actor -> Text,
+        reason -> Nullable<Text>,
+        at -> Timestamp,
+    }
+}
+
+diesel::allow_tables_to_appear_in_same_query!(agents, tasks);

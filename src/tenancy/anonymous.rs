@@ -63,6 +63,7 @@ async fn resolve(ctx: &Context, slug: &str) -> ServiceResult<Principal> {
         actor: Actor::ApiKey {
             id: ANONYMOUS.to_string(),
             key_type: KeyType::Agent,
+            agent_id: None,
         },
         scopes: Role::Member.scopes(),
         quota: None,

@@ -40,6 +40,8 @@ pub struct ApiKeyInfo {
     pub prefix: String,
     pub scopes: Vec<Scope>,
     pub rate_limit: Option<RateLimit>,
+    /// The agent a key of type `agent` acts as.
+    pub agent_id: Option<String>,
     /// The user or key that created it.
     pub created_by: Option<String>,
     pub created_at: chrono::DateTime<chrono::Utc>,
@@ -60,6 +62,7 @@ impl From<ApiKeyRow> for ApiKeyInfo {
                 per_minute: per_minute as u32,
                 burst: r.rate_burst.map(|b| b as u32),
             }),
+            agent_id: r.agent_id,
             created_by: r.created_by,
             created_at: utc(r.created_at),
             last_used_at: r.last_used_at.map(utc),
@@ -83,6 +86,9 @@ pub struct NewKey {
     pub scopes: Option<Vec<Scope>>,
     pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
     pub rate_limit: Option<RateLimit>,
+    /// The agent the key acts as; only for keys of type `agent`, and the caller has
+    /// checked that the agent exists in the organization.
+    pub agent_id: Option<String>,
 }
 
 /// Checks a new key's settings and makes its row and secret; nothing is stored yet.
@@ -101,6 +107,15 @@ pub fn build(
             "scopes",
             format!(
                 "a {} key cannot hold {s}: only admin keys hold admin scopes",
+                new.key_type
+            ),
+        ));
+    }
+    if new.agent_id.is_some() && new.key_type != KeyType::Agent {
+        return Err(ServiceError::invalid(
+            "agent_id",
+            format!(
+                "only a key of type agent acts as an agent (this one is of type {})",
                 new.key_type
             ),
         ));
@@ -138,6 +153,7 @@ pub fn build(
         revoked_at: None,
         last_used_at: None,
         created_at: now,
+        agent_id: new.agent_id,
     };
     Ok((row, secret.key))
 }

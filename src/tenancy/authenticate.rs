@@ -39,6 +39,7 @@ struct CachedKey {
     organization_id: String,
     key_hash: String,
     key_type: KeyType,
+    agent_id: Option<String>,
     scopes: ScopeSet,
     quota: Option<Quota>,
     expires_at: Option<chrono::NaiveDateTime>,
@@ -188,6 +189,7 @@ async fn authenticate_key(
                 organization_id: row.organization_id,
                 key_hash: row.key_hash,
                 key_type: KeyType::from_stored(&row.key_type).unwrap_or(KeyType::User),
+                agent_id: row.agent_id,
                 scopes: ScopeSet::from_stored(&row.scopes),
                 quota,
                 expires_at: row.expires_at,
@@ -236,6 +238,7 @@ fn check_key(
         actor: Actor::ApiKey {
             id: cached.id,
             key_type: cached.key_type,
+            agent_id: cached.agent_id,
         },
         scopes: cached.scopes,
         quota: cached.quota,

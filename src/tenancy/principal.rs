@@ -7,7 +7,12 @@ use crate::tenancy::scopes::{KeyType, Role, Scope, ScopeSet};
 #[derive(Debug, Clone)]
 pub enum Actor {
     User { id: String, role: Role },
-    ApiKey { id: String, key_type: KeyType },
+    ApiKey {
+        id: String,
+        key_type: KeyType,
+        /// The agent a key of type `agent` acts as, when it is bound to one.
+        agent_id: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -42,6 +47,21 @@ impl Principal {
         match &self.actor {
             Actor::User { id, .. } | Actor::ApiKey { id, .. } => id,
         }
+    }
+
+    /// The agent this principal acts as: an agent key bound to one.
+    pub fn agent_id(&self) -> Option<&str> {
+        match &self.actor {
+            Actor::ApiKey {
+                agent_id: Some(id), ..
+            } => Some(id),
+            _ => None,
+        }
+    }
+
+    /// `user:<id>` or `api_key:<id>`: how records name who acted.
+    pub fn actor_label(&self) -> String {
+        format!("{}:{}", self.actor_type(), self.actor_id())
     }
 
     /// The signed-in user, for what only a person may do (changing their password).

@@ -82,6 +82,7 @@ pub async fn register(
             scopes: None,
             expires_at: None,
             rate_limit: None,
+            agent_id: None,
         },
     )?;
     let (org, owner, key_row) = ctx

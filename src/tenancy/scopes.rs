@@ -58,6 +58,11 @@ scopes! {
     ContextsWrite = "contexts:write", false, "Create, change, append to and delete contexts.";
     ToolsRead = "tools:read", false, "List the organization's HTTP tools, their operations and health (never their credentials).";
     ToolsWrite = "tools:write", true, "Register, change, rediscover and remove HTTP tools and the organization's credentials for them.";
+    AgentsRead = "agents:read", false, "List agents, their presence, load and statistics.";
+    AgentsWrite = "agents:write", false, "Register, change, activate, suspend, retire and remove agents.";
+    TasksRead = "tasks:read", false, "Read tasks and their events (an agent's key: only the tasks given to its agent).";
+    TasksWrite = "tasks:write", false, "Create and cancel tasks.";
+    TasksWork = "tasks:work", false, "As an agent: heartbeat, take, accept, reject, report on and finish the tasks given to it.";
     ToolsCall = "tools:call", false, "See and call the organization's HTTP tools (MCP tools/list and tools/call, POST /tools/{id}/execute) and keep one's own credential for them.";
 }
 
@@ -184,8 +189,19 @@ impl Role {
                 ContextsWrite,
                 ToolsRead,
                 ToolsCall,
+                AgentsRead,
+                AgentsWrite,
+                TasksRead,
+                TasksWrite,
             ]),
-            Role::Viewer => ScopeSet::of(&[OrganizationRead, UsersRead, ContextsRead, ToolsRead]),
+            Role::Viewer => ScopeSet::of(&[
+                OrganizationRead,
+                UsersRead,
+                ContextsRead,
+                ToolsRead,
+                AgentsRead,
+                TasksRead,
+            ]),
         }
     }
 }
@@ -203,8 +219,20 @@ impl KeyType {
                 ContextsWrite,
                 ToolsRead,
                 ToolsCall,
+                AgentsRead,
+                TasksRead,
+                TasksWrite,
             ]),
-            KeyType::Agent => ScopeSet::of(&[ContextsRead, ContextsWrite, ToolsRead, ToolsCall]),
+            KeyType::Agent => ScopeSet::of(&[
+                ContextsRead,
+                ContextsWrite,
+                ToolsRead,
+                ToolsCall,
+                AgentsRead,
+                TasksRead,
+                TasksWrite,
+                TasksWork,
+            ]),
             KeyType::Gateway => ScopeSet::of(&[ContextsRead, ToolsRead, ToolsCall]),
         }
     }

@@ -30,7 +30,8 @@ const CAPABILITIES: &[(&str, &[&str])] = &[
     ("contexts", &["tenancy"]),
     ("mcp", &["tenancy", "contexts"]),
     ("gateway", &["tenancy", "mcp"]),
-    ("api", &["tenancy", "contexts", "gateway"]),
+    ("agents", &["tenancy", "mcp"]),
+    ("api", &["tenancy", "contexts", "gateway", "agents"]),
     ("edge", &["mcp"]),
 ];
 

@@ -32,7 +32,9 @@ async fn tables(env: &TestEnv) -> Vec<String> {
 }
 
 /// Every table the migrations create, in name order.
-const TABLES: [&str; 16] = [
+const TABLES: [&str; 20] = [
+    "agent_stats",
+    "agents",
     "api_keys",
     "audit_log",
     "context_items",
@@ -48,6 +50,8 @@ const TABLES: [&str; 16] = [
     "organizations",
     "refresh_tokens",
     "settings",
+    "task_events",
+    "tasks",
     "users",
 ];
 

@@ -39,7 +39,7 @@ use crate::events::{self, Change};
 use crate::service::ServiceError;
 use crate::storage::mcp_tasks::{self, TaskRow};
 use crate::storage::now;
-use crate::tenancy::principal::{Actor, Principal};
+use crate::tenancy::principal::Principal;
 pub use runner::Running;
 
 /// The extension's identifier, under `capabilities.extensions`.
@@ -131,10 +131,7 @@ pub struct Round {
 /// Whose tasks are whose: the API key or user that made them (`api_key:<id>`,
 /// `user:<id>`).
 pub fn owner(principal: &Principal) -> String {
-    match &principal.actor {
-        Actor::ApiKey { id, .. } => format!("api_key:{id}"),
-        Actor::User { id, .. } => format!("user:{id}"),
-    }
+    principal.actor_label()
 }
 
 /// Tells the owner's listen streams that named the task how it is now

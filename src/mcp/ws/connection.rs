@@ -57,6 +57,8 @@ pub(super) struct Connection {
     pub grant: Arc<Grant>,
     pub link: Arc<Link>,
     pub registration: Registration,
+    /// What the observers hold while the connection is open (presence).
+    _held: super::super::Held,
     session: Option<(Arc<Session>, TenantEvents)>,
     inflight: Inflight,
 }
@@ -68,6 +70,7 @@ impl Connection {
         grant: Arc<Grant>,
         link: Arc<Link>,
         registration: Registration,
+        held: super::super::Held,
     ) -> Self {
         Self {
             node,
@@ -75,6 +78,7 @@ impl Connection {
             grant,
             link,
             registration,
+            _held: held,
             session: None,
             inflight: Arc::default(),
         }

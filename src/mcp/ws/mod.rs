@@ -94,7 +94,8 @@ async fn accept(
     if let Ok(id) = header::HeaderValue::from_str(&registration.info.id) {
         response.headers_mut().insert(CONNECTION_ID.clone(), id);
     }
-    let connection = Connection::new(node, mcp.clone(), grant, link, registration);
+    let held = mcp.connection_opened(&node, &principal);
+    let connection = Connection::new(node, mcp.clone(), grant, link, registration, held);
     // The frames of the connection can only be read on this worker.
     actix_web::rt::spawn(connection.run(ws, frames, queued));
     Ok(response)

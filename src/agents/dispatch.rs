@@ -1,0 +1,211 @@
+//! Runs the engine over an organization's queued tasks and writes its choices. It runs
+//! whenever a task is queued, an agent comes online or is activated, or a slot frees;
+//! on one node, one round per organization at a time (a trigger during a round asks for
+//! another); across nodes, rounds may overlap, and the assignment itself (one atomic
+//! conditional write, `storage::tasks::assign`) keeps a task from being assigned twice
+//! and an agent from going over capacity.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+
+use super::engine::{self, History, Needs, Snapshot, Tuning};
+use super::model::Strategy;
+use super::registry::{statistics, stored_capabilities, stored_tags};
+use super::tasks::{Spec, event_row};
+use super::{Agents, inbox_uri, task_uri};
+use crate::context::Context as Node;
+use crate::storage::agents::{self as agent_store, ALL_TYPES, AgentRow, StatsRow};
+use crate::storage::tasks::{self as store, Assignment};
+use crate::storage::StorageResult;
+
+/// Queued tasks one round considers, highest priority first.
+const ROUND: i64 = 500;
+
+/// Which organizations have a round running on this node, and whether another was asked
+/// for during it.
+#[derive(Default)]
+pub struct Dispatcher {
+    running: Mutex<HashMap<String, bool>>,
+}
+
+impl Dispatcher {
+    /// `true` when the caller should run the round; otherwise the running one runs again.
+    fn enter(&self, org: &str) -> bool {
+        let mut running = self.running.lock().unwrap();
+        match running.get_mut(org) {
+            Some(again) => {
+                *again = true;
+                false
+            }
+            None => {
+                running.insert(org.to_string(), false);
+                true
+            }
+        }
+    }
+
+    /// `true` when another round was asked for; otherwise the organization is left.
+    fn again_or_leave(&self, org: &str) -> bool {
+        let mut running = self.running.lock().unwrap();
+        match running.get_mut(org) {
+            Some(again) if *again => {
+                *again = false;
+                true
+            }
+            _ => {
+                running.remove(org);
+                false
+            }
+        }
+    }
+}
+
+/// Assigns what can be assigned in `org` now. Runs to its end even if the caller goes.
+pub async fn run(node: &Node, agents: &std::sync::Arc<Agents>, org: &str) {
+    if !agents.dispatcher.enter(org) {
+        return;
+    }
+    let (agents, org) = (agents.clone(), org.to_string());
+    let round = node.runtime.spawn({
+        let node = node.clone();
+        async move {
+            loop {
+                if let Err(e) = round(&node, &agents, &org).await {
+                    tracing::warn!(error = %e, organization = %org, "an assignment round failed; the sweep tries again");
+                }
+                if !agents.dispatcher.again_or_leave(&org) {
+                    break;
+                }
+            }
+        }
+    });
+    let _ = round.await;
+}
+
+/// The expected cost of one task: the mean of what its finished tasks cost, else its
+/// price for a task plus a thousand tokens.
+fn expected_cost(agent: &AgentRow, all: Option<&StatsRow>) -> f64 {
+    if let Some(s) = all {
+        let finished = s.completed + s.failed;
+        if finished > 0 {
+            return s.cost_usd / finished as f64;
+        }
+    }
+    agent.cost_per_task_usd.unwrap_or(0.0) + agent.cost_per_1k_tokens_usd.unwrap_or(0.0)
+}
+
+/// The engine's view of an agent at `now`.
+pub fn snapshot(agent: &AgentRow, all: Option<&StatsRow>, threshold: u32, now: chrono::NaiveDateTime) -> Snapshot {
+    let tripped = agent.consecutive_failures >= threshold as i32;
+    let open = tripped && agent.circuit_open_until.is_some_and(|t| t > now);
+    Snapshot {
+        id: agent.id.clone(),
+        capabilities: stored_capabilities(agent)
+            .into_iter()
+            .map(|c| (c.name, c.proficiency.unwrap_or(0.5)))
+            .collect(),
+        tags: stored_tags(agent),
+        load: agent.load,
+        capacity: agent.max_concurrent_tasks,
+        circuit_open: open,
+        half_open: tripped && !open,
+        expected_cost: expected_cost(agent, all),
+        history: None,
+        last_assigned_ms: agent.last_assigned_at.map(|t| t.and_utc().timestamp_millis()),
+    }
+}
+
+async fn round(node: &Node, agents: &Agents, org: &str) -> StorageResult<()> {
+    let queued = store::queued(&node.db, org, ROUND).await?;
+    if queued.is_empty() {
+        return Ok(());
+    }
+    let now = crate::storage::now();
+    let rows = agent_store::online_active(&node.db, org, agents.online_after(now)).await?;
+    let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
+    let types: Vec<String> = queued
+        .iter()
+        .map(|t| t.task_type.clone())
+        .chain([ALL_TYPES.to_string()])
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    let stats = if ids.is_empty() {
+        Vec::new()
+    } else {
+        agent_store::stats(&node.db, org, &ids, Some(&types)).await?
+    };
+    let by_key: HashMap<(&str, &str), &StatsRow> = stats
+        .iter()
+        .map(|s| ((s.agent_id.as_str(), s.task_type.as_str()), s))
+        .collect();
+    let threshold = agents.config.breaker_failures;
+    let mut fleet: Vec<Snapshot> = rows
+        .iter()
+        .map(|r| snapshot(r, by_key.get(&(r.id.as_str(), ALL_TYPES)).copied(), threshold, now))
+        .collect();
+    let tuning = Tuning {
+        weights: agents.config.weights,
+        exploration: agents.config.exploration,
+    };
+    for task in queued {
+        let spec = Spec::read(&task);
+        for agent in &mut fleet {
+            agent.history = by_key
+                .get(&(agent.id.as_str(), task.task_type.as_str()))
+                .map(|s| {
+                    let st = statistics(s);
+                    History {
+                        completed: s.completed,
+                        finished: s.completed + s.failed + s.timed_out,
+                        latency_p50_ms: st.latency_p50_ms,
+                    }
+                });
+        }
+        let needs = Needs {
+            required: spec.required_capabilities.clone(),
+            preferred_tags: spec.preferred_tags.clone(),
+            max_cost_usd: spec.max_cost_usd,
+            pinned: task.pinned_agent_id.clone(),
+        };
+        let strategy = spec.strategy.unwrap_or(Strategy::Auto);
+        let decision = match engine::choose(&needs, strategy, &fleet, tuning, rand::random::<f64>()) {
+            Ok(d) => d,
+            Err(why) => {
+                store::set_waiting(&node.db, org, &task.id, &why.reason()).await?;
+                continue;
+            }
+        };
+        let now = crate::storage::now();
+        let deadline = now + chrono::Duration::milliseconds(spec.assign_timeout_ms);
+        let assignment = Assignment {
+            task_id: task.id.clone(),
+            agent_id: decision.agent_id.clone(),
+            now,
+            deadline,
+            decision: serde_json::to_string(&decision).expect("decisions serialize"),
+            breaker_failures: threshold as i32,
+            event: event_row(
+                &task,
+                Some("queued"),
+                "assigned",
+                Some(&decision.agent_id),
+                "system",
+                Some(format!("chosen by {}", decision.strategy.as_str())),
+            ),
+        };
+        if store::assign(&node.db, org, &assignment).await? {
+            if let Some(agent) = fleet.iter_mut().find(|a| a.id == decision.agent_id) {
+                agent.load += 1;
+                agent.last_assigned_ms = Some(now.and_utc().timestamp_millis());
+            }
+            metrics::counter!("devmesh_tasks_assigned_total", "strategy" => decision.strategy.as_str()).increment(1);
+            super::announce(node, org, [inbox_uri(&decision.agent_id), task_uri(&task.id)]).await;
+        } else {
+            // Another node took the slot or the task: look again with fresh numbers.
+            agents.dispatcher.enter(org);
+            break;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,468 @@
+//! Tasks and their events. Every transition is one transaction that starts by bumping
+//! the task's `version` (which locks its row on PostgreSQL and takes the write lock on
+//! SQLite), then checks the state it found, then writes: never a read-modify-write two
+//! writers could interleave. An assignment is one transaction of two conditional writes:
+//! the agent's `load` below its capacity, the task still `queued`.
+
+use std::sync::Arc;
+
+use diesel::prelude::*;
+use diesel_async::{AsyncConnection, RunQueryDsl};
+
+use super::schema::{agents, task_events, tasks};
+use super::{Db, StorageResult};
+use crate::with_conn;
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = tasks)]
+pub struct TaskRow {
+    pub id: String,
+    pub organization_id: String,
+    pub title: String,
+    pub task_type: String,
+    pub description: String,
+    pub input: String,
+    /// JSON: routing (required capabilities, preferred tags, strategy, cost cap) and
+    /// the timeouts, in milliseconds.
+    pub spec: String,
+    pub priority: i32,
+    pub max_attempts: i32,
+    pub attempts: i32,
+    pub idempotency_key: Option<String>,
+    pub request_hash: String,
+    pub context_id: Option<String>,
+    pub parent_id: Option<String>,
+    pub pinned_agent_id: Option<String>,
+    pub status: String,
+    pub agent_id: Option<String>,
+    pub deadline_at: Option<chrono::NaiveDateTime>,
+    pub progress: Option<String>,
+    pub output: Option<String>,
+    pub error: Option<String>,
+    pub decision: Option<String>,
+    pub waiting_reason: Option<String>,
+    pub created_by: String,
+    pub version: i64,
+    pub created_at: chrono::NaiveDateTime,
+    pub assigned_at: Option<chrono::NaiveDateTime>,
+    pub started_at: Option<chrono::NaiveDateTime>,
+    pub finished_at: Option<chrono::NaiveDateTime>,
+    pub updated_at: chrono::NaiveDateTime,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = task_events)]
+pub struct TaskEventRow {
+    pub id: String,
+    pub task_id: String,
+    pub organization_id: String,
+    pub from_status: Option<String>,
+    pub to_status: String,
+    pub agent_id: Option<String>,
+    pub actor: String,
+    pub reason: Option<String>,
+    pub at: chrono::NaiveDateTime,
+}
+
+/// What a transition writes besides the status; `None` leaves a field alone.
+#[derive(Debug, Clone, Default, AsChangeset)]
+#[diesel(table_name = tasks)]
+pub struct TaskChanges {
+    pub status: Option<String>,
+    pub agent_id: Option<Option<String>>,
+    pub attempts: Option<i32>,
+    pub deadline_at: Option<Option<chrono::NaiveDateTime>>,
+    pub progress: Option<Option<String>>,
+    pub output: Option<Option<String>>,
+    pub error: Option<Option<String>>,
+    pub waiting_reason: Option<Option<String>>,
+    pub started_at: Option<Option<chrono::NaiveDateTime>>,
+    pub finished_at: Option<Option<chrono::NaiveDateTime>>,
+    pub updated_at: Option<chrono::NaiveDateTime>,
+}
+
+/// What a transition does once it has seen the task as it is.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub changes: TaskChanges,
+    /// The task's agent gives back its slot (the task leaves `assigned` or `running`).
+    pub release: bool,
+    /// The event to record; `None` for a change that is not a transition (progress).
+    pub event: Option<TaskEventRow>,
+}
+
+/// Decides a transition from the task as it is: a plan, or why it cannot happen.
+pub type Decide = Arc<dyn Fn(&TaskRow) -> Result<Plan, String> + Send + Sync>;
+
+/// The outcome of [`transition`].
+#[derive(Debug)]
+pub enum Moved {
+    /// Done: the task before and after.
+    Done { before: TaskRow, after: TaskRow },
+    /// Nothing written: why, as the decision said.
+    Refused(String),
+    Missing,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct TaskFilter {
+    pub status: Option<String>,
+    pub agent_id: Option<String>,
+    pub task_type: Option<String>,
+    pub priority: Option<i32>,
+    pub since: Option<chrono::NaiveDateTime>,
+    /// Only tasks given to this agent or created by this actor (an agent key's view).
+    pub visible_to: Option<(String, String)>,
+}
+
+#[derive(Debug)]
+enum TxError {
+    Db(diesel::result::Error),
+    Refused(String),
+}
+
+impl From<diesel::result::Error> for TxError {
+    fn from(e: diesel::result::Error) -> Self {
+        TxError::Db(e)
+    }
+}
+
+/// Inserts a task with its first event. A taken idempotency key is a unique violation.
+pub async fn insert(db: &Db, task: &TaskRow, event: &TaskEventRow) -> StorageResult<()> {
+    with_conn!(db, [task, event], |conn| {
+        conn.transaction::<_, diesel::result::Error, _>(async move |conn| {
+            diesel::insert_into(tasks::table)
+                .values(task)
+                .execute(conn)
+                .await?;
+            diesel::insert_into(task_events::table)
+                .values(event)
+                .execute(conn)
+                .await?;
+            Ok(())
+        })
+        .await?;
+        Ok(())
+    })
+}
+
+pub async fn get(db: &Db, org: &str, id: &str) -> StorageResult<Option<TaskRow>> {
+    with_conn!(db, [org, id], |conn| {
+        Ok(tasks::table
+            .filter(tasks::organization_id.eq(org).and(tasks::id.eq(id)))
+            .select(TaskRow::as_select())
+            .first(conn)
+            .await
+            .optional()?)
+    })
+}
+
+pub async fn by_idempotency_key(db: &Db, org: &str, key: &str) -> StorageResult<Option<TaskRow>> {
+    with_conn!(db, [org, key], |conn| {
+        Ok(tasks::table
+            .filter(tasks::organization_id.eq(org))
+            .filter(tasks::idempotency_key.eq(key))
+            .select(TaskRow::as_select())
+            .first(conn)
+            .await
+            .optional()?)
+    })
+}
+
+/// Newest first.
+pub async fn list(
+    db: &Db,
+    org: &str,
+    filter: &TaskFilter,
+    after: Option<&str>,
+    limit: i64,
+) -> StorageResult<Vec<TaskRow>> {
+    with_conn!(db, [org, filter, after], |conn| {
+        let mut q = tasks::table
+            .filter(tasks::organization_id.eq(org))
+            .select(TaskRow::as_select())
+            .order(tasks::id.desc())
+            .limit(limit)
+            .into_boxed();
+        if let Some(after) = after {
+            q = q.filter(tasks::id.lt(after.clone()));
+        }
+        if let Some(v) = &filter.status {
+            q = q.filter(tasks::status.eq(v.clone()));
+        }
+        if let Some(v) = &filter.agent_id {
+            q = q.filter(tasks::agent_id.eq(v.clone()));
+        }
+        if let Some(v) = &filter.task_type {
+            q = q.filter(tasks::task_type.eq(v.clone()));
+        }
+        if let Some(v) = filter.priority {
+            q = q.filter(tasks::priority.eq(v));
+        }
+        if let Some(v) = filter.since {
+            q = q.filter(tasks::created_at.ge(v));
+        }
+        if let Some((agent, actor)) = &filter.visible_to {
+            q = q.filter(
+                tasks::agent_id
+                    .eq(agent.clone())
+                    .or(tasks::created_by.eq(actor.clone())),
+            );
+        }
+        Ok(q.load(conn).await?)
+    })
+}
+
+/// A task's events, oldest first.
+pub async fn events(db: &Db, org: &str, task_id: &str) -> StorageResult<Vec<TaskEventRow>> {
+    with_conn!(db, [org, task_id], |conn| {
+        Ok(task_events::table
+            .filter(task_events::organization_id.eq(org))
+            .filter(task_events::task_id.eq(task_id))
+            .select(TaskEventRow::as_select())
+            .order(task_events::id.asc())
+            .load(conn)
+            .await?)
+    })
+}
+
+/// Queued tasks in the order they are served: highest priority first, then oldest.
+pub async fn queued(db: &Db, org: &str, limit: i64) -> StorageResult<Vec<TaskRow>> {
+    with_conn!(db, [org], |conn| {
+        Ok(tasks::table
+            .filter(tasks::organization_id.eq(org))
+            .filter(tasks::status.eq("queued"))
+            .select(TaskRow::as_select())
+            .order((tasks::priority.desc(), tasks::id.asc()))
+            .limit(limit)
+            .load(conn)
+            .await?)
+    })
+}
+
+/// An agent's tasks in `statuses`, oldest first.
+pub async fn of_agent(
+    db: &Db,
+    org: &str,
+    agent_id: &str,
+    statuses: &[&'static str],
+) -> StorageResult<Vec<TaskRow>> {
+    let statuses: Vec<String> = statuses.iter().map(|s| s.to_string()).collect();
+    let statuses = statuses.as_slice();
+    with_conn!(db, [org, agent_id, statuses], |conn| {
+        Ok(tasks::table
+            .filter(tasks::organization_id.eq(org))
+            .filter(tasks::agent_id.eq(agent_id))
+            .filter(tasks::status.eq_any(statuses))
+            .select(TaskRow::as_select())
+            .order((tasks::priority.desc(), tasks::id.asc()))
+            .load(conn)
+            .await?)
+    })
+}
+
+/// The organizations with queued tasks.
+pub async fn organizations_with_queued(db: &Db) -> StorageResult<Vec<String>> {
+    with_conn!(db, |conn| {
+        Ok(tasks::table
+            .filter(tasks::status.eq("queued"))
+            .select(tasks::organization_id)
+            .distinct()
+            .load(conn)
+            .await?)
+    })
+}
+
+/// Tasks in `status` whose deadline passed before `now` (any organization).
+pub async fn past_deadline(
+    db: &Db,
+    status: &'static str,
+    now: chrono::NaiveDateTime,
+    limit: i64,
+) -> StorageResult<Vec<TaskRow>> {
+    with_conn!(db, |conn| {
+        Ok(tasks::table
+            .filter(tasks::status.eq(status))
+            .filter(tasks::deadline_at.lt(now))
+            .select(TaskRow::as_select())
+            .order(tasks::deadline_at.asc())
+            .limit(limit)
+            .load(conn)
+            .await?)
+    })
+}
+
+/// Assigned tasks whose agent was last seen before `online_after` (or never).
+pub async fn assigned_to_offline(
+    db: &Db,
+    online_after: chrono::NaiveDateTime,
+    limit: i64,
+) -> StorageResult<Vec<TaskRow>> {
+    with_conn!(db, |conn| {
+        Ok(tasks::table
+            .inner_join(agents::table.on(agents::id.nullable().eq(tasks::agent_id)))
+            .filter(tasks::status.eq("assigned"))
+            .filter(
+                agents::last_seen_at
+                    .is_null()
+                    .or(agents::last_seen_at.lt(online_after)),
+            )
+            .select(TaskRow::as_select())
+            .limit(limit)
+            .load(conn)
+            .await?)
+    })
+}
+
+/// One transition of a task, decided by `decide` from the task as it is once locked.
+pub async fn transition(db: &Db, org: &str, id: &str, decide: &Decide) -> StorageResult<Moved> {
+    with_conn!(db, [org, id, decide], |conn| {
+        let outcome = conn
+            .transaction::<_, TxError, _>(async move |conn| {
+                let scoped = tasks::table.filter(tasks::organization_id.eq(org).and(tasks::id.eq(id)));
+                let Some(before) = diesel::update(scoped)
+                    .set(tasks::version.eq(tasks::version + 1))
+                    .returning(TaskRow::as_returning())
+                    .get_result(conn)
+                    .await
+                    .optional()?
+                else {
+                    return Ok(None);
+                };
+                let plan = decide(&before).map_err(TxError::Refused)?;
+                let after = diesel::update(scoped)
+                    .set(&plan.changes)
+                    .returning(TaskRow::as_returning())
+                    .get_result(conn)
+                    .await?;
+                if plan.release
+                    && let Some(agent) = &before.agent_id
+                {
+                    // The task gives back its agent's slot.
+                    diesel::update(agents::table.filter(agents::id.eq(agent).and(agents::load.gt(0))))
+                        .set(agents::load.eq(agents::load - 1))
+                        .execute(conn)
+                        .await?;
+                }
+                if let Some(event) = &plan.event {
+                    diesel::insert_into(task_events::table)
+                        .values(event)
+                        .execute(conn)
+                        .await?;
+                }
+                Ok(Some((before, after)))
+            })
+            .await;
+        match outcome {
+            Ok(Some((before, after))) => Ok(Moved::Done { before, after }),
+            Ok(None) => Ok(Moved::Missing),
+            Err(TxError::Refused(why)) => Ok(Moved::Refused(why)),
+            Err(TxError::Db(e)) => Err(e.into()),
+        }
+    })
+}
+
+/// An assignment to make: the task, its agent, and what the task records of it.
+#[derive(Debug, Clone)]
+pub struct Assignment {
+    pub task_id: String,
+    pub agent_id: String,
+    pub now: chrono::NaiveDateTime,
+    pub deadline: chrono::NaiveDateTime,
+    /// JSON: the decision (strategy, scores).
+    pub decision: String,
+    /// The agent's circuit: failures in a row at or past which it takes one task at most.
+    pub breaker_failures: i32,
+    pub event: TaskEventRow,
+}
+
+/// Assigns a queued task to an agent, or does nothing: `false` when the agent has no
+/// free slot (or is not active, or its circuit is open) or the task is no longer queued.
+pub async fn assign(db: &Db, org: &str, a: &Assignment) -> StorageResult<bool> {
+    with_conn!(db, [org, a], |conn| {
+        let result = conn
+            .transaction::<_, TxError, _>(async move |conn| {
+                let took = diesel::update(
+                    agents::table
+                        .filter(agents::organization_id.eq(org))
+                        .filter(agents::id.eq(&a.agent_id))
+                        .filter(agents::status.eq("active"))
+                        .filter(
+                            agents::circuit_open_until
+                                .is_null()
+                                .or(agents::circuit_open_until.le(a.now)),
+                        )
+                        .filter(
+                            agents::consecutive_failures
+                                .lt(a.breaker_failures)
+                                .and(agents::load.lt(agents::max_concurrent_tasks))
+                                .or(agents::consecutive_failures
+                                    .ge(a.breaker_failures)
+                                    .and(agents::load.eq(0))),
+                        ),
+                )
+                .set((
+                    agents::load.eq(agents::load + 1),
+                    agents::last_assigned_at.eq(Some(a.now)),
+                ))
+                .execute(conn)
+                .await?;
+                if took == 0 {
+                    return Err(TxError::Refused("no free slot".into()));
+                }
+                let moved = diesel::update(
+                    tasks::table
+                        .filter(tasks::organization_id.eq(org))
+                        .filter(tasks::id.eq(&a.task_id))
+                        .filter(tasks::status.eq("queued")),
+                )
+                .set((
+                    tasks::status.eq("assigned"),
+                    tasks::agent_id.eq(Some(&a.agent_id)),
+                    tasks::assigned_at.eq(Some(a.now)),
+                    tasks::deadline_at.eq(Some(a.deadline)),
+                    tasks::decision.eq(Some(&a.decision)),
+                    tasks::waiting_reason.eq(None::<String>),
+                    tasks::version.eq(tasks::version + 1),
+                    tasks::updated_at.eq(a.now),
+                ))
+                .execute(conn)
+                .await?;
+                if moved == 0 {
+                    return Err(TxError::Refused("the task is no longer queued".into()));
+                }
+                diesel::insert_into(task_events::table)
+                    .values(&a.event)
+                    .execute(conn)
+                    .await?;
+                Ok(())
+            })
+            .await;
+        match result {
+            Ok(()) => Ok(true),
+            Err(TxError::Refused(_)) => Ok(false),
+            Err(TxError::Db(e)) => Err(e.into()),
+        }
+    })
+}
+
+/// Says why a queued task waits (only when the reason changed: no write otherwise).
+pub async fn set_waiting(db: &Db, org: &str, id: &str, reason: &str) -> StorageResult<()> {
+    with_conn!(db, [org, id, reason], |conn| {
+        diesel::update(
+            tasks::table
+                .filter(tasks::organization_id.eq(org))
+                .filter(tasks::id.eq(id))
+                .filter(tasks::status.eq("queued"))
+                .filter(
+                    tasks::waiting_reason
+                        .is_null()
+                        .or(tasks::waiting_reason.ne(reason.clone())),
+                ),
+        )
+        .set(tasks::waiting_reason.eq(Some(reason)))
+        .execute(conn)
+        .await?;
+        Ok(())
+    })
+}
