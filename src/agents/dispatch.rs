@@ -14,9 +14,9 @@ use super::registry::{statistics, stored_capabilities, stored_tags};
 use super::tasks::{Spec, event_row};
 use super::{Agents, inbox_uri, task_uri};
 use crate::context::Context as Node;
+use crate::storage::StorageResult;
 use crate::storage::agents::{self as agent_store, ALL_TYPES, AgentRow, StatsRow};
 use crate::storage::tasks::{self as store, Assignment};
-use crate::storage::StorageResult;
 
 /// Queued tasks one round considers, highest priority first.
 const ROUND: i64 = 500;
@@ -95,7 +95,12 @@ fn expected_cost(agent: &AgentRow, all: Option<&StatsRow>) -> f64 {
 }
 
 /// The engine's view of an agent at `now`.
-pub fn snapshot(agent: &AgentRow, all: Option<&StatsRow>, threshold: u32, now: chrono::NaiveDateTime) -> Snapshot {
+pub fn snapshot(
+    agent: &AgentRow,
+    all: Option<&StatsRow>,
+    threshold: u32,
+    now: chrono::NaiveDateTime,
+) -> Snapshot {
     let tripped = agent.consecutive_failures >= threshold as i32;
     let open = tripped && agent.circuit_open_until.is_some_and(|t| t > now);
     Snapshot {
@@ -111,7 +116,9 @@ pub fn snapshot(agent: &AgentRow, all: Option<&StatsRow>, threshold: u32, now: c
         half_open: tripped && !open,
         expected_cost: expected_cost(agent, all),
         history: None,
-        last_assigned_ms: agent.last_assigned_at.map(|t| t.and_utc().timestamp_millis()),
+        last_assigned_ms: agent
+            .last_assigned_at
+            .map(|t| t.and_utc().timestamp_millis()),
     }
 }
 
@@ -142,7 +149,14 @@ async fn round(node: &Node, agents: &Agents, org: &str) -> StorageResult<()> {
     let threshold = agents.config.breaker_failures;
     let mut fleet: Vec<Snapshot> = rows
         .iter()
-        .map(|r| snapshot(r, by_key.get(&(r.id.as_str(), ALL_TYPES)).copied(), threshold, now))
+        .map(|r| {
+            snapshot(
+                r,
+                by_key.get(&(r.id.as_str(), ALL_TYPES)).copied(),
+                threshold,
+                now,
+            )
+        })
         .collect();
     let tuning = Tuning {
         weights: agents.config.weights,
@@ -167,9 +181,11 @@ async fn round(node: &Node, agents: &Agents, org: &str) -> StorageResult<()> {
             preferred_tags: spec.preferred_tags.clone(),
             max_cost_usd: spec.max_cost_usd,
             pinned: task.pinned_agent_id.clone(),
+            excluded: spec.rejected_by.clone(),
         };
         let strategy = spec.strategy.unwrap_or(Strategy::Auto);
-        let decision = match engine::choose(&needs, strategy, &fleet, tuning, rand::random::<f64>()) {
+        let decision = match engine::choose(&needs, strategy, &fleet, tuning, rand::random::<f64>())
+        {
             Ok(d) => d,
             Err(why) => {
                 store::set_waiting(&node.db, org, &task.id, &why.reason()).await?;
@@ -200,7 +216,12 @@ async fn round(node: &Node, agents: &Agents, org: &str) -> StorageResult<()> {
                 agent.last_assigned_ms = Some(now.and_utc().timestamp_millis());
             }
             metrics::counter!("devmesh_tasks_assigned_total", "strategy" => decision.strategy.as_str()).increment(1);
-            super::announce(node, org, [inbox_uri(&decision.agent_id), task_uri(&task.id)]).await;
+            super::announce(
+                node,
+                org,
+                [inbox_uri(&decision.agent_id), task_uri(&task.id)],
+            )
+            .await;
         } else {
             // Another node took the slot or the task: look again with fresh numbers.
             agents.dispatcher.enter(org);

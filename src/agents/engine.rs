@@ -33,6 +33,8 @@ pub struct Needs {
     pub preferred_tags: Vec<String>,
     pub max_cost_usd: Option<f64>,
     pub pinned: Option<String>,
+    /// Agents not to offer it to (they rejected it).
+    pub excluded: Vec<String>,
 }
 
 /// An agent as the engine sees it (already active and online).
@@ -72,6 +74,8 @@ pub enum NoAgent {
     AllBusy { capable: usize },
     /// The pinned agent is not active and online, or lacks a capability.
     PinnedUnavailable(String),
+    /// The online agents able to take it rejected it.
+    AllRejected(usize),
 }
 
 impl NoAgent {
@@ -85,8 +89,13 @@ impl NoAgent {
             NoAgent::AllBusy { capable } => format!(
                 "{capable} capable agent(s) online, none with a free slot, a closed circuit and a cost within max_cost_usd"
             ),
+            NoAgent::AllRejected(n) => {
+                format!("{n} online agent(s) able to take it rejected it; it waits for another")
+            }
             NoAgent::PinnedUnavailable(id) => {
-                format!("the pinned agent {id} is not active and online with the required capabilities, or has no free slot")
+                format!(
+                    "the pinned agent {id} is not active and online with the required capabilities, or has no free slot"
+                )
             }
         }
     }
@@ -184,16 +193,23 @@ pub fn choose(
     roll: f64,
 ) -> Result<Decision, NoAgent> {
     let mut capable = 0usize;
+    let mut rejected = 0usize;
     let mut eligible: Vec<&Snapshot> = Vec::new();
     for agent in agents {
         if needs.pinned.as_ref().is_some_and(|p| *p != agent.id) {
+            continue;
+        }
+        if needs.excluded.contains(&agent.id) {
+            rejected += 1;
             continue;
         }
         if !has_all(agent, &needs.required) {
             continue;
         }
         capable += 1;
-        let affordable = needs.max_cost_usd.is_none_or(|max| agent.expected_cost <= max);
+        let affordable = needs
+            .max_cost_usd
+            .is_none_or(|max| agent.expected_cost <= max);
         if has_slot(agent) && !agent.circuit_open && affordable {
             eligible.push(agent);
         }
@@ -201,6 +217,7 @@ pub fn choose(
     if eligible.is_empty() {
         return Err(match &needs.pinned {
             Some(id) => NoAgent::PinnedUnavailable(id.clone()),
+            None if capable == 0 && rejected > 0 => NoAgent::AllRejected(rejected),
             None if capable == 0 => NoAgent::NoCapable(needs.required.clone()),
             None => NoAgent::AllBusy { capable },
         });

@@ -67,9 +67,7 @@ impl Tag {
         let ok = word(
             value,
             |c| c.is_ascii_lowercase() || c.is_ascii_digit(),
-            |c| {
-                c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '.' | ':' | '-')
-            },
+            |c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '.' | ':' | '-'),
         );
         if !ok {
             return Err(FieldError::new(
@@ -108,18 +106,24 @@ pub fn text(field: &'static str, value: &str, max: usize) -> Result<String, Fiel
     {
         return Err(FieldError::new(
             field,
-            format!("must be at most {max} characters, without control characters other than newlines and tabs"),
+            format!(
+                "must be at most {max} characters, without control characters other than newlines and tabs"
+            ),
         ));
     }
     Ok(value.to_string())
 }
 
 pub fn text_schema(max: usize) -> Object {
-    string_schema(0, max, Some(r"^[^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]*$".to_string()))
-        .description(Some(format!(
-            "At most {max} characters, without control characters other than newlines and tabs"
-        )))
-        .build()
+    string_schema(
+        0,
+        max,
+        Some(r"^[^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]*$".to_string()),
+    )
+    .description(Some(format!(
+        "At most {max} characters, without control characters other than newlines and tabs"
+    )))
+    .build()
 }
 
 /// A one-line label (a version, a model): 1 to 200 characters without control characters.
@@ -206,11 +210,11 @@ pub fn span_within(
 /// `1500ms`, `30s`, `2m`...: how spans are shown back.
 pub fn humanize(d: Duration) -> String {
     let ms = d.as_millis();
-    if ms % 1000 != 0 {
+    if !ms.is_multiple_of(1000) {
         format!("{ms}ms")
-    } else if ms % 60_000 != 0 || ms == 0 {
+    } else if !ms.is_multiple_of(60_000) || ms == 0 {
         format!("{}s", ms / 1000)
-    } else if ms % 3_600_000 != 0 {
+    } else if !ms.is_multiple_of(3_600_000) {
         format!("{}m", ms / 60_000)
     } else {
         format!("{}h", ms / 3_600_000)
@@ -236,7 +240,14 @@ mod tests {
     fn capability_names_and_tags_follow_their_rules() {
         let long = "a".repeat(64);
         let too_long = "a".repeat(65);
-        for ok in ["code_review", "k8s_deploy", "security.scan", "a", "x-1", long.as_str()] {
+        for ok in [
+            "code_review",
+            "k8s_deploy",
+            "security.scan",
+            "a",
+            "x-1",
+            long.as_str(),
+        ] {
             assert!(CapabilityName::parse("c", ok).is_ok(), "{ok:?}");
             assert!(Tag::parse("t", ok).is_ok(), "{ok:?}");
         }
@@ -261,6 +272,14 @@ mod tests {
         assert!(serde_json::from_str::<Span>("\"soon\"").is_err());
         assert!(serde_json::from_str::<Span>("-1").is_err());
         assert_eq!(humanize(Duration::from_secs(120)), "2m");
-        assert!(span_within("t", Span(Duration::ZERO), Duration::from_millis(100), Duration::from_secs(10)).is_err());
+        assert!(
+            span_within(
+                "t",
+                Span(Duration::ZERO),
+                Duration::from_millis(100),
+                Duration::from_secs(10)
+            )
+            .is_err()
+        );
     }
 }

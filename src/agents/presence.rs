@@ -30,7 +30,12 @@ impl Connections {
 }
 
 /// Records a sign of life; an agent that comes online lets queued work reach it.
-pub async fn seen(node: &Node, agents: &Arc<Agents>, org: &str, agent_id: &str) -> ServiceResult<Seen> {
+pub async fn seen(
+    node: &Node,
+    agents: &Arc<Agents>,
+    org: &str,
+    agent_id: &str,
+) -> ServiceResult<Seen> {
     let now = crate::storage::now();
     let seen = store::seen(&node.db, org, agent_id, now, agents.online_after(now)).await?;
     if seen == Seen::CameOnline {

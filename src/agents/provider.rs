@@ -43,7 +43,10 @@ fn object(properties: Value, required: &[&str]) -> Arc<Map<String, Value>> {
 }
 
 fn id_only(what: &str) -> Arc<Map<String, Value>> {
-    object(json!({ "id": { "type": "string", "description": what } }), &["id"])
+    object(
+        json!({ "id": { "type": "string", "description": what } }),
+        &["id"],
+    )
 }
 
 impl AgentsProvider {
@@ -55,7 +58,8 @@ impl AgentsProvider {
         let mut agent_list = list_props.clone();
         agent_list["capability"] = json!({ "type": "string" });
         agent_list["tag"] = json!({ "type": "string" });
-        agent_list["status"] = json!({ "type": "string", "enum": ["pending", "active", "suspended", "retired"] });
+        agent_list["status"] =
+            json!({ "type": "string", "enum": ["pending", "active", "suspended", "retired"] });
         let mut task_list = list_props;
         task_list["status"] = json!({ "type": "string", "enum": ["queued", "assigned", "running", "completed", "failed", "cancelled", "timed_out"] });
         task_list["agent_id"] = json!({ "type": "string" });
@@ -248,7 +252,12 @@ fn with_task_link(mut result: Value, id: &str) -> Value {
 }
 
 impl AgentsProvider {
-    async fn run(&self, name: &str, args: Map<String, Value>, call: &Call) -> Result<Value, RpcError> {
+    async fn run(
+        &self,
+        name: &str,
+        args: Map<String, Value>,
+        call: &Call,
+    ) -> Result<Value, RpcError> {
         let (node, principal, agents) = (&call.node, &call.principal, &self.agents);
         let page = |limit, cursor: Option<String>| PageRequest::parse(limit, cursor.as_deref());
         let outcome: Result<Value, ServiceError> = match name {
@@ -290,7 +299,9 @@ impl AgentsProvider {
                     ..TaskFilter::default()
                 };
                 match page(a.limit, a.cursor) {
-                    Ok(p) => tasks::list(node, principal, filter, p).await.map(|p| structured(&p)),
+                    Ok(p) => tasks::list(node, principal, filter, p)
+                        .await
+                        .map(|p| structured(&p)),
                     Err(e) => Err(e),
                 }
             }
@@ -356,14 +367,22 @@ impl AgentsProvider {
     async fn read(&self, uri: &str, call: &Call) -> Result<Value, ServiceError> {
         let (node, principal) = (&call.node, &call.principal);
         if uri == AGENTS_URI {
-            let page = PageRequest { limit: 200, after: None };
-            let list = registry::list(node, &self.agents, principal, AgentFilter::default(), page).await?;
+            let page = PageRequest {
+                limit: 200,
+                after: None,
+            };
+            let list =
+                registry::list(node, &self.agents, principal, AgentFilter::default(), page).await?;
             return Ok(serde_json::to_value(list).expect("agents serialize"));
         }
         if let Some(id) = uri.strip_prefix(TASKS_PREFIX) {
-            return Ok(serde_json::to_value(tasks::get(node, principal, id).await?).expect("tasks serialize"));
+            return Ok(serde_json::to_value(tasks::get(node, principal, id).await?)
+                .expect("tasks serialize"));
         }
-        if let Some(id) = uri.strip_prefix(AGENTS_PREFIX).and_then(|r| r.strip_suffix("/tasks")) {
+        if let Some(id) = uri
+            .strip_prefix(AGENTS_PREFIX)
+            .and_then(|r| r.strip_suffix("/tasks"))
+        {
             let inbox = tasks::inbox(node, principal, id).await?;
             return Ok(json!({ "agent_id": id, "tasks": inbox }));
         }
@@ -382,7 +401,12 @@ impl Provider for AgentsProvider {
         })
     }
 
-    fn call_tool<'a>(&'a self, name: &'a str, args: Map<String, Value>, call: &'a Call) -> Reply<'a> {
+    fn call_tool<'a>(
+        &'a self,
+        name: &'a str,
+        args: Map<String, Value>,
+        call: &'a Call,
+    ) -> Reply<'a> {
         Box::pin(self.run(name, args, call))
     }
 
@@ -396,7 +420,9 @@ impl Provider for AgentsProvider {
             if let Some(me) = call.principal.agent_id() {
                 list.push(
                     Resource::new(super::inbox_uri(me), "inbox")
-                        .with_description("Your tasks assigned or running; subscribe to hear of new work")
+                        .with_description(
+                            "Your tasks assigned or running; subscribe to hear of new work",
+                        )
                         .with_mime_type("application/json"),
                 );
             }
@@ -407,7 +433,9 @@ impl Provider for AgentsProvider {
     fn resource_templates(&self) -> Vec<ResourceTemplate> {
         vec![
             ResourceTemplate::new(format!("{AGENTS_PREFIX}{{id}}/tasks"), "agent inbox")
-                .with_description("An agent's tasks assigned or running; subscribe to hear of new work")
+                .with_description(
+                    "An agent's tasks assigned or running; subscribe to hear of new work",
+                )
                 .with_mime_type("application/json"),
             ResourceTemplate::new(format!("{TASKS_PREFIX}{{id}}"), "task")
                 .with_description("A task; subscribe to hear of every state change")
@@ -424,10 +452,13 @@ impl Provider for AgentsProvider {
             match self.read(uri, call).await {
                 Ok(value) => {
                     let text = serde_json::to_string(&value).expect("resources serialize");
-                    let contents = ResourceContents::text(text, uri).with_mime_type("application/json");
+                    let contents =
+                        ResourceContents::text(text, uri).with_mime_type("application/json");
                     Ok(json!({ "contents": [contents] }))
                 }
-                Err(ServiceError::Storage(e)) => Err(storage_failure(&e, "reading an agents resource")),
+                Err(ServiceError::Storage(e)) => {
+                    Err(storage_failure(&e, "reading an agents resource"))
+                }
                 Err(ServiceError::MissingScope(scope)) => Err(RpcError::invalid_params(format!(
                     "reading {uri} needs the scope {scope}"
                 ))),

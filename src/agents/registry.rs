@@ -167,7 +167,7 @@ pub fn statistics(row: &StatsRow) -> Statistics {
     recent.sort_by(f64::total_cmp);
     let p50 = (!recent.is_empty()).then(|| {
         let mid = recent.len() / 2;
-        if recent.len() % 2 == 0 {
+        if recent.len().is_multiple_of(2) {
             (recent[mid - 1] + recent[mid]) / 2.0
         } else {
             recent[mid]
@@ -196,7 +196,9 @@ pub fn stored_tags(row: &AgentRow) -> Vec<String> {
 /// An agent as the API shows it; with `stats`, its statistics too.
 pub fn view(agents: &Arc<Agents>, row: AgentRow, stats: Option<&[StatsRow]>) -> Agent {
     let now = crate::storage::now();
-    let online = row.last_seen_at.is_some_and(|t| t >= agents.online_after(now));
+    let online = row
+        .last_seen_at
+        .is_some_and(|t| t >= agents.online_after(now));
     let (statistics, statistics_by_type) = match stats {
         Some(rows) => {
             let all = rows
@@ -248,7 +250,11 @@ pub async fn create(
 ) -> ServiceResult<Agent> {
     manager(principal, Scope::AgentsWrite)?;
     let name = DisplayName::parse("name", &new.name)?;
-    let description = fields::text("description", new.description.as_deref().unwrap_or(""), 2000)?;
+    let description = fields::text(
+        "description",
+        new.description.as_deref().unwrap_or(""),
+        2000,
+    )?;
     let (capabilities, capability_names) = capabilities(&new.capabilities)?;
     let tags = tags(&new.tags)?;
     let model = new
@@ -285,7 +291,11 @@ pub async fn create(
         .run_to_end(move |node| async move {
             store::insert(&node.db, &row).await.map_err(|e| {
                 let e = ServiceError::from(e);
-                if is_unique_violation(&e) { taken(&row.name) } else { e }
+                if is_unique_violation(&e) {
+                    taken(&row.name)
+                } else {
+                    e
+                }
             })?;
             audit::record(
                 &node,
@@ -304,6 +314,11 @@ pub async fn create(
 /// The agent's row, if the principal may see it.
 pub async fn row(node: &Node, principal: &Principal, id: &str) -> ServiceResult<AgentRow> {
     principal.require(Scope::AgentsRead)?;
+    find(node, principal, id).await
+}
+
+/// The agent's row in the principal's organization, whatever its scopes.
+async fn find(node: &Node, principal: &Principal, id: &str) -> ServiceResult<AgentRow> {
     store::get(&node.db, &principal.organization_id, id)
         .await?
         .ok_or(NOT_FOUND)
@@ -376,7 +391,11 @@ pub async fn update(
         changes.tags = Some(tags(t)?);
     }
     if let Some(m) = &patch.model {
-        changes.model = Some(m.as_deref().map(|m| fields::label("model", m)).transpose()?);
+        changes.model = Some(
+            m.as_deref()
+                .map(|m| fields::label("model", m))
+                .transpose()?,
+        );
     }
     if let Some(c) = patch.cost {
         let (per_task, per_1k) = cost(c)?;
@@ -449,7 +468,11 @@ pub enum Move {
 impl Move {
     fn rule(self) -> (&'static [&'static str], AgentStatus, &'static str) {
         match self {
-            Move::Activate => (&["pending", "suspended"], AgentStatus::Active, "agent.activated"),
+            Move::Activate => (
+                &["pending", "suspended"],
+                AgentStatus::Active,
+                "agent.activated",
+            ),
             Move::Suspend => (&["active"], AgentStatus::Suspended, "agent.suspended"),
             Move::Retire => (
                 &["pending", "active", "suspended"],
@@ -475,8 +498,12 @@ pub async fn transition(
     let (p, id_owned) = (principal.clone(), id.to_string());
     let moved = node
         .run_to_end(move |node| async move {
-            let Some(row) = store::set_status(&node.db, &org, &id_owned, from, status.as_str()).await? else {
-                let current = store::get(&node.db, &org, &id_owned).await?.ok_or(NOT_FOUND)?;
+            let Some(row) =
+                store::set_status(&node.db, &org, &id_owned, from, status.as_str()).await?
+            else {
+                let current = store::get(&node.db, &org, &id_owned)
+                    .await?
+                    .ok_or(NOT_FOUND)?;
                 return Err(ServiceError::Conflict(format!(
                     "the agent is {}; it can become {} only from {}",
                     current.status,
@@ -518,13 +545,7 @@ pub async fn create_key(
             format!("an agent's key is of type agent (not {})", new.key_type),
         ));
     }
-    principal.require(Scope::AgentsRead)?;
-    store::get(&node.db, &principal.organization_id, agent_id)
-        .await?
-        .ok_or(ServiceError::invalid(
-            "agent_id",
-            "no agent by this id in the organization",
-        ))?;
+    find(node, principal, agent_id).await?;
     new.agent_id = Some(agent_id.to_string());
     api_keys::create(node, principal, new).await
 }
@@ -548,16 +569,17 @@ pub async fn heartbeat(
 ) -> ServiceResult<Heartbeat> {
     principal.require(Scope::TasksWork)?;
     if principal.agent_id() != Some(id) {
-        let _ = row(node, principal, id).await?;
+        find(node, principal, id).await?;
         return Err(ServiceError::Forbidden(
-            "only the agent's own key (an API key of type agent bound to it) heartbeats for it".into(),
+            "only the agent's own key (an API key of type agent bound to it) heartbeats for it"
+                .into(),
         ));
     }
     let seen = super::presence::seen(node, agents, &principal.organization_id, id).await?;
-    let row = row(node, principal, id).await?;
     if seen == Seen::Missing {
         return Err(NOT_FOUND);
     }
+    let row = find(node, principal, id).await?;
     Ok(Heartbeat {
         online: true,
         next_heartbeat_ms: agents.config.heartbeat_interval.get().as_millis() as u64,

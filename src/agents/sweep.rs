@@ -36,8 +36,16 @@ impl Job for SweepTasks {
 pub async fn sweep(node: &Node, agents: &Arc<Agents>) -> Result<(), JobError> {
     let now = crate::storage::now();
     let kinds = [
-        (store::past_deadline(&node.db, "assigned", now, BATCH).await?, Lapse::NotAccepted, "not_accepted"),
-        (store::past_deadline(&node.db, "running", now, BATCH).await?, Lapse::RunTimeout, "timeout"),
+        (
+            store::past_deadline(&node.db, "assigned", now, BATCH).await?,
+            Lapse::NotAccepted,
+            "not_accepted",
+        ),
+        (
+            store::past_deadline(&node.db, "running", now, BATCH).await?,
+            Lapse::RunTimeout,
+            "timeout",
+        ),
         (
             store::assigned_to_offline(&node.db, agents.online_after(now), BATCH).await?,
             Lapse::AgentOffline,
@@ -47,7 +55,9 @@ pub async fn sweep(node: &Node, agents: &Arc<Agents>) -> Result<(), JobError> {
     for (rows, kind, label) in kinds {
         for row in rows {
             match lapse(node, agents, &row, kind).await {
-                Ok(true) => metrics::counter!("devmesh_tasks_lapsed_total", "reason" => label).increment(1),
+                Ok(true) => {
+                    metrics::counter!("devmesh_tasks_lapsed_total", "reason" => label).increment(1)
+                }
                 Ok(false) => {}
                 Err(e) => tracing::warn!(error = %e, task = %row.id, "cannot move a lapsed task"),
             }

@@ -38,6 +38,9 @@ pub struct Spec {
     pub max_cost_usd: Option<f64>,
     pub timeout_ms: i64,
     pub assign_timeout_ms: i64,
+    /// Agents that rejected the task: it is not offered to them again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rejected_by: Vec<String>,
 }
 
 impl Spec {
@@ -181,11 +184,17 @@ pub async fn create(
         Some(t) => CapabilityName::parse("type", t)?.as_str().to_string(),
         None => "general".to_string(),
     };
-    let description = fields::text("description", new.description.as_deref().unwrap_or(""), 2000)?;
+    let description = fields::text(
+        "description",
+        new.description.as_deref().unwrap_or(""),
+        2000,
+    )?;
     let input = json_within(agents, "input", new.input.as_ref().unwrap_or(&Value::Null))?;
     let mut required = Vec::new();
     for c in &new.required_capabilities {
-        let c = CapabilityName::parse("required_capabilities[]", c)?.as_str().to_string();
+        let c = CapabilityName::parse("required_capabilities[]", c)?
+            .as_str()
+            .to_string();
         if !required.contains(&c) {
             required.push(c);
         }
@@ -220,7 +229,9 @@ pub async fn create(
         agents.config.default_assign_timeout.get(),
         day,
     )?;
-    let max_attempts = new.max_attempts.unwrap_or(agents.config.default_max_attempts);
+    let max_attempts = new
+        .max_attempts
+        .unwrap_or(agents.config.default_max_attempts);
     if !(1..=20).contains(&max_attempts) {
         return Err(ServiceError::invalid(
             "max_attempts",
@@ -233,7 +244,9 @@ pub async fn create(
         .map(|k| fields::label("idempotency_key", k))
         .transpose()?;
     if let Some(id) = &new.context_id
-        && crate::storage::contexts::get(&node.db, &org, id).await?.is_none()
+        && crate::storage::contexts::get(&node.db, &org, id)
+            .await?
+            .is_none()
     {
         return Err(ServiceError::invalid(
             "context_id",
@@ -263,6 +276,7 @@ pub async fn create(
         max_cost_usd,
         timeout_ms,
         assign_timeout_ms,
+        rejected_by: Vec::new(),
     };
     let now = crate::storage::now();
     let row = TaskRow {
@@ -331,10 +345,15 @@ fn repeat(existing: TaskRow, hash: &str) -> ServiceResult<Created> {
     Ok(Created::Existing(view(existing)))
 }
 
-/// The task, if the principal may see it: an agent's key sees the tasks given to its
-/// agent and those it created.
+/// The task, if the principal may read it.
 async fn visible(node: &Node, principal: &Principal, id: &str) -> ServiceResult<TaskRow> {
     principal.require(Scope::TasksRead)?;
+    find(node, principal, id).await
+}
+
+/// The task, if it is the principal's to see, whatever its scopes: an agent's key sees
+/// the tasks given to its agent and those it created.
+async fn find(node: &Node, principal: &Principal, id: &str) -> ServiceResult<TaskRow> {
     let row = store::get(&node.db, &principal.organization_id, id)
         .await?
         .ok_or(NOT_FOUND)?;
@@ -378,12 +397,30 @@ pub async fn list(
     Ok(page.page(rows, |r| &r.id, view))
 }
 
-/// The agent a principal works as, for the agent's side of the lifecycle.
-fn working_agent(principal: &Principal) -> ServiceResult<String> {
+/// The agent a principal works as on task `id`, for the agent's side of the lifecycle:
+/// 404 for a task that is not the principal's to see (an agent sees the tasks it was
+/// ever given, so that one taken from it is "no longer yours"), 403 for a key that is
+/// no agent's.
+async fn working_agent(node: &Node, principal: &Principal, id: &str) -> ServiceResult<String> {
     principal.require(Scope::TasksWork)?;
+    match find(node, principal, id).await {
+        Err(ServiceError::NotFound(_)) if principal.agent_id().is_some() => {
+            let me = principal.agent_id().unwrap_or_default();
+            let exists = store::get(&node.db, &principal.organization_id, id)
+                .await?
+                .is_some();
+            if !exists || !store::was_assigned(&node.db, id, me).await? {
+                return Err(NOT_FOUND);
+            }
+        }
+        found => {
+            found?;
+        }
+    }
     principal.agent_id().map(str::to_string).ok_or_else(|| {
         ServiceError::Forbidden(
-            "only an agent's key (an API key of type agent bound to an agent) works on tasks".into(),
+            "only an agent's key (an API key of type agent bound to an agent) works on tasks"
+                .into(),
         )
     })
 }
@@ -392,8 +429,13 @@ fn working_agent(principal: &Principal) -> ServiceResult<String> {
 fn refuse(row: &TaskRow, me: &str, from: &[&str], action: &str) -> Option<String> {
     if row.agent_id.as_deref() != Some(me) {
         return Some(match row.agent_id.as_deref() {
-            Some(_) => format!("the task is no longer yours: it was reassigned, so you cannot {action} it"),
-            None => format!("the task is not assigned to you (it is {}), so you cannot {action} it", row.status),
+            Some(_) => {
+                format!("the task is no longer yours: it was reassigned, so you cannot {action} it")
+            }
+            None => format!(
+                "the task is not assigned to you (it is {}), so you cannot {action} it",
+                row.status
+            ),
         });
     }
     if !from.contains(&row.status.as_str()) {
@@ -402,7 +444,11 @@ fn refuse(row: &TaskRow, me: &str, from: &[&str], action: &str) -> Option<String
                 "the task is already {}; the first result stands, so you cannot {action} it",
                 row.status
             ),
-            _ => format!("the task is {}; you can {action} it only when it is {}", row.status, from.join(" or ")),
+            _ => format!(
+                "the task is {}; you can {action} it only when it is {}",
+                row.status,
+                from.join(" or ")
+            ),
         });
     }
     None
@@ -410,7 +456,12 @@ fn refuse(row: &TaskRow, me: &str, from: &[&str], action: &str) -> Option<String
 
 /// Runs a transition and tells whoever follows the task. `Missing` is 404; a refusal
 /// is 409 with the decision's reason.
-async fn apply(node: &Node, org: &str, id: &str, decide: Decide) -> ServiceResult<(TaskRow, TaskRow)> {
+async fn apply(
+    node: &Node,
+    org: &str,
+    id: &str,
+    decide: Decide,
+) -> ServiceResult<(TaskRow, TaskRow)> {
     let (org_, id_) = (org.to_string(), id.to_string());
     let moved = node
         .run_to_end(move |node| async move {
@@ -424,7 +475,7 @@ async fn apply(node: &Node, org: &str, id: &str, decide: Decide) -> ServiceResul
         })
         .await?;
     match moved {
-        Moved::Done { before, after } => Ok((before, after)),
+        Moved::Done { before, after } => Ok((*before, *after)),
         Moved::Refused(why) => Err(ServiceError::Conflict(why)),
         Moved::Missing => Err(NOT_FOUND),
     }
@@ -447,7 +498,7 @@ fn requeue(changes: TaskChanges) -> TaskChanges {
 
 /// `assigned → running`: the agent takes the task; its `timeout` starts.
 pub async fn accept(node: &Node, principal: &Principal, id: &str) -> ServiceResult<Task> {
-    let me = working_agent(principal)?;
+    let me = working_agent(node, principal, id).await?;
     let actor = principal.actor_label();
     let decide: Decide = Arc::new(move |row| {
         if let Some(why) = refuse(row, &me, &["assigned"], "accept") {
@@ -464,7 +515,14 @@ pub async fn accept(node: &Node, principal: &Principal, id: &str) -> ServiceResu
                 ..TaskChanges::default()
             },
             release: false,
-            event: Some(event_row(row, Some("assigned"), "running", Some(&me), &actor, None)),
+            event: Some(event_row(
+                row,
+                Some("assigned"),
+                "running",
+                Some(&me),
+                &actor,
+                None,
+            )),
         })
     });
     let (_, after) = apply(node, &principal.organization_id, id, decide).await?;
@@ -479,15 +537,24 @@ pub async fn reject(
     id: &str,
     reason: Option<String>,
 ) -> ServiceResult<Task> {
-    let me = working_agent(principal)?;
-    let reason = reason.map(|r| fields::text("reason", &r, 2000)).transpose()?;
+    let me = working_agent(node, principal, id).await?;
+    let reason = reason
+        .map(|r| fields::text("reason", &r, 2000))
+        .transpose()?;
     let actor = principal.actor_label();
     let decide: Decide = Arc::new(move |row| {
         if let Some(why) = refuse(row, &me, &["assigned"], "reject") {
             return Err(why);
         }
+        let mut spec = Spec::read(row);
+        if !spec.rejected_by.contains(&me) {
+            spec.rejected_by.push(me.clone());
+        }
         Ok(Plan {
-            changes: requeue(TaskChanges::default()),
+            changes: requeue(TaskChanges {
+                spec: Some(serde_json::to_string(&spec).expect("a spec serializes")),
+                ..TaskChanges::default()
+            }),
             release: true,
             event: Some(event_row(
                 row,
@@ -495,13 +562,18 @@ pub async fn reject(
                 "queued",
                 Some(&me),
                 &actor,
-                Some(format!("rejected: {}", reason.as_deref().unwrap_or("no reason given"))),
+                Some(format!(
+                    "rejected: {}",
+                    reason.as_deref().unwrap_or("no reason given")
+                )),
             )),
         })
     });
     let (_, after) = apply(node, &principal.organization_id, id, decide).await?;
     dispatch::run(node, agents, &principal.organization_id).await;
-    let row = store::get(&node.db, &principal.organization_id, id).await?.unwrap_or(after);
+    let row = store::get(&node.db, &principal.organization_id, id)
+        .await?
+        .unwrap_or(after);
     Ok(view(row))
 }
 
@@ -512,13 +584,19 @@ pub async fn progress(
     id: &str,
     report: ProgressReport,
 ) -> ServiceResult<Task> {
-    let me = working_agent(principal)?;
+    let me = working_agent(node, principal, id).await?;
     if let Some(p) = report.percent
         && !(0.0..=100.0).contains(&p)
     {
-        return Err(ServiceError::invalid("percent", format!("must be from 0 to 100 (it is {p})")));
+        return Err(ServiceError::invalid(
+            "percent",
+            format!("must be from 0 to 100 (it is {p})"),
+        ));
     }
-    let message = report.message.map(|m| fields::text("message", &m, 2000)).transpose()?;
+    let message = report
+        .message
+        .map(|m| fields::text("message", &m, 2000))
+        .transpose()?;
     let progress = Progress {
         percent: report.percent,
         message,
@@ -544,7 +622,14 @@ pub async fn progress(
 }
 
 /// What finishing a task counts in its agent's statistics and circuit.
-async fn count(node: &Node, agents: &Agents, before: &TaskRow, after: &TaskRow, outcome: Outcome, cost: f64) {
+async fn count(
+    node: &Node,
+    agents: &Agents,
+    before: &TaskRow,
+    after: &TaskRow,
+    outcome: Outcome,
+    cost: f64,
+) {
     let Some(agent) = before.agent_id.as_deref() else {
         return;
     };
@@ -577,7 +662,8 @@ fn cost_of(agent: Option<&AgentRow>, completion: &Completion) -> ServiceResult<f
     }
     let Some(agent) = agent else { return Ok(0.0) };
     let tokens = completion.tokens.unwrap_or(0) as f64;
-    Ok(agent.cost_per_task_usd.unwrap_or(0.0) + agent.cost_per_1k_tokens_usd.unwrap_or(0.0) * tokens / 1000.0)
+    Ok(agent.cost_per_task_usd.unwrap_or(0.0)
+        + agent.cost_per_1k_tokens_usd.unwrap_or(0.0) * tokens / 1000.0)
 }
 
 /// `running → completed` (or straight from `assigned`): the first result stands.
@@ -588,8 +674,12 @@ pub async fn complete(
     id: &str,
     completion: Completion,
 ) -> ServiceResult<Task> {
-    let me = working_agent(principal)?;
-    let output = json_within(agents, "output", completion.output.as_ref().unwrap_or(&Value::Null))?;
+    let me = working_agent(node, principal, id).await?;
+    let output = json_within(
+        agents,
+        "output",
+        completion.output.as_ref().unwrap_or(&Value::Null),
+    )?;
     let agent = agent_store::get(&node.db, &principal.organization_id, &me).await?;
     let cost = cost_of(agent.as_ref(), &completion)?;
     let actor = principal.actor_label();
@@ -610,7 +700,14 @@ pub async fn complete(
                 ..TaskChanges::default()
             },
             release: true,
-            event: Some(event_row(row, Some(&row.status), "completed", Some(&me), &actor, None)),
+            event: Some(event_row(
+                row,
+                Some(&row.status),
+                "completed",
+                Some(&me),
+                &actor,
+                None,
+            )),
         })
     });
     let (before, after) = apply(node, &principal.organization_id, id, decide).await?;
@@ -629,7 +726,7 @@ pub async fn fail(
     id: &str,
     failure: Failure,
 ) -> ServiceResult<Task> {
-    let me = working_agent(principal)?;
+    let me = working_agent(node, principal, id).await?;
     let message = fields::text("error", &failure.error, 2000)?;
     if message.trim().is_empty() {
         return Err(ServiceError::invalid("error", "must say what went wrong"));
@@ -654,7 +751,14 @@ pub async fn fail(
             ..TaskChanges::default()
         };
         let (changes, to, reason) = if again {
-            (requeue(base), "queued", format!("failed (retryable), attempt {attempts} of {}", row.max_attempts))
+            (
+                requeue(base),
+                "queued",
+                format!(
+                    "failed (retryable), attempt {attempts} of {}",
+                    row.max_attempts
+                ),
+            )
         } else {
             (
                 TaskChanges {
@@ -670,7 +774,14 @@ pub async fn fail(
         Ok(Plan {
             changes,
             release: true,
-            event: Some(event_row(row, Some(&row.status), to, Some(&me), &actor, Some(reason))),
+            event: Some(event_row(
+                row,
+                Some(&row.status),
+                to,
+                Some(&me),
+                &actor,
+                Some(reason),
+            )),
         })
     });
     let (before, after) = apply(node, &principal.organization_id, id, decide).await?;
@@ -689,9 +800,11 @@ pub async fn cancel(
     reason: Option<String>,
 ) -> ServiceResult<Task> {
     principal.require(Scope::TasksWrite)?;
-    let reason = reason.map(|r| fields::text("reason", &r, 2000)).transpose()?;
+    let reason = reason
+        .map(|r| fields::text("reason", &r, 2000))
+        .transpose()?;
     // An agent's key cancels only what it created.
-    let row = visible(node, principal, id).await?;
+    let row = find(node, principal, id).await?;
     if principal.agent_id().is_some() && row.created_by != principal.actor_label() {
         return Err(ServiceError::Forbidden(
             "an agent's key cancels only the tasks it created".into(),
@@ -700,7 +813,10 @@ pub async fn cancel(
     let actor = principal.actor_label();
     let decide: Decide = Arc::new(move |row| {
         if TaskStatus::from_stored(&row.status).is_some_and(TaskStatus::is_final) {
-            return Err(format!("the task is already {}; it cannot be cancelled", row.status));
+            return Err(format!(
+                "the task is already {}; it cannot be cancelled",
+                row.status
+            ));
         }
         let now = crate::storage::now();
         Ok(Plan {
@@ -742,11 +858,20 @@ pub enum Lapse {
 
 /// Applies a lapse to a task, if it is still in the state the lapse is about; `true`
 /// when it moved.
-pub async fn lapse(node: &Node, agents: &Arc<Agents>, row: &TaskRow, lapse: Lapse) -> ServiceResult<bool> {
+pub async fn lapse(
+    node: &Node,
+    agents: &Arc<Agents>,
+    row: &TaskRow,
+    lapse: Lapse,
+) -> ServiceResult<bool> {
     let expected_agent = row.agent_id.clone();
     let decide: Decide = Arc::new(move |row| {
         let now = crate::storage::now();
-        let from = if lapse == Lapse::RunTimeout { "running" } else { "assigned" };
+        let from = if lapse == Lapse::RunTimeout {
+            "running"
+        } else {
+            "assigned"
+        };
         if row.status != from || row.agent_id != expected_agent {
             return Err("moved on".into());
         }
@@ -756,13 +881,28 @@ pub async fn lapse(node: &Node, agents: &Arc<Agents>, row: &TaskRow, lapse: Laps
             return Err("not due".into());
         }
         let (changes, to, reason) = match lapse {
-            Lapse::NotAccepted => (requeue(TaskChanges::default()), "queued", "not accepted within assign_timeout".to_string()),
-            Lapse::AgentOffline => (requeue(TaskChanges::default()), "queued", "the agent went offline".to_string()),
-            Lapse::AgentStopped => (requeue(TaskChanges::default()), "queued", "the agent was suspended or retired".to_string()),
+            Lapse::NotAccepted => (
+                requeue(TaskChanges::default()),
+                "queued",
+                "not accepted within assign_timeout".to_string(),
+            ),
+            Lapse::AgentOffline => (
+                requeue(TaskChanges::default()),
+                "queued",
+                "the agent went offline".to_string(),
+            ),
+            Lapse::AgentStopped => (
+                requeue(TaskChanges::default()),
+                "queued",
+                "the agent was suspended or retired".to_string(),
+            ),
             Lapse::RunTimeout if row.attempts < row.max_attempts => (
                 requeue(TaskChanges::default()),
                 "queued",
-                format!("not finished within timeout, attempt {} of {}", row.attempts, row.max_attempts),
+                format!(
+                    "not finished within timeout, attempt {} of {}",
+                    row.attempts, row.max_attempts
+                ),
             ),
             Lapse::RunTimeout => (
                 TaskChanges {
@@ -770,19 +910,30 @@ pub async fn lapse(node: &Node, agents: &Arc<Agents>, row: &TaskRow, lapse: Laps
                     deadline_at: Some(None),
                     finished_at: Some(Some(now)),
                     error: Some(Some(
-                        json!({ "message": "not finished within timeout", "retryable": false }).to_string(),
+                        json!({ "message": "not finished within timeout", "retryable": false })
+                            .to_string(),
                     )),
                     updated_at: Some(now),
                     ..TaskChanges::default()
                 },
                 "timed_out",
-                format!("not finished within timeout after {} attempt(s)", row.attempts),
+                format!(
+                    "not finished within timeout after {} attempt(s)",
+                    row.attempts
+                ),
             ),
         };
         Ok(Plan {
             changes,
             release: true,
-            event: Some(event_row(row, Some(from), to, row.agent_id.as_deref(), SYSTEM, Some(reason))),
+            event: Some(event_row(
+                row,
+                Some(from),
+                to,
+                row.agent_id.as_deref(),
+                SYSTEM,
+                Some(reason),
+            )),
         })
     });
     let moved = match apply(node, &row.organization_id, &row.id, decide).await {
@@ -798,8 +949,14 @@ pub async fn lapse(node: &Node, agents: &Arc<Agents>, row: &TaskRow, lapse: Laps
 }
 
 /// Gives an agent's assigned (not accepted) tasks back to the queue.
-pub async fn requeue_assigned(node: &Node, agents: &Arc<Agents>, agent: &AgentRow, _why: &str) -> ServiceResult<()> {
-    let assigned = store::of_agent(&node.db, &agent.organization_id, &agent.id, &["assigned"]).await?;
+pub async fn requeue_assigned(
+    node: &Node,
+    agents: &Arc<Agents>,
+    agent: &AgentRow,
+    _why: &str,
+) -> ServiceResult<()> {
+    let assigned =
+        store::of_agent(&node.db, &agent.organization_id, &agent.id, &["assigned"]).await?;
     for task in &assigned {
         lapse(node, agents, task, Lapse::AgentStopped).await?;
     }
@@ -818,8 +975,13 @@ pub async fn inbox(node: &Node, principal: &Principal, agent_id: &str) -> Servic
     agent_store::get(&node.db, &principal.organization_id, agent_id)
         .await?
         .ok_or(ServiceError::NotFound("agent"))?;
-    let mut rows =
-        store::of_agent(&node.db, &principal.organization_id, agent_id, &["assigned", "running"]).await?;
+    let mut rows = store::of_agent(
+        &node.db,
+        &principal.organization_id,
+        agent_id,
+        &["assigned", "running"],
+    )
+    .await?;
     rows.sort_by_key(|r| (r.status != "assigned", -r.priority, r.id.clone()));
     Ok(rows.into_iter().map(view).collect())
 }
@@ -833,8 +995,8 @@ pub async fn next(
     wait: std::time::Duration,
     claim: bool,
 ) -> ServiceResult<Option<Task>> {
-    let me = working_agent(principal)?;
-    if me != agent_id {
+    principal.require(Scope::TasksWork)?;
+    if principal.agent_id() != Some(agent_id) {
         agent_store::get(&node.db, &principal.organization_id, agent_id)
             .await?
             .ok_or(ServiceError::NotFound("agent"))?;

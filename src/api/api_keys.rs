@@ -60,7 +60,16 @@ pub async fn create_api_key(
         agent_id: None,
     };
     let created = match &b.agent_id {
-        Some(agent) => crate::agents::registry::create_key(&ctx, &auth.0, agent, new).await?,
+        Some(agent) => match crate::agents::registry::create_key(&ctx, &auth.0, agent, new).await {
+            Err(crate::service::ServiceError::NotFound(_)) => {
+                return Err(crate::service::ServiceError::invalid(
+                    "agent_id",
+                    "no agent by this id in the organization",
+                )
+                .into());
+            }
+            created => created?,
+        },
         None => api_keys::create(&ctx, &auth.0, new).await?,
     };
     Ok(HttpResponse::Created().json(created))

@@ -166,7 +166,8 @@ pub async fn cancel_task(
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let why = reason(&body)?;
-    Ok(HttpResponse::Ok().json(tasks::cancel(&node, &agents.into_inner(), &auth.0, &id, why).await?))
+    Ok(HttpResponse::Ok()
+        .json(tasks::cancel(&node, &agents.into_inner(), &auth.0, &id, why).await?))
 }
 
 /// As the assigned agent: take the task (`assigned → running`); its timeout starts.
@@ -213,7 +214,8 @@ pub async fn reject_task(
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let why = reason(&body)?;
-    Ok(HttpResponse::Ok().json(tasks::reject(&node, &agents.into_inner(), &auth.0, &id, why).await?))
+    Ok(HttpResponse::Ok()
+        .json(tasks::reject(&node, &agents.into_inner(), &auth.0, &id, why).await?))
 }
 
 /// As the agent running it: report progress.
@@ -262,7 +264,8 @@ pub async fn complete_task(
     id: web::Path<String>,
     body: StrictJson<Completion>,
 ) -> Result<HttpResponse, ApiError> {
-    let task = tasks::complete(&node, &agents.into_inner(), &auth.0, &id, body.into_inner()).await?;
+    let task =
+        tasks::complete(&node, &agents.into_inner(), &auth.0, &id, body.into_inner()).await?;
     Ok(HttpResponse::Ok().json(task))
 }
 

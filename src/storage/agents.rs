@@ -175,14 +175,14 @@ pub async fn update(
     changes: &AgentChanges,
 ) -> StorageResult<Option<AgentRow>> {
     with_conn!(db, [org, id, changes], |conn| {
-        Ok(
-            diesel::update(agents::table.filter(agents::organization_id.eq(org).and(agents::id.eq(id))))
-                .set(changes)
-                .returning(AgentRow::as_returning())
-                .get_result(conn)
-                .await
-                .optional()?,
+        Ok(diesel::update(
+            agents::table.filter(agents::organization_id.eq(org).and(agents::id.eq(id))),
         )
+        .set(changes)
+        .returning(AgentRow::as_returning())
+        .get_result(conn)
+        .await
+        .optional()?)
     })
 }
 
@@ -203,10 +203,7 @@ pub async fn set_status(
                 .filter(agents::organization_id.eq(org).and(agents::id.eq(id)))
                 .filter(agents::status.eq_any(from)),
         )
-        .set((
-            agents::status.eq(to),
-            agents::updated_at.eq(super::now()),
-        ))
+        .set((agents::status.eq(to), agents::updated_at.eq(super::now())))
         .returning(AgentRow::as_returning())
         .get_result(conn)
         .await
@@ -259,11 +256,13 @@ pub async fn seen(
 ) -> StorageResult<Seen> {
     with_conn!(db, [org, id], |conn| {
         let scoped = agents::table.filter(agents::organization_id.eq(org).and(agents::id.eq(id)));
-        let came = diesel::update(scoped.filter(
-            agents::last_seen_at
-                .is_null()
-                .or(agents::last_seen_at.lt(online_after)),
-        ))
+        let came = diesel::update(
+            scoped.filter(
+                agents::last_seen_at
+                    .is_null()
+                    .or(agents::last_seen_at.lt(online_after)),
+            ),
+        )
         .set(agents::last_seen_at.eq(now))
         .execute(conn)
         .await?;
@@ -274,7 +273,11 @@ pub async fn seen(
             .set(agents::last_seen_at.eq(now))
             .execute(conn)
             .await?;
-        Ok(if n == 1 { Seen::StillOnline } else { Seen::Missing })
+        Ok(if n == 1 {
+            Seen::StillOnline
+        } else {
+            Seen::Missing
+        })
     })
 }
 
@@ -384,32 +387,38 @@ pub async fn record_outcome(
                         .filter(agent_stats::task_type.eq(task_type.clone()))
                 };
                 let row: StatsRow = match outcome {
-                    Outcome::Completed => diesel::update(key())
-                        .set((
-                            agent_stats::completed.eq(agent_stats::completed + 1),
-                            agent_stats::cost_usd.eq(agent_stats::cost_usd + cost_usd),
-                            agent_stats::updated_at.eq(now),
-                        ))
-                        .returning(StatsRow::as_returning())
-                        .get_result(conn)
-                        .await?,
-                    Outcome::Failed => diesel::update(key())
-                        .set((
-                            agent_stats::failed.eq(agent_stats::failed + 1),
-                            agent_stats::cost_usd.eq(agent_stats::cost_usd + cost_usd),
-                            agent_stats::updated_at.eq(now),
-                        ))
-                        .returning(StatsRow::as_returning())
-                        .get_result(conn)
-                        .await?,
-                    Outcome::TimedOut => diesel::update(key())
-                        .set((
-                            agent_stats::timed_out.eq(agent_stats::timed_out + 1),
-                            agent_stats::updated_at.eq(now),
-                        ))
-                        .returning(StatsRow::as_returning())
-                        .get_result(conn)
-                        .await?,
+                    Outcome::Completed => {
+                        diesel::update(key())
+                            .set((
+                                agent_stats::completed.eq(agent_stats::completed + 1),
+                                agent_stats::cost_usd.eq(agent_stats::cost_usd + cost_usd),
+                                agent_stats::updated_at.eq(now),
+                            ))
+                            .returning(StatsRow::as_returning())
+                            .get_result(conn)
+                            .await?
+                    }
+                    Outcome::Failed => {
+                        diesel::update(key())
+                            .set((
+                                agent_stats::failed.eq(agent_stats::failed + 1),
+                                agent_stats::cost_usd.eq(agent_stats::cost_usd + cost_usd),
+                                agent_stats::updated_at.eq(now),
+                            ))
+                            .returning(StatsRow::as_returning())
+                            .get_result(conn)
+                            .await?
+                    }
+                    Outcome::TimedOut => {
+                        diesel::update(key())
+                            .set((
+                                agent_stats::timed_out.eq(agent_stats::timed_out + 1),
+                                agent_stats::updated_at.eq(now),
+                            ))
+                            .returning(StatsRow::as_returning())
+                            .get_result(conn)
+                            .await?
+                    }
                 };
                 if let Some(ms) = latency_ms {
                     let mut recent: Vec<f64> =
@@ -425,9 +434,8 @@ pub async fn record_outcome(
                     diesel::update(key())
                         .set((
                             agent_stats::latency_ewma_ms.eq(Some(ewma)),
-                            agent_stats::recent_latencies_ms.eq(
-                                serde_json::to_string(&recent).expect("numbers serialize"),
-                            ),
+                            agent_stats::recent_latencies_ms
+                                .eq(serde_json::to_string(&recent).expect("numbers serialize")),
                         ))
                         .execute(conn)
                         .await?;

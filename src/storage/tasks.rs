@@ -69,6 +69,7 @@ pub struct TaskEventRow {
 #[diesel(table_name = tasks)]
 pub struct TaskChanges {
     pub status: Option<String>,
+    pub spec: Option<String>,
     pub agent_id: Option<Option<String>>,
     pub attempts: Option<i32>,
     pub deadline_at: Option<Option<chrono::NaiveDateTime>>,
@@ -98,7 +99,10 @@ pub type Decide = Arc<dyn Fn(&TaskRow) -> Result<Plan, String> + Send + Sync>;
 #[derive(Debug)]
 pub enum Moved {
     /// Done: the task before and after.
-    Done { before: TaskRow, after: TaskRow },
+    Done {
+        before: Box<TaskRow>,
+        after: Box<TaskRow>,
+    },
     /// Nothing written: why, as the decision said.
     Refused(String),
     Missing,
@@ -226,6 +230,20 @@ pub async fn events(db: &Db, org: &str, task_id: &str) -> StorageResult<Vec<Task
     })
 }
 
+/// Whether the task was ever assigned to the agent.
+pub async fn was_assigned(db: &Db, task_id: &str, agent_id: &str) -> StorageResult<bool> {
+    with_conn!(db, [task_id, agent_id], |conn| {
+        let n: i64 = task_events::table
+            .filter(task_events::task_id.eq(task_id))
+            .filter(task_events::agent_id.eq(agent_id))
+            .filter(task_events::to_status.eq("assigned"))
+            .count()
+            .get_result(conn)
+            .await?;
+        Ok(n > 0)
+    })
+}
+
 /// Queued tasks in the order they are served: highest priority first, then oldest.
 pub async fn queued(db: &Db, org: &str, limit: i64) -> StorageResult<Vec<TaskRow>> {
     with_conn!(db, [org], |conn| {
@@ -319,7 +337,8 @@ pub async fn transition(db: &Db, org: &str, id: &str, decide: &Decide) -> Storag
     with_conn!(db, [org, id, decide], |conn| {
         let outcome = conn
             .transaction::<_, TxError, _>(async move |conn| {
-                let scoped = tasks::table.filter(tasks::organization_id.eq(org).and(tasks::id.eq(id)));
+                let scoped =
+                    tasks::table.filter(tasks::organization_id.eq(org).and(tasks::id.eq(id)));
                 let Some(before) = diesel::update(scoped)
                     .set(tasks::version.eq(tasks::version + 1))
                     .returning(TaskRow::as_returning())
@@ -339,10 +358,12 @@ pub async fn transition(db: &Db, org: &str, id: &str, decide: &Decide) -> Storag
                     && let Some(agent) = &before.agent_id
                 {
                     // The task gives back its agent's slot.
-                    diesel::update(agents::table.filter(agents::id.eq(agent).and(agents::load.gt(0))))
-                        .set(agents::load.eq(agents::load - 1))
-                        .execute(conn)
-                        .await?;
+                    diesel::update(
+                        agents::table.filter(agents::id.eq(agent).and(agents::load.gt(0))),
+                    )
+                    .set(agents::load.eq(agents::load - 1))
+                    .execute(conn)
+                    .await?;
                 }
                 if let Some(event) = &plan.event {
                     diesel::insert_into(task_events::table)
@@ -354,7 +375,10 @@ pub async fn transition(db: &Db, org: &str, id: &str, decide: &Decide) -> Storag
             })
             .await;
         match outcome {
-            Ok(Some((before, after))) => Ok(Moved::Done { before, after }),
+            Ok(Some((before, after))) => Ok(Moved::Done {
+                before: Box::new(before),
+                after: Box::new(after),
+            }),
             Ok(None) => Ok(Moved::Missing),
             Err(TxError::Refused(why)) => Ok(Moved::Refused(why)),
             Err(TxError::Db(e)) => Err(e.into()),

@@ -6,7 +6,10 @@ use crate::tenancy::scopes::{KeyType, Role, Scope, ScopeSet};
 
 #[derive(Debug, Clone)]
 pub enum Actor {
-    User { id: String, role: Role },
+    User {
+        id: String,
+        role: Role,
+    },
     ApiKey {
         id: String,
         key_type: KeyType,

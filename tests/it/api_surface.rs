@@ -73,6 +73,20 @@ fn sample_body(method: &str, path: &str) -> Option<Value> {
         ("PUT", "/api/v1/tools/{id}/credentials/me") => {
             json!({ "auth": { "type": "bearer", "token": "t" } })
         }
+        ("POST", "/api/v1/agents") => json!({
+            "name": format!("agent {unique}"), "capabilities": [{ "name": "code_review" }],
+        }),
+        ("PATCH", "/api/v1/agents/{id}") => json!({ "tags": ["patched"] }),
+        ("POST", "/api/v1/agents/{id}/keys") => json!({ "name": "agent key" }),
+        ("POST", "/api/v1/tasks") => {
+            json!({ "title": "t", "required_capabilities": ["nobody_has_this"] })
+        }
+        ("POST", "/api/v1/tasks/{id}/cancel") | ("POST", "/api/v1/tasks/{id}/reject") => {
+            json!({ "reason": "walked" })
+        }
+        ("POST", "/api/v1/tasks/{id}/progress") => json!({ "percent": 10 }),
+        ("POST", "/api/v1/tasks/{id}/complete") => json!({ "output": { "ok": true } }),
+        ("POST", "/api/v1/tasks/{id}/fail") => json!({ "error": "walked" }),
         _ => return None,
     };
     Some(body)
@@ -132,6 +146,8 @@ struct Populated {
     key: String,
     invitation: String,
     tool: String,
+    agent: String,
+    task: String,
 }
 
 impl Populated {
@@ -143,6 +159,8 @@ impl Populated {
             ("/api/v1/api-keys/", &self.key),
             ("/api/v1/invitations/", &self.invitation),
             ("/api/v1/tools/", &self.tool),
+            ("/api/v1/agents/", &self.agent),
+            ("/api/v1/tasks/", &self.task),
         ];
         kinds
             .iter()
@@ -180,7 +198,19 @@ async fn populated_tenant(app: &TestApp) -> Populated {
         json!({ "name": "tiny", "base_url": "http://localhost:9/", "openapi": tiny_description() }),
     )
     .await;
+    let agent = post(
+        "/api/v1/agents",
+        json!({ "name": "a's reviewer", "capabilities": [{ "name": "code_review" }] }),
+    )
+    .await;
+    let task = post(
+        "/api/v1/tasks",
+        json!({ "title": "a's task", "required_capabilities": ["code_review"] }),
+    )
+    .await;
     Populated {
+        agent: agent["id"].as_str().unwrap().into(),
+        task: task["id"].as_str().unwrap().into(),
         context: context["id"].as_str().unwrap().into(),
         user: user["id"].as_str().unwrap().into(),
         invitation: invitation["invitation"]["id"].as_str().unwrap().into(),
@@ -232,6 +262,8 @@ async fn another_tenants_ids_are_not_found_on_any_route(shape: Shape) {
                 key_id,
                 &pop.invitation,
                 &pop.tool,
+                &pop.agent,
+                &pop.task,
                 &a.org_id,
             ] {
                 assert!(

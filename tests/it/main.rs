@@ -3,6 +3,7 @@
 #[macro_use]
 mod helpers;
 
+mod agents;
 mod api_keys;
 mod api_surface;
 mod auth_flow;

@@ -1,0 +1,1116 @@
+//! Agents and tasks, black-box: real agents (a WebSocket MCP client, REST pollers)
+//! registering, hearing of work on their inbox, claiming, reporting and finishing it;
+//! the engine's strategies, priorities, idempotency, reassignment, circuit breakers and
+//! concurrent assignment from two nodes.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::helpers::{Shape, TestApp, TestEnv, wait_until};
+use crate::rest::{Tenant, call, register};
+use crate::ws_client::{self, Ws};
+
+for_shapes!([
+    a_websocket_agent_hears_of_its_task_and_sees_it_through,
+    idempotency_keys_and_bad_input,
+    priorities_and_waiting_until_an_agent_comes_online,
+    reassignment_on_reject_timeout_and_disconnect,
+    circuit_breaker_opens_and_half_opens,
+    strategies_choose_from_a_crafted_fleet,
+    agent_keys_act_only_on_their_own_tasks,
+] on sqlite => Sqlite, postgres_redis => PostgresRedis);
+
+for_shapes!([two_nodes_assign_concurrently_without_double_assignment]
+    on two_nodes => PostgresRedis);
+
+/// A test environment whose presence and sweep run fast.
+async fn fast_env(shape: Shape) -> TestEnv {
+    let mut env = TestEnv::new(shape).await;
+    env.config.agents.heartbeat_interval = devmesh::config::Duration::from_millis(500);
+    env.config.agents.sweep_interval = devmesh::config::Duration::from_millis(200);
+    env.config.agents.exploration = 0.0;
+    env
+}
+
+/// Registers an agent, activates it and makes its key: `(id, key)`.
+async fn enroll(app: &TestApp, t: &Tenant, body: Value) -> (String, String) {
+    let r = call(app, "POST", "/api/v1/agents", Some(&t.key), Some(&body)).await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    assert_eq!(r.body["status"], "pending");
+    let id = r.body["id"].as_str().unwrap().to_string();
+    let r = call(
+        app,
+        "POST",
+        &format!("/api/v1/agents/{id}/activate"),
+        Some(&t.key),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["status"], "active");
+    let r = call(
+        app,
+        "POST",
+        &format!("/api/v1/agents/{id}/keys"),
+        Some(&t.key),
+        Some(&json!({ "name": "its key" })),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    assert_eq!(r.body["api_key"]["agent_id"], id.as_str());
+    (id, r.body["key"].as_str().unwrap().to_string())
+}
+
+async fn heartbeat(app: &TestApp, id: &str, key: &str) {
+    let r = call(
+        app,
+        "POST",
+        &format!("/api/v1/agents/{id}/heartbeat"),
+        Some(key),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["online"], true);
+}
+
+async fn create_task(app: &TestApp, t: &Tenant, body: Value) -> Value {
+    let r = call(app, "POST", "/api/v1/tasks", Some(&t.key), Some(&body)).await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    r.body
+}
+
+async fn task(app: &TestApp, t: &Tenant, id: &str) -> Value {
+    let r = call(
+        app,
+        "GET",
+        &format!("/api/v1/tasks/{id}"),
+        Some(&t.key),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    r.body
+}
+
+/// Polls the task until `done` holds for it (running `meanwhile` before each look).
+async fn task_until<F, M, Fut>(
+    app: &TestApp,
+    t: &Tenant,
+    id: &str,
+    mut meanwhile: M,
+    done: F,
+) -> Value
+where
+    F: Fn(&Value) -> bool,
+    M: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        meanwhile().await;
+        let now = task(app, t, id).await;
+        if done(&now) {
+            return now;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "task {id} stuck at {now}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn wait_status(app: &TestApp, t: &Tenant, id: &str, status: &str) -> Value {
+    task_until(app, t, id, || async {}, |v| v["status"] == status).await
+}
+
+async fn act(app: &TestApp, key: &str, id: &str, action: &str, body: Value) -> crate::rest::Reply {
+    call(
+        app,
+        "POST",
+        &format!("/api/v1/tasks/{id}/{action}"),
+        Some(key),
+        Some(&body),
+    )
+    .await
+}
+
+fn structured(answer: &Value) -> &Value {
+    assert!(answer.get("error").is_none(), "{answer}");
+    assert_eq!(answer["result"]["isError"], false, "{answer}");
+    &answer["result"]["structuredContent"]
+}
+
+/// Reads WebSocket messages until a `resources/updated` for `uri`.
+async fn updated(ws: &mut Ws, uri: &str) {
+    loop {
+        let frame = ws.message().await;
+        let m = frame.message();
+        if m["method"] == "notifications/resources/updated" && m["params"]["uri"] == uri {
+            return;
+        }
+    }
+}
+
+async fn a_websocket_agent_hears_of_its_task_and_sees_it_through(shape: Shape) {
+    let env = fast_env(shape).await;
+    let app = env.spawn_app().await;
+    app.wait_ready().await;
+    let t = register(&app, "acme").await;
+    let (agent, key) = enroll(
+        &app,
+        &t,
+        json!({ "name": "reviewer", "capabilities": [{ "name": "code_review", "version": "2", "proficiency": 0.9 }],
+                "tags": ["team:platform"], "model": "claude", "cost": { "per_task_usd": 0.02 } }),
+    )
+    .await;
+    let before = call(
+        &app,
+        "GET",
+        &format!("/api/v1/agents/{agent}"),
+        Some(&t.key),
+        None,
+    )
+    .await;
+    assert_eq!(before.body["presence"]["online"], false);
+
+    // The agent connects over WebSocket with its key: it is online while connected.
+    let mut ws = ws_client::connect(&app, &key).await;
+    ws.initialize().await;
+    let inbox = format!("devmesh://agents/{agent}/tasks");
+    let sub = ws
+        .call(1, "resources/subscribe", json!({ "uri": inbox }))
+        .await;
+    assert!(sub.get("error").is_none(), "{sub}");
+    wait_until(Duration::from_secs(10), || async {
+        let r = call(
+            &app,
+            "GET",
+            &format!("/api/v1/agents/{agent}"),
+            Some(&t.key),
+            None,
+        )
+        .await;
+        r.body["presence"]["online"] == true
+    })
+    .await
+    .expect("the agent is online while its connection is open");
+    let tools = ws.call(2, "tools/list", json!({})).await;
+    let names: Vec<&str> = tools["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    for name in [
+        "devmesh_task_next",
+        "devmesh_task_complete",
+        "devmesh_task_create",
+    ] {
+        assert!(names.contains(&name), "{name} in {names:?}");
+    }
+
+    let created = create_task(
+        &app,
+        &t,
+        json!({ "title": "Review PR 42", "type": "code_review", "input": { "pr": 42 },
+                "required_capabilities": ["code_review"] }),
+    )
+    .await;
+    let id = created["id"].as_str().unwrap().to_string();
+    assert_eq!(created["status"], "assigned", "{created}");
+    assert_eq!(created["agent_id"], agent.as_str());
+    assert_eq!(created["decision"]["strategy"], "auto");
+    updated(&mut ws, &inbox).await;
+
+    // The inbox resource lists it; the agent claims it with a tool.
+    let read = ws.call(3, "resources/read", json!({ "uri": inbox })).await;
+    let text = read["result"]["contents"][0]["text"].as_str().unwrap();
+    let listed: Value = serde_json::from_str(text).unwrap();
+    assert_eq!(listed["tasks"][0]["id"], id.as_str());
+    let next = ws
+        .call(
+            4,
+            "tools/call",
+            json!({ "name": "devmesh_task_next", "arguments": {} }),
+        )
+        .await;
+    let claimed = &structured(&next)["task"];
+    assert_eq!(claimed["id"], id.as_str());
+    assert_eq!(claimed["status"], "running");
+    assert_eq!(claimed["input"]["pr"], 42);
+    let progress = ws
+        .call(
+            5,
+            "tools/call",
+            json!({ "name": "devmesh_task_progress", "arguments": { "id": id, "percent": 50, "message": "halfway" } }),
+        )
+        .await;
+    assert_eq!(structured(&progress)["progress"]["percent"], 50.0);
+    let done = ws
+        .call(
+            6,
+            "tools/call",
+            json!({ "name": "devmesh_task_complete", "arguments": { "id": id, "output": { "approved": true } } }),
+        )
+        .await;
+    assert_eq!(structured(&done)["status"], "completed");
+
+    let finished = task(&app, &t, &id).await;
+    assert_eq!(finished["status"], "completed");
+    assert_eq!(finished["output"]["approved"], true);
+    assert_eq!(finished["attempts"], 1);
+    let events = call(
+        &app,
+        "GET",
+        &format!("/api/v1/tasks/{id}/events"),
+        Some(&t.key),
+        None,
+    )
+    .await;
+    let path: Vec<&str> = events
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["to"].as_str().unwrap())
+        .collect();
+    assert_eq!(path, ["queued", "assigned", "running", "completed"]);
+    assert_eq!(events.body[1]["actor"], "system");
+    assert!(
+        events.body[2]["actor"]
+            .as_str()
+            .unwrap()
+            .starts_with("api_key:")
+    );
+
+    // The first result stands.
+    let again = act(&app, &key, &id, "complete", json!({ "output": "other" })).await;
+    assert_eq!(again.status, 409, "{:?}", again.body);
+    assert!(
+        again.message().contains("already completed"),
+        "{}",
+        again.message()
+    );
+    assert_eq!(task(&app, &t, &id).await["output"]["approved"], true);
+
+    let shown = call(
+        &app,
+        "GET",
+        &format!("/api/v1/agents/{agent}"),
+        Some(&t.key),
+        None,
+    )
+    .await;
+    assert_eq!(shown.body["load"], 0);
+    assert_eq!(shown.body["statistics"]["completed"], 1);
+    assert_eq!(shown.body["statistics"]["success_rate"], 1.0);
+    assert!(shown.body["statistics"]["cost_usd"].as_f64().unwrap() > 0.019);
+    assert_eq!(
+        shown.body["statistics_by_type"]["code_review"]["completed"],
+        1
+    );
+    assert!(shown.body["statistics"]["latency_p50_ms"].is_number());
+
+    // Cancelling tells the agent on its inbox.
+    let second = create_task(
+        &app,
+        &t,
+        json!({ "title": "second", "required_capabilities": ["code_review"] }),
+    )
+    .await;
+    let second_id = second["id"].as_str().unwrap();
+    updated(&mut ws, &inbox).await;
+    let cancelled = call(
+        &app,
+        "POST",
+        &format!("/api/v1/tasks/{second_id}/cancel"),
+        Some(&t.key),
+        None,
+    )
+    .await;
+    assert_eq!(cancelled.status, 200, "{:?}", cancelled.body);
+    assert_eq!(cancelled.body["status"], "cancelled");
+    updated(&mut ws, &inbox).await;
+    let again = call(
+        &app,
+        "POST",
+        &format!("/api/v1/tasks/{second_id}/cancel"),
+        Some(&t.key),
+        None,
+    )
+    .await;
+    assert_eq!(again.status, 409);
+
+    // Disconnected, it goes offline within two heartbeat intervals.
+    drop(ws);
+    wait_until(Duration::from_secs(10), || async {
+        let r = call(
+            &app,
+            "GET",
+            &format!("/api/v1/agents/{agent}"),
+            Some(&t.key),
+            None,
+        )
+        .await;
+        r.body["presence"]["online"] == false
+    })
+    .await
+    .expect("the agent goes offline once its connection closes");
+}
+
+async fn idempotency_keys_and_bad_input(shape: Shape) {
+    let env = fast_env(shape).await;
+    let app = env.spawn_app().await;
+    app.wait_ready().await;
+    let t = register(&app, "acme").await;
+    let body = json!({ "title": "deploy", "idempotency_key": "deploy-7", "required_capabilities": ["k8s_deploy"] });
+    let first = call(&app, "POST", "/api/v1/tasks", Some(&t.key), Some(&body)).await;
+    assert_eq!(first.status, 201);
+    let repeat = call(&app, "POST", "/api/v1/tasks", Some(&t.key), Some(&body)).await;
+    assert_eq!(repeat.status, 200, "{:?}", repeat.body);
+    assert_eq!(repeat.body["id"], first.body["id"]);
+    let other = json!({ "title": "deploy again", "idempotency_key": "deploy-7" });
+    let conflict = call(&app, "POST", "/api/v1/tasks", Some(&t.key), Some(&other)).await;
+    assert_eq!(conflict.status, 409, "{:?}", conflict.body);
+    assert!(conflict.message().contains("deploy-7"));
+    // Concurrent repeats: one task.
+    let key_body = json!({ "title": "once", "idempotency_key": "race" });
+    let answers = futures_util::future::join_all(
+        (0..8).map(|_| call(&app, "POST", "/api/v1/tasks", Some(&t.key), Some(&key_body))),
+    )
+    .await;
+    let ids: std::collections::HashSet<String> = answers
+        .iter()
+        .map(|a| a.body["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids.len(), 1, "{answers:?}");
+    assert_eq!(answers.iter().filter(|a| a.status == 201).count(), 1);
+
+    let bad = [
+        (
+            json!({ "title": "x", "required_capabilities": ["Not Valid"] }),
+            422,
+            "required_capabilities",
+        ),
+        (
+            json!({ "title": "x", "strategy": "fastest" }),
+            400,
+            "strategy",
+        ),
+        (
+            json!({ "title": "x", "max_cost_usd": -1 }),
+            422,
+            "max_cost_usd",
+        ),
+        (json!({ "title": "x", "timeout": "soon" }), 422, "timeout"),
+        (
+            json!({ "title": "x", "priority": "urgent" }),
+            400,
+            "priority",
+        ),
+        (
+            json!({ "title": "x", "input": "a".repeat(300 * 1024) }),
+            413,
+            "input",
+        ),
+        (
+            json!({ "title": "x", "context_id": uuid::Uuid::now_v7().to_string() }),
+            422,
+            "context_id",
+        ),
+        (json!({ "title": "" }), 422, "title"),
+    ];
+    for (body, status, field) in bad {
+        let r = call(&app, "POST", "/api/v1/tasks", Some(&t.key), Some(&body)).await;
+        assert_eq!(r.status, status, "{body}: {:?}", r.body);
+        assert!(r.message().contains(field), "{field}: {}", r.message());
+    }
+    let bad_agents = [
+        (
+            json!({ "name": "a", "capabilities": [{ "name": "Code Review" }] }),
+            "capabilities",
+        ),
+        (
+            json!({ "name": "a", "capabilities": [{ "name": "x", "proficiency": 1.5 }] }),
+            "proficiency",
+        ),
+        (json!({ "name": "a", "tags": ["has space"] }), "tags"),
+        (
+            json!({ "name": "a", "cost": { "per_task_usd": -0.5 } }),
+            "per_task_usd",
+        ),
+        (
+            json!({ "name": "a", "max_concurrent_tasks": 0 }),
+            "max_concurrent_tasks",
+        ),
+    ];
+    for (body, field) in bad_agents {
+        let r = call(&app, "POST", "/api/v1/agents", Some(&t.key), Some(&body)).await;
+        assert_eq!(r.status, 422, "{body}: {:?}", r.body);
+        assert!(r.message().contains(field), "{field}: {}", r.message());
+    }
+    let list = call(&app, "GET", "/api/v1/agents", Some(&t.key), None).await;
+    assert_eq!(
+        list.body["items"].as_array().unwrap().len(),
+        0,
+        "nothing stored"
+    );
+    let tasks = call(&app, "GET", "/api/v1/tasks", Some(&t.key), None).await;
+    assert_eq!(tasks.body["items"].as_array().unwrap().len(), 2);
+
+    // The lifecycle's rules: a retired agent is not activated again; names are unique.
+    let (agent, _) = enroll(&app, &t, json!({ "name": "solo" })).await;
+    let dup = call(
+        &app,
+        "POST",
+        "/api/v1/agents",
+        Some(&t.key),
+        Some(&json!({ "name": "SOLO" })),
+    )
+    .await;
+    assert_eq!(dup.status, 409);
+    let r = call(
+        &app,
+        "POST",
+        &format!("/api/v1/agents/{agent}/retire"),
+        Some(&t.key),
+        None,
+    )
+    .await;
+    assert_eq!(r.body["status"], "retired");
+    let r = call(
+        &app,
+        "POST",
+        &format!("/api/v1/agents/{agent}/activate"),
+        Some(&t.key),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 409, "{:?}", r.body);
+    assert!(r.message().contains("retired"));
+    let audit = call(
+        &app,
+        "GET",
+        "/api/v1/audit?action=agent.retired",
+        Some(&t.key),
+        None,
+    )
+    .await;
+    assert!(audit.body.to_string().contains(&agent), "{:?}", audit.body);
+}
+
+async fn priorities_and_waiting_until_an_agent_comes_online(shape: Shape) {
+    let env = fast_env(shape).await;
+    let app = env.spawn_app().await;
+    app.wait_ready().await;
+    let t = register(&app, "acme").await;
+    let (agent, key) = enroll(
+        &app,
+        &t,
+        json!({ "name": "scanner", "capabilities": [{ "name": "security_scan" }] }),
+    )
+    .await;
+    let mut ids = HashMap::new();
+    for priority in ["low", "normal", "critical", "high"] {
+        let created = create_task(
+            &app,
+            &t,
+            json!({ "title": priority, "priority": priority, "required_capabilities": ["security_scan"] }),
+        )
+        .await;
+        // Offline: nobody can take it, and it says why.
+        assert_eq!(created["status"], "queued");
+        assert_eq!(
+            created["waiting_reason"], "no active agent has capabilities [security_scan]",
+            "{created}"
+        );
+        ids.insert(priority, created["id"].as_str().unwrap().to_string());
+    }
+    // It comes online (a heartbeat) and takes them one by one, the highest priority first.
+    heartbeat(&app, &agent, &key).await;
+    let mut order = Vec::new();
+    for _ in 0..4 {
+        let next = call(
+            &app,
+            "GET",
+            &format!("/api/v1/agents/{agent}/tasks/next?wait=5s"),
+            Some(&key),
+            None,
+        )
+        .await;
+        assert_eq!(next.status, 200, "{:?}", next.body);
+        let id = next.body["id"].as_str().unwrap().to_string();
+        order.push(next.body["title"].as_str().unwrap().to_string());
+        assert_eq!(act(&app, &key, &id, "accept", json!({})).await.status, 200);
+        let done = act(&app, &key, &id, "complete", json!({ "output": null })).await;
+        assert_eq!(done.status, 200, "{:?}", done.body);
+    }
+    assert_eq!(order, ["critical", "high", "normal", "low"]);
+    // Nothing left: the long poll answers 204 once its wait is over.
+    let none = call(
+        &app,
+        "GET",
+        &format!("/api/v1/agents/{agent}/tasks/next?wait=200ms"),
+        Some(&key),
+        None,
+    )
+    .await;
+    assert_eq!(none.status, 204);
+    // A long poll returns as soon as a task arrives.
+    let poll = {
+        let (app, agent, key) = (&app, agent.clone(), key.clone());
+        async move {
+            call(
+                app,
+                "GET",
+                &format!("/api/v1/agents/{agent}/tasks/next?wait=20s"),
+                Some(&key),
+                None,
+            )
+            .await
+        }
+    };
+    let create = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        create_task(
+            &app,
+            &t,
+            json!({ "title": "late", "required_capabilities": ["security_scan"] }),
+        )
+        .await
+    };
+    let started = std::time::Instant::now();
+    let (polled, created) = tokio::join!(poll, create);
+    assert_eq!(polled.status, 200);
+    assert_eq!(polled.body["id"], created["id"]);
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let bad = call(
+        &app,
+        "GET",
+        &format!("/api/v1/agents/{agent}/tasks/next?wait=forever"),
+        Some(&key),
+        None,
+    )
+    .await;
+    assert_eq!(bad.status, 422, "{:?}", bad.body);
+    let _ = ids;
+}
+
+async fn reassignment_on_reject_timeout_and_disconnect(shape: Shape) {
+    let env = fast_env(shape).await;
+    let app = env.spawn_app().await;
+    app.wait_ready().await;
+    let t = register(&app, "acme").await;
+    let build = || json!({ "capabilities": [{ "name": "build" }] });
+    let named = |name: &str| {
+        let mut b = build();
+        b["name"] = json!(name);
+        b
+    };
+    let (a, a_key) = enroll(&app, &t, named("a")).await;
+    let (b, b_key) = enroll(&app, &t, named("b")).await;
+    let (c, c_key) = enroll(&app, &t, named("c")).await;
+    heartbeat(&app, &a, &a_key).await;
+    let created = create_task(
+        &app,
+        &t,
+        json!({ "title": "build", "required_capabilities": ["build"], "assign_timeout": "700ms", "timeout": "1s", "max_attempts": 2 }),
+    )
+    .await;
+    let id = created["id"].as_str().unwrap().to_string();
+    assert_eq!(created["agent_id"], a.as_str());
+    // A rejects it: back to the queue, and not to A again.
+    let r = act(&app, &a_key, &id, "reject", json!({ "reason": "busy" })).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["status"], "queued", "{:?}", r.body);
+    assert!(
+        r.body["waiting_reason"]
+            .as_str()
+            .unwrap()
+            .contains("rejected"),
+        "{:?}",
+        r.body
+    );
+    // B comes online and gets it.
+    heartbeat(&app, &b, &b_key).await;
+    let now = wait_status(&app, &t, &id, "assigned").await;
+    assert_eq!(now["agent_id"], b.as_str(), "{now}");
+    // B neither accepts within assign_timeout nor heartbeats: the sweep takes it back,
+    // and C (online) gets it.
+    task_until(
+        &app,
+        &t,
+        &id,
+        || heartbeat(&app, &c, &c_key),
+        |v| v["status"] == "assigned" && v["agent_id"] == c.as_str(),
+    )
+    .await;
+    // B's late answer is refused: the task is no longer B's.
+    let late = act(&app, &b_key, &id, "accept", json!({})).await;
+    assert_eq!(late.status, 409);
+    assert!(
+        late.message().contains("no longer yours"),
+        "{}",
+        late.message()
+    );
+    // C accepts and runs past its timeout: an attempt remains, so it is queued again;
+    // after the second attempt it times out for good.
+    assert_eq!(
+        act(&app, &c_key, &id, "accept", json!({})).await.status,
+        200
+    );
+    let keep_taking = || async {
+        heartbeat(&app, &c, &c_key).await;
+        let _ = act(&app, &c_key, &id, "accept", json!({})).await;
+    };
+    let seen = task_until(&app, &t, &id, keep_taking, |v| v["status"] == "timed_out").await;
+    assert_eq!(seen["attempts"], 2);
+    let events = call(
+        &app,
+        "GET",
+        &format!("/api/v1/tasks/{id}/events"),
+        Some(&t.key),
+        None,
+    )
+    .await;
+    let reasons: Vec<String> = events
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["reason"].as_str().map(str::to_string))
+        .collect();
+    assert!(
+        reasons.iter().any(|r| r.contains("rejected: busy")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("not accepted within assign_timeout") || r.contains("offline")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("not finished within timeout")),
+        "{reasons:?}"
+    );
+    for agent in [&a, &b, &c] {
+        let shown = call(
+            &app,
+            "GET",
+            &format!("/api/v1/agents/{agent}"),
+            Some(&t.key),
+            None,
+        )
+        .await;
+        assert_eq!(shown.body["load"], 0, "{:?}", shown.body);
+    }
+    let shown = call(
+        &app,
+        "GET",
+        &format!("/api/v1/agents/{c}"),
+        Some(&t.key),
+        None,
+    )
+    .await;
+    assert!(
+        shown.body["statistics"]["timed_out"].as_i64().unwrap() >= 1,
+        "{:?}",
+        shown.body
+    );
+}
+
+async fn circuit_breaker_opens_and_half_opens(shape: Shape) {
+    let mut env = fast_env(shape).await;
+    env.config.agents.breaker_failures = 2;
+    env.config.agents.breaker_cooldown = devmesh::config::Duration::from_millis(1500);
+    let app = env.spawn_app().await;
+    app.wait_ready().await;
+    let t = register(&app, "acme").await;
+    let (a, key) = enroll(
+        &app,
+        &t,
+        json!({ "name": "flaky", "capabilities": [{ "name": "lint" }], "max_concurrent_tasks": 3 }),
+    )
+    .await;
+    heartbeat(&app, &a, &key).await;
+    for i in 0..2 {
+        let created = create_task(
+            &app,
+            &t,
+            json!({ "title": format!("t{i}"), "required_capabilities": ["lint"] }),
+        )
+        .await;
+        assert_eq!(created["status"], "assigned", "{created}");
+        let id = created["id"].as_str().unwrap();
+        let r = act(&app, &key, id, "fail", json!({ "error": "crashed" })).await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        assert_eq!(r.body["status"], "failed");
+        assert_eq!(r.body["error"]["message"], "crashed");
+    }
+    let shown = call(
+        &app,
+        "GET",
+        &format!("/api/v1/agents/{a}"),
+        Some(&t.key),
+        None,
+    )
+    .await;
+    assert_eq!(shown.body["circuit"]["state"], "open", "{:?}", shown.body);
+    let waiting = create_task(
+        &app,
+        &t,
+        json!({ "title": "waits", "required_capabilities": ["lint"] }),
+    )
+    .await;
+    assert_eq!(waiting["status"], "queued");
+    assert!(
+        waiting["waiting_reason"]
+            .as_str()
+            .unwrap()
+            .contains("closed circuit"),
+        "{waiting}"
+    );
+    // After the cool-down: half-open, one trial task (though it has three slots).
+    let trial = task_until(
+        &app,
+        &t,
+        waiting["id"].as_str().unwrap(),
+        || heartbeat(&app, &a, &key),
+        |v| v["status"] == "assigned",
+    )
+    .await;
+    let second = create_task(
+        &app,
+        &t,
+        json!({ "title": "second", "required_capabilities": ["lint"] }),
+    )
+    .await;
+    assert_eq!(second["status"], "queued", "one trial at a time: {second}");
+    let shown = call(
+        &app,
+        "GET",
+        &format!("/api/v1/agents/{a}"),
+        Some(&t.key),
+        None,
+    )
+    .await;
+    assert_eq!(shown.body["circuit"]["state"], "half_open");
+    // The trial succeeds: closed, and the next task goes through.
+    let r = act(
+        &app,
+        &key,
+        trial["id"].as_str().unwrap(),
+        "complete",
+        json!({}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    wait_status(&app, &t, second["id"].as_str().unwrap(), "assigned").await;
+    let shown = call(
+        &app,
+        "GET",
+        &format!("/api/v1/agents/{a}"),
+        Some(&t.key),
+        None,
+    )
+    .await;
+    assert_eq!(shown.body["circuit"]["state"], "closed");
+    assert_eq!(shown.body["circuit"]["consecutive_failures"], 0);
+}
+
+async fn strategies_choose_from_a_crafted_fleet(shape: Shape) {
+    let env = fast_env(shape).await;
+    let app = env.spawn_app().await;
+    app.wait_ready().await;
+    let t = register(&app, "acme").await;
+    let fleet = [
+        json!({ "name": "expert", "capabilities": [{ "name": "review", "proficiency": 0.95 }], "cost": { "per_task_usd": 1.0 }, "max_concurrent_tasks": 4 }),
+        json!({ "name": "cheap", "capabilities": [{ "name": "review", "proficiency": 0.3 }], "cost": { "per_task_usd": 0.01 }, "max_concurrent_tasks": 4 }),
+        json!({ "name": "middle", "capabilities": [{ "name": "review", "proficiency": 0.6 }], "cost": { "per_task_usd": 0.2 }, "max_concurrent_tasks": 4, "tags": ["gpu"] }),
+    ];
+    let mut ids = HashMap::new();
+    for body in fleet {
+        let name = body["name"].as_str().unwrap().to_string();
+        let (id, key) = enroll(&app, &t, body).await;
+        heartbeat(&app, &id, &key).await;
+        ids.insert(id, name);
+    }
+    let chosen = |task: Value| ids[task["agent_id"].as_str().unwrap()].clone();
+    let pick = |strategy: &str, extra: Value| {
+        let mut body =
+            json!({ "title": strategy, "strategy": strategy, "required_capabilities": ["review"] });
+        for (k, v) in extra.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        create_task(&app, &t, body)
+    };
+    assert_eq!(chosen(pick("capability_match", json!({})).await), "expert");
+    assert_eq!(chosen(pick("cost", json!({})).await), "cheap");
+    let capped = pick("capability_match", json!({ "max_cost_usd": 0.5 })).await;
+    assert_eq!(
+        chosen(capped.clone()),
+        "middle",
+        "the expert costs too much: {capped}"
+    );
+    assert_eq!(capped["decision"]["strategy"], "capability_match");
+    // Now expert 1 task, cheap 1, middle 1 of 4 each: least_loaded sees a tie broken by
+    // who was assigned least recently (expert).
+    assert_eq!(chosen(pick("least_loaded", json!({})).await), "expert");
+    // expert 2, cheap 1, middle 1: the least loaded is cheap or middle.
+    let ll = chosen(pick("least_loaded", json!({})).await);
+    assert!(ll == "cheap" || ll == "middle", "{ll}");
+    // round_robin rotates over all three.
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..3 {
+        seen.insert(chosen(
+            pick("round_robin", json!({ "max_cost_usd": 5 })).await,
+        ));
+    }
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    let auto = pick("auto", json!({})).await;
+    let scores = auto["decision"]["candidates"].as_array().unwrap();
+    assert_eq!(scores.len(), 3, "{auto}");
+    assert!(scores[0]["score"].as_f64() >= scores[1]["score"].as_f64());
+    // A pinned task goes to its agent only.
+    let middle = ids.iter().find(|(_, n)| *n == "middle").unwrap().0.clone();
+    assert_eq!(
+        chosen(pick("cost", json!({ "agent_id": middle })).await),
+        "middle"
+    );
+}
+
+async fn agent_keys_act_only_on_their_own_tasks(shape: Shape) {
+    let env = fast_env(shape).await;
+    let app = env.spawn_app().await;
+    app.wait_ready().await;
+    let t = register(&app, "acme").await;
+    let (a, a_key) = enroll(
+        &app,
+        &t,
+        json!({ "name": "a", "capabilities": [{ "name": "x" }] }),
+    )
+    .await;
+    let (b, b_key) = enroll(
+        &app,
+        &t,
+        json!({ "name": "b", "capabilities": [{ "name": "y" }] }),
+    )
+    .await;
+    heartbeat(&app, &a, &a_key).await;
+    heartbeat(&app, &b, &b_key).await;
+    let created = create_task(
+        &app,
+        &t,
+        json!({ "title": "for a", "required_capabilities": ["x"] }),
+    )
+    .await;
+    let id = created["id"].as_str().unwrap();
+    assert_eq!(created["agent_id"], a.as_str());
+    // B's key cannot see it, claim it, or finish it.
+    let r = call(
+        &app,
+        "GET",
+        &format!("/api/v1/tasks/{id}"),
+        Some(&b_key),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 404);
+    for action in ["accept", "complete", "fail", "reject"] {
+        let r = act(&app, &b_key, id, action, json!({ "error": "x" })).await;
+        assert!(r.status == 404 || r.status == 400, "{action}: {:?}", r.body);
+    }
+    // B's key manages no agent and heartbeats only for itself.
+    let r = call(
+        &app,
+        "POST",
+        &format!("/api/v1/agents/{a}/suspend"),
+        Some(&b_key),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 403, "{:?}", r.body);
+    let r = call(
+        &app,
+        "POST",
+        &format!("/api/v1/agents/{a}/heartbeat"),
+        Some(&b_key),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 403, "{:?}", r.body);
+    let r = call(&app, "GET", "/api/v1/tasks", Some(&b_key), None).await;
+    assert_eq!(r.body["items"].as_array().unwrap().len(), 0, "{:?}", r.body);
+    // A person's key works on no task.
+    let r = act(&app, &t.key, id, "accept", json!({})).await;
+    assert_eq!(r.status, 403, "{:?}", r.body);
+    // The task is as it was; A can take it.
+    assert_eq!(task(&app, &t, id).await["status"], "assigned");
+    assert_eq!(act(&app, &a_key, id, "accept", json!({})).await.status, 200);
+    // Another tenant sees none of it.
+    let other = register(&app, "other").await;
+    let r = call(
+        &app,
+        "GET",
+        &format!("/api/v1/tasks/{id}"),
+        Some(&other.key),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 404);
+    let r = call(
+        &app,
+        "GET",
+        &format!("/api/v1/agents/{a}"),
+        Some(&other.key),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 404);
+    // A key bound to an agent of another tenant cannot be made.
+    let r = call(
+        &app,
+        "POST",
+        "/api/v1/api-keys",
+        Some(&other.key),
+        Some(&json!({ "name": "k", "key_type": "agent", "agent_id": a })),
+    )
+    .await;
+    assert_eq!(r.status, 422, "{:?}", r.body);
+}
+
+async fn two_nodes_assign_concurrently_without_double_assignment(shape: Shape) {
+    let mut env = fast_env(shape).await;
+    env.config.agents.heartbeat_interval = devmesh::config::Duration::from_secs(60);
+    let one = env.spawn_app().await;
+    let two = env.spawn_other_node("two").await;
+    one.wait_ready().await;
+    two.wait_ready().await;
+    let t = register(&one, "acme").await;
+    let mut agents = Vec::new();
+    for i in 0..10 {
+        let (id, key) = enroll(&one, &t, json!({ "name": format!("agent {i}"), "capabilities": [{ "name": "work" }], "max_concurrent_tasks": 2 })).await;
+        heartbeat(&two, &id, &key).await;
+        agents.push((id, key));
+    }
+    let creates = (0..200).map(|i| {
+        let node = if i % 2 == 0 { &one } else { &two };
+        let t = t.clone();
+        async move {
+            let r = call(
+                node,
+                "POST",
+                "/api/v1/tasks",
+                Some(&t.key),
+                Some(&json!({ "title": format!("task {i}"), "required_capabilities": ["work"] })),
+            )
+            .await;
+            assert_eq!(r.status, 201, "{:?}", r.body);
+        }
+    });
+    futures_util::future::join_all(creates).await;
+    // 10 agents × 2 slots: exactly 20 assigned, two per agent, each assigned once.
+    let mut assigned = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/api/v1/tasks?status=assigned&limit=200&cursor={c}"),
+            None => "/api/v1/tasks?status=assigned&limit=200".to_string(),
+        };
+        let r = call(&one, "GET", &path, Some(&t.key), None).await;
+        assigned.extend(r.body["items"].as_array().unwrap().clone());
+        match r.body["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_string()),
+            None => break,
+        }
+    }
+    assert_eq!(assigned.len(), 20);
+    let mut per_agent: HashMap<String, usize> = HashMap::new();
+    for task in &assigned {
+        *per_agent
+            .entry(task["agent_id"].as_str().unwrap().to_string())
+            .or_default() += 1;
+        let events = call(
+            &one,
+            "GET",
+            &format!("/api/v1/tasks/{}/events", task["id"].as_str().unwrap()),
+            Some(&t.key),
+            None,
+        )
+        .await;
+        let assignments = events
+            .body
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["to"] == "assigned")
+            .count();
+        assert_eq!(assignments, 1, "{:?}", events.body);
+    }
+    assert_eq!(per_agent.len(), 10);
+    assert!(per_agent.values().all(|n| *n == 2), "{per_agent:?}");
+    for (id, _) in &agents {
+        let r = call(
+            &two,
+            "GET",
+            &format!("/api/v1/agents/{id}"),
+            Some(&t.key),
+            None,
+        )
+        .await;
+        assert_eq!(r.body["load"], 2);
+    }
+    // Every agent finishes what it has, on either node, and takes more: all 200 done,
+    // none twice.
+    let workers = agents.iter().enumerate().map(|(i, (id, key))| {
+        let node = if i % 2 == 0 { &one } else { &two };
+        async move {
+            let mut done = 0;
+            loop {
+                let next = call(
+                    node,
+                    "GET",
+                    &format!("/api/v1/agents/{id}/tasks/next?wait=2s"),
+                    Some(key),
+                    None,
+                )
+                .await;
+                if next.status == 204 {
+                    return done;
+                }
+                let task = next.body["id"].as_str().unwrap().to_string();
+                let r = act(
+                    node,
+                    key,
+                    &task,
+                    "complete",
+                    json!({ "output": { "by": id } }),
+                )
+                .await;
+                assert_eq!(r.status, 200, "{:?}", r.body);
+                done += 1;
+            }
+        }
+    });
+    let done: usize = futures_util::future::join_all(workers)
+        .await
+        .into_iter()
+        .sum();
+    assert_eq!(done, 200);
+    let r = call(
+        &one,
+        "GET",
+        "/api/v1/tasks?status=completed&limit=200",
+        Some(&t.key),
+        None,
+    )
+    .await;
+    assert_eq!(r.body["items"].as_array().unwrap().len(), 200);
+}
