@@ -42,6 +42,11 @@ fn object(properties: Value, required: &[&str]) -> Arc<Map<String, Value>> {
     }))
 }
 
+/// Every tool answers with structured content: an object (a task, a page, `{"task"}`).
+fn with_output(tool: Tool) -> Arc<ToolSpec> {
+    ToolSpec::new(tool.with_raw_output_schema(schema(json!({ "type": "object" }))))
+}
+
 fn id_only(what: &str) -> Arc<Map<String, Value>> {
     object(
         json!({ "id": { "type": "string", "description": what } }),
@@ -163,8 +168,8 @@ impl AgentsProvider {
         ];
         Self {
             agents,
-            everyone: everyone.into_iter().map(ToolSpec::new).collect(),
-            for_agents: for_agents.into_iter().map(ToolSpec::new).collect(),
+            everyone: everyone.into_iter().map(with_output).collect(),
+            for_agents: for_agents.into_iter().map(with_output).collect(),
         }
     }
 }

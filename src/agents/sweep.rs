@@ -24,6 +24,8 @@ pub struct SweepTasks {}
 
 impl Job for SweepTasks {
     const NAME: &'static str = "agents.sweep";
+    // Beside the node sweep: upkeep, not a tenant's work.
+    const QUEUE: &'static str = "system";
     const MAX_ATTEMPTS: u32 = 1;
     type State = Arc<Agents>;
 

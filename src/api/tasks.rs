@@ -24,8 +24,7 @@ use crate::tenancy::extract::Authenticated;
 #[into_params(parameter_in = Query)]
 pub struct TaskQuery {
     pub status: Option<TaskStatus>,
-    #[param(value_type = Option<uuid::Uuid>)]
-    pub agent_id: Option<String>,
+    pub agent_id: Option<uuid::Uuid>,
     /// The task type.
     #[serde(rename = "type")]
     #[param(rename = "type")]
@@ -89,7 +88,7 @@ pub async fn list_tasks(
     let page = PageRequest::parse(q.limit, q.cursor.as_deref())?;
     let filter = TaskFilter {
         status: q.status.map(|s| s.as_str().to_string()),
-        agent_id: q.agent_id,
+        agent_id: q.agent_id.map(|id| id.hyphenated().to_string()),
         task_type: q.task_type,
         priority: q.priority.map(Priority::rank),
         since: q.since.map(|t| t.naive_utc()),
@@ -136,9 +135,10 @@ pub async fn task_events(
     Ok(HttpResponse::Ok().json(tasks::events(&node, &auth.0, &id).await?))
 }
 
-/// An optional `{"reason": ...}` body: none at all is as good as `{}`.
+/// An optional `{"reason": ...}` body: none at all, or `null`, is as good as `{}`.
 fn reason(body: &web::Bytes) -> Result<Option<String>, ApiError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
+    let text = body.trim_ascii();
+    if text.is_empty() || text == b"null" {
         return Ok(None);
     }
     let r: Reason = crate::http::json::parse(body)?;

@@ -62,6 +62,10 @@ async fn key_lifecycle_across_two_nodes(shape: Shape) {
             "contexts:read",
             "contexts:write",
             "tools:read",
+            "agents:read",
+            "tasks:read",
+            "tasks:write",
+            "tasks:work",
             "tools:call"
         ])
     );

@@ -315,7 +315,8 @@ async fn lists_page_and_sessions_expire(shape: Shape) {
             None => break,
         }
     }
-    assert_eq!(names.len(), 5, "{names:?}");
+    // The contexts' four and devmesh_whoami, and the agents' and tasks' five for people.
+    assert_eq!(names.len(), 10, "{names:?}");
     let mut unique = names.clone();
     unique.sort();
     unique.dedup();
