@@ -60,18 +60,25 @@ impl Dispatcher {
     }
 }
 
-/// Assigns what can be assigned in `org` now. Runs to its end even if the caller goes.
+/// Assigns what can be assigned in `org` now. The caller waits for one round (so that
+/// a task created when an agent is free comes back assigned); the rounds asked for
+/// meanwhile run on in the background. Runs to its end even if the caller goes.
 pub async fn run(node: &Node, agents: &std::sync::Arc<Agents>, org: &str) {
     if !agents.dispatcher.enter(org) {
         return;
     }
     let (agents, org) = (agents.clone(), org.to_string());
-    let round = node.runtime.spawn({
+    let (first_done, first) = tokio::sync::oneshot::channel::<()>();
+    node.runtime.spawn({
         let node = node.clone();
         async move {
+            let mut first_done = Some(first_done);
             loop {
                 if let Err(e) = round(&node, &agents, &org).await {
                     tracing::warn!(error = %e, organization = %org, "an assignment round failed; the sweep tries again");
+                }
+                if let Some(done) = first_done.take() {
+                    let _ = done.send(());
                 }
                 if !agents.dispatcher.again_or_leave(&org) {
                     break;
@@ -79,7 +86,7 @@ pub async fn run(node: &Node, agents: &std::sync::Arc<Agents>, org: &str) {
             }
         }
     });
-    let _ = round.await;
+    let _ = first.await;
 }
 
 /// The expected cost of one task: the mean of what its finished tasks cost, else its

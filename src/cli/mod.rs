@@ -6,6 +6,7 @@ mod migrate;
 mod org;
 mod secrets;
 mod serve;
+mod work;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -63,6 +64,12 @@ enum Command {
     /// Manage organizations (tenants)
     #[command(subcommand)]
     Org(org::OrgCommand),
+    /// List, show and cancel tasks (a client of the REST API, with an API key)
+    #[command(subcommand)]
+    Tasks(work::TasksCommand),
+    /// List and show agents (a client of the REST API, with an API key)
+    #[command(subcommand)]
+    Agents(work::AgentsCommand),
     /// Manage what the master key protects: re-seal credentials under a new key
     #[command(subcommand)]
     Secrets(secrets::SecretsCommand),
@@ -134,6 +141,8 @@ pub fn main() -> ExitCode {
             Command::Nodes => admin::run_nodes(config).await,
             Command::Org(cmd) => org::run(config, cmd).await,
             Command::Secrets(cmd) => secrets::run(config, cmd).await,
+            Command::Tasks(cmd) => work::run_tasks(config, cmd).await,
+            Command::Agents(cmd) => work::run_agents(config, cmd).await,
             Command::Config(_) | Command::Completions { .. } | Command::Edge(_) => {
                 unreachable!("handled before the runtime starts")
             }

@@ -3,6 +3,7 @@
     python_sdk.py legacy URL   # a 2025-11-25 session: streamable_http_client + ClientSession
     python_sdk.py modern URL   # protocol 2026-07-28 through mcp.Client
     python_sdk.py gateway URL TOOL ARGS_JSON  # a converted HTTP tool, listed and called in both eras
+    python_sdk.py agent URL AGENT_ID  # an agent: hears of its task on its inbox, takes it, finishes it
 
 The API key comes from DEVMESH_API_KEY. Each mode lists tools, calls tools with the key,
 reads a resource, waits for a notification caused by its own write, and prints what it
@@ -134,9 +135,54 @@ async def gateway(url: str, tool: str, arguments: dict) -> dict:
     return seen
 
 
+async def agent(url: str, agent_id: str) -> dict:
+    """An agent on a 2025-11-25 session (its GET stream keeps it online): subscribes to
+    its inbox, waits for the notification of new work, takes the task with
+    devmesh_task_next, reports progress and completes it."""
+    inbox = f"devmesh://agents/{agent_id}/tasks"
+    told = anyio.Event()
+
+    async def on_message(message) -> None:
+        if isinstance(message, types.ResourceUpdatedNotification) and message.params.uri == inbox:
+            told.set()
+
+    async with http_client() as client:
+        async with streamable_http_client(url, http_client=client) as (read, write):
+            async with ClientSession(read, write, message_handler=on_message) as session:
+                await session.initialize()
+                tools = [t.name for t in (await session.list_tools()).tools]
+                await session.subscribe_resource(inbox)
+                # The test creates the task once this agent shows online.
+                print("ready", file=sys.stderr, flush=True)
+                with anyio.fail_after(60):
+                    await told.wait()
+                inbox_text = (await session.read_resource(inbox)).contents[0].text
+                taken = structured(await session.call_tool("devmesh_task_next", {}))["task"]
+                progress = structured(
+                    await session.call_tool(
+                        "devmesh_task_progress", {"id": taken["id"], "percent": 40, "message": "scanning"}
+                    )
+                )
+                done = structured(
+                    await session.call_tool(
+                        "devmesh_task_complete",
+                        {"id": taken["id"], "output": {"findings": 0, "by": "python"}, "tokens": 1200},
+                    )
+                )
+                return {
+                    "tools": tools,
+                    "inbox": json.loads(inbox_text),
+                    "taken": taken,
+                    "progress": progress["progress"],
+                    "done": done,
+                }
+
+
 def main() -> None:
     mode, url = sys.argv[1], sys.argv[2]
-    if mode == "gateway":
+    if mode == "agent":
+        result = anyio.run(agent, url, sys.argv[3])
+    elif mode == "gateway":
         result = anyio.run(gateway, url, sys.argv[3], json.loads(sys.argv[4]))
     else:
         result = anyio.run(legacy if mode == "legacy" else modern, url)

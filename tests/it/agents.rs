@@ -20,10 +20,15 @@ for_shapes!([
     circuit_breaker_opens_and_half_opens,
     strategies_choose_from_a_crafted_fleet,
     agent_keys_act_only_on_their_own_tasks,
+    a_python_sdk_agent_on_a_session_stream,
 ] on sqlite => Sqlite, postgres_redis => PostgresRedis);
 
-for_shapes!([two_nodes_assign_concurrently_without_double_assignment]
-    on two_nodes => PostgresRedis);
+for_shapes!([
+    two_nodes_assign_concurrently_without_double_assignment,
+    a_node_killed_under_a_connected_agent,
+] on two_nodes => PostgresRedis);
+
+for_shapes!([the_command_line_lists_shows_and_cancels] on cli => Sqlite);
 
 /// A test environment whose presence and sweep run fast.
 async fn fast_env(shape: Shape) -> TestEnv {
@@ -1113,4 +1118,306 @@ async fn two_nodes_assign_concurrently_without_double_assignment(shape: Shape) {
     )
     .await;
     assert_eq!(r.body["items"].as_array().unwrap().len(), 200);
+}
+
+/// `devmesh tasks|agents ...` as the real binary, against the running API with a key.
+async fn devmesh_cli(app: &TestApp, key: &str, args: &[&str]) -> (bool, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_devmesh"))
+        .current_dir(dir.path())
+        .env_clear()
+        .env("DEVMESH_LOG__LEVEL", "warn")
+        .env("DEVMESH_URL", app.api_url(""))
+        .env("DEVMESH_API_KEY", key)
+        .args(args)
+        .output()
+        .await
+        .expect("devmesh runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+async fn the_command_line_lists_shows_and_cancels(shape: Shape) {
+    let env = fast_env(shape).await;
+    let app = env.spawn_app().await;
+    app.wait_ready().await;
+    let t = register(&app, "acme").await;
+    let (agent, key) = enroll(
+        &app,
+        &t,
+        json!({ "name": "deployer", "capabilities": [{ "name": "k8s_deploy" }] }),
+    )
+    .await;
+    heartbeat(&app, &agent, &key).await;
+    let assigned = create_task(
+        &app,
+        &t,
+        json!({ "title": "roll out v2", "required_capabilities": ["k8s_deploy"] }),
+    )
+    .await;
+    let waiting = create_task(
+        &app,
+        &t,
+        json!({ "title": "scan it", "required_capabilities": ["security_scan"] }),
+    )
+    .await;
+    let (ok, out, err) = devmesh_cli(&app, &t.key, &["tasks", "list"]).await;
+    assert!(ok, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(
+        lines[0].starts_with("ID") && lines[0].contains("STATUS"),
+        "{out}"
+    );
+    let line = lines
+        .iter()
+        .find(|l| l.contains(assigned["id"].as_str().unwrap()))
+        .expect("the task is listed");
+    assert!(
+        line.contains("assigned") && line.contains(&agent) && line.contains("roll out v2"),
+        "{line}"
+    );
+    let (ok, out, _) = devmesh_cli(
+        &app,
+        &t.key,
+        &["tasks", "list", "--status", "queued", "--json"],
+    )
+    .await;
+    assert!(ok);
+    let page: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(page["items"].as_array().unwrap().len(), 1);
+    assert_eq!(page["items"][0]["id"], waiting["id"]);
+    let id = waiting["id"].as_str().unwrap();
+    let (ok, out, _) = devmesh_cli(&app, &t.key, &["tasks", "show", id]).await;
+    assert!(ok);
+    assert!(
+        out.contains("no active agent has capabilities [security_scan]"),
+        "{out}"
+    );
+    assert!(out.contains("- -> queued"), "{out}");
+    let (ok, out, err) = devmesh_cli(
+        &app,
+        &t.key,
+        &["tasks", "cancel", id, "--reason", "not needed"],
+    )
+    .await;
+    assert!(ok, "{err}");
+    assert!(out.contains("cancelled"), "{out}");
+    assert_eq!(task(&app, &t, id).await["status"], "cancelled");
+    // Cancelling again: the API's refusal, and a failing exit.
+    let (ok, _, err) = devmesh_cli(&app, &t.key, &["tasks", "cancel", id]).await;
+    assert!(!ok);
+    assert!(
+        err.contains("409") && err.contains("already cancelled"),
+        "{err}"
+    );
+    let (ok, out, _) = devmesh_cli(&app, &t.key, &["agents", "list"]).await;
+    assert!(ok);
+    let line = out
+        .lines()
+        .find(|l| l.contains(&agent))
+        .expect("the agent is listed");
+    assert!(
+        line.contains("deployer")
+            && line.contains("online")
+            && line.contains("1/1")
+            && line.contains("k8s_deploy"),
+        "{line}"
+    );
+    let (ok, out, _) = devmesh_cli(&app, &t.key, &["agents", "show", &agent]).await;
+    assert!(ok);
+    assert!(out.contains("circuit") && out.contains("closed"), "{out}");
+    // Another tenant's key sees none of it.
+    let other = register(&app, "other").await;
+    let (ok, _, err) = devmesh_cli(&app, &other.key, &["agents", "show", &agent]).await;
+    assert!(!ok);
+    assert!(err.contains("404"), "{err}");
+    let (ok, _, err) = devmesh_cli(&app, "dmk_wrong", &["tasks", "list"]).await;
+    assert!(!ok && err.contains("401"), "{err}");
+}
+
+async fn a_python_sdk_agent_on_a_session_stream(shape: Shape) {
+    let env = fast_env(shape).await;
+    let app = env.spawn_app().await;
+    app.wait_ready().await;
+    let t = register(&app, "acme").await;
+    let (agent, key) = enroll(
+        &app,
+        &t,
+        json!({ "name": "python scanner", "capabilities": [{ "name": "security_scan" }], "cost": { "per_1k_tokens_usd": 0.01 } }),
+    )
+    .await;
+    let url = app.mcp_url("/mcp");
+    let args = ["agent", url.as_str(), agent.as_str()];
+    let sdk = crate::mcp_interop::run_sdk_with(&args, &key);
+    let driver = async {
+        // Online through the session's GET stream alone (it sends no heartbeat).
+        wait_until(Duration::from_secs(30), || async {
+            let r = call(
+                &app,
+                "GET",
+                &format!("/api/v1/agents/{agent}"),
+                Some(&t.key),
+                None,
+            )
+            .await;
+            r.body["presence"]["online"] == true
+        })
+        .await
+        .expect("the Python agent comes online");
+        create_task(
+            &app,
+            &t,
+            json!({ "title": "scan the repo", "type": "security_scan", "input": { "repo": "acme/api" },
+                    "required_capabilities": ["security_scan"] }),
+        )
+        .await
+    };
+    let (seen, created) = tokio::join!(sdk, driver);
+    let id = created["id"].as_str().unwrap();
+    assert!(
+        seen["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t == "devmesh_task_complete"),
+        "{seen}"
+    );
+    assert_eq!(seen["inbox"]["tasks"][0]["id"], id, "{seen}");
+    assert_eq!(seen["taken"]["id"], id);
+    assert_eq!(seen["taken"]["input"]["repo"], "acme/api");
+    assert_eq!(seen["progress"]["percent"], 40.0);
+    assert_eq!(seen["done"]["status"], "completed");
+    let finished = task(&app, &t, id).await;
+    assert_eq!(finished["output"]["by"], "python");
+    let shown = call(
+        &app,
+        "GET",
+        &format!("/api/v1/agents/{agent}"),
+        Some(&t.key),
+        None,
+    )
+    .await;
+    let cost = shown.body["statistics"]["cost_usd"].as_f64().unwrap();
+    assert!(
+        (cost - 0.012).abs() < 1e-9,
+        "1200 tokens at $0.01 per 1k: {cost}"
+    );
+}
+
+async fn a_node_killed_under_a_connected_agent(shape: Shape) {
+    let mut env = fast_env(shape).await;
+    env.config.agents.heartbeat_interval = devmesh::config::Duration::from_secs(1);
+    let survivor = env.spawn_app().await;
+    survivor.wait_ready().await;
+    // The other node is the real binary, on the same database and bus, killed with -9.
+    let dir = tempfile::tempdir().unwrap();
+    let config = &env.config;
+    let vars = vec![
+        (
+            "DEVMESH_DATABASE__URL",
+            config.database.url.as_ref().unwrap().expose().to_string(),
+        ),
+        (
+            "DEVMESH_REDIS__URL",
+            config.redis.url.as_ref().unwrap().expose().to_string(),
+        ),
+        ("DEVMESH_REDIS__KEY_PREFIX", config.redis.key_prefix.clone()),
+        ("DEVMESH_AGENTS__HEARTBEAT_INTERVAL", "1s".to_string()),
+        ("DEVMESH_AGENTS__SWEEP_INTERVAL", "200ms".to_string()),
+    ];
+    let mut doomed = crate::process::start(dir.path(), &vars);
+    let t = register(&survivor, "acme").await;
+    let (agent, key) = enroll(
+        &survivor,
+        &t,
+        json!({ "name": "deployer", "capabilities": [{ "name": "k8s_deploy" }] }),
+    )
+    .await;
+    let inbox = format!("devmesh://agents/{agent}/tasks");
+    let mut ws = ws_client::try_connect(&format!("ws://{}/ws", doomed.mcp), Some(&key))
+        .await
+        .unwrap_or_else(|_| panic!("the agent connects to the doomed node"));
+    ws.initialize().await;
+    ws.call(1, "resources/subscribe", json!({ "uri": inbox }))
+        .await;
+    wait_until(Duration::from_secs(10), || async {
+        let r = call(
+            &survivor,
+            "GET",
+            &format!("/api/v1/agents/{agent}"),
+            Some(&t.key),
+            None,
+        )
+        .await;
+        r.body["presence"]["online"] == true
+    })
+    .await
+    .expect("online through the doomed node");
+    // Created on the survivor, delivered through the doomed node's connection.
+    let created = create_task(
+        &survivor,
+        &t,
+        json!({ "title": "deploy v3", "required_capabilities": ["k8s_deploy"], "timeout": "1m" }),
+    )
+    .await;
+    let id = created["id"].as_str().unwrap().to_string();
+    updated(&mut ws, &inbox).await;
+    let next = ws
+        .call(
+            2,
+            "tools/call",
+            json!({ "name": "devmesh_task_next", "arguments": {} }),
+        )
+        .await;
+    assert_eq!(structured(&next)["task"]["id"], id.as_str());
+    doomed.child.kill().unwrap();
+    doomed.child.wait().unwrap();
+    // The agent reconnects to the survivor and finishes its running task there.
+    let mut ws = ws_client::connect(&survivor, &key).await;
+    ws.initialize().await;
+    ws.call(1, "resources/subscribe", json!({ "uri": inbox }))
+        .await;
+    let done = ws
+        .call(2, "tools/call", json!({ "name": "devmesh_task_complete", "arguments": { "id": id, "output": { "rolled_out": true } } }))
+        .await;
+    assert_eq!(structured(&done)["status"], "completed");
+    // It carries on: the next task reaches it on the survivor.
+    let second = create_task(
+        &survivor,
+        &t,
+        json!({ "title": "deploy v4", "required_capabilities": ["k8s_deploy"] }),
+    )
+    .await;
+    updated(&mut ws, &inbox).await;
+    let next = ws
+        .call(
+            3,
+            "tools/call",
+            json!({ "name": "devmesh_task_next", "arguments": {} }),
+        )
+        .await;
+    assert_eq!(structured(&next)["task"]["id"], second["id"]);
+    // Completed once: one completion event, and a second completion is refused.
+    let events = call(
+        &survivor,
+        "GET",
+        &format!("/api/v1/tasks/{id}/events"),
+        Some(&t.key),
+        None,
+    )
+    .await;
+    let completions = events
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["to"] == "completed")
+        .count();
+    assert_eq!(completions, 1, "{:?}", events.body);
+    let again = act(&survivor, &key, &id, "complete", json!({})).await;
+    assert_eq!(again.status, 409);
+    assert_eq!(task(&survivor, &t, &id).await["output"]["rolled_out"], true);
 }

@@ -7,16 +7,16 @@ use std::time::{Duration, Instant};
 use crate::helpers::black_hole;
 
 /// A running `devmesh serve`, its api address and its JSON log lines as they come.
-struct Node {
-    child: Child,
-    addr: String,
+pub(crate) struct Node {
+    pub(crate) child: Child,
+    pub(crate) addr: String,
     /// The mcp listener's address.
-    mcp: String,
-    log: std::sync::mpsc::Receiver<serde_json::Value>,
+    pub(crate) mcp: String,
+    pub(crate) log: std::sync::mpsc::Receiver<serde_json::Value>,
 }
 
 /// Starts `devmesh serve` in `dir`; the api address is read from its log.
-fn start(dir: &std::path::Path, env: &[(&str, String)]) -> Node {
+pub(crate) fn start(dir: &std::path::Path, env: &[(&str, String)]) -> Node {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_devmesh"));
     cmd.current_dir(dir)
         .env_clear()
