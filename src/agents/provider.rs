@@ -20,6 +20,7 @@ use crate::mcp::catalog::{Provider, Reply, ToolSpec, decode_arguments, not_found
 use crate::mcp::engine::tool_error;
 use crate::mcp::protocol::RpcError;
 use crate::mcp::providers::{service_failure, storage_failure, structured};
+use crate::mcp::tasks::{TaskSupport, escalate};
 use crate::service::{PageRequest, ServiceError};
 use crate::storage::agents::AgentFilter;
 use crate::storage::tasks::TaskFilter;
@@ -43,9 +44,19 @@ fn object(properties: Value, required: &[&str]) -> Arc<Map<String, Value>> {
 }
 
 /// Every tool answers with structured content: an object (a task, a page, `{"task"}`).
+/// `devmesh_task_create` may run as an MCP task that follows the devmesh task.
 fn with_output(tool: Tool) -> Arc<ToolSpec> {
-    ToolSpec::new(tool.with_raw_output_schema(schema(json!({ "type": "object" }))))
+    let follows = tool.name == "devmesh_task_create";
+    let tool = tool.with_raw_output_schema(schema(json!({ "type": "object" })));
+    if follows {
+        ToolSpec::with_tasks(tool, TaskSupport::Optional)
+    } else {
+        ToolSpec::new(tool)
+    }
 }
+
+/// How often a followed task is read again even without a notice of its change.
+const FOLLOW_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 fn id_only(what: &str) -> Arc<Map<String, Value>> {
     object(
@@ -281,7 +292,18 @@ impl AgentsProvider {
                 }
             }
             "devmesh_task_create" => {
-                let new: NewTask = args!(args);
+                let mut new: NewTask = args!(args);
+                // A client that negotiated MCP tasks gets one that follows the devmesh
+                // task and ends with its result.
+                if call.can_escalate() {
+                    return Ok(escalate());
+                }
+                if let Some(mcp_task) = &call.task_id {
+                    // The round may run again (a node taking over): the same task.
+                    new.idempotency_key
+                        .get_or_insert_with(|| format!("mcp-task:{mcp_task}"));
+                    return self.create_and_follow(new, call).await;
+                }
                 tasks::create(node, agents, principal, new).await.map(|c| {
                     let task = match c {
                         tasks::Created::New(t) | tasks::Created::Existing(t) => t,
@@ -367,6 +389,86 @@ impl AgentsProvider {
             _ => return Err(RpcError::invalid_params(format!("unknown tool: {name}"))),
         };
         outcome.or_else(service_failure)
+    }
+
+    /// An MCP task's round: creates the devmesh task and waits for it to finish; the
+    /// result is the task (an error result unless it completed). The round is dropped
+    /// when its MCP task is cancelled, even mid-create, so the creation runs to its end
+    /// on its own and a watcher outside the round cancels the devmesh task.
+    async fn create_and_follow(&self, new: NewTask, call: &Call) -> Result<Value, RpcError> {
+        let (node, principal) = (&call.node, &call.principal);
+        let mut events = crate::events::TenantEvents::subscribe(node, &principal.organization_id)
+            .await
+            .map_err(|e| {
+                tracing::warn!(error = %e, "cannot follow a task");
+                RpcError::internal()
+            })?;
+        let (made, made_id) = tokio::sync::oneshot::channel::<String>();
+        let followed = tokio_util::sync::CancellationToken::new();
+        let _followed = followed.clone().drop_guard();
+        node.runtime.spawn({
+            let (node, principal, agents) = (node.clone(), principal.clone(), self.agents.clone());
+            let cancelled = call.cancel.clone();
+            async move {
+                tokio::select! {
+                    biased;
+                    _ = cancelled.cancelled() => {
+                        let Ok(id) = made_id.await else { return };
+                        let why = Some("its MCP task was cancelled".to_string());
+                        if let Err(e) = tasks::cancel(&node, &agents, &principal, &id, why).await {
+                            tracing::debug!(error = %e, "cannot cancel a followed task");
+                        }
+                    }
+                    _ = followed.cancelled() => {}
+                }
+            }
+        });
+        let (agents, p) = (self.agents.clone(), principal.clone());
+        let created = node
+            .run_to_end(move |node| async move {
+                let created = tasks::create(&node, &agents, &p, new).await?;
+                let task = match created {
+                    tasks::Created::New(t) | tasks::Created::Existing(t) => t,
+                };
+                let _ = made.send(task.id.clone());
+                Ok(task)
+            })
+            .await;
+        let id = match created {
+            Ok(task) => task.id,
+            Err(e) => return service_failure(e),
+        };
+        let uri = super::task_uri(&id);
+        let id = id.as_str();
+        loop {
+            let task = match tasks::get(node, principal, id).await {
+                Ok(task) => task,
+                Err(e) => return service_failure(e),
+            };
+            if task.status.is_final() {
+                let mut result = with_task_link(structured(&task), &task.id);
+                if task.status != super::model::TaskStatus::Completed {
+                    result["isError"] = json!(true);
+                }
+                return Ok(result);
+            }
+            let deadline = tokio::time::Instant::now() + FOLLOW_EVERY;
+            loop {
+                tokio::select! {
+                    _ = call.cancel.cancelled() => return Err(RpcError::internal()),
+                    change = events.recv() => match change {
+                        Some(crate::events::Change::ResourceUpdated { uri: changed }) if changed == uri => break,
+                        Some(_) => continue,
+                        // No bus: read again at the deadline.
+                        None => {
+                            tokio::time::sleep_until(deadline).await;
+                            break;
+                        }
+                    },
+                    _ = tokio::time::sleep_until(deadline) => break,
+                }
+            }
+        }
     }
 
     async fn read(&self, uri: &str, call: &Call) -> Result<Value, ServiceError> {

@@ -21,6 +21,7 @@ for_shapes!([
     strategies_choose_from_a_crafted_fleet,
     agent_keys_act_only_on_their_own_tasks,
     a_python_sdk_agent_on_a_session_stream,
+    an_mcp_task_follows_the_devmesh_task,
 ] on sqlite => Sqlite, postgres_redis => PostgresRedis);
 
 for_shapes!([
@@ -1420,4 +1421,127 @@ async fn a_node_killed_under_a_connected_agent(shape: Shape) {
     let again = act(&survivor, &key, &id, "complete", json!({})).await;
     assert_eq!(again.status, 409);
     assert_eq!(task(&survivor, &t, &id).await["output"]["rolled_out"], true);
+}
+
+/// A 2026-07-28 request declaring the MCP tasks extension.
+async fn with_tasks(app: &TestApp, key: &str, method: &str, mut params: Value) -> Value {
+    params["_meta"] = json!({
+        "io.modelcontextprotocol/clientCapabilities": { "extensions": { "io.modelcontextprotocol/tasks": {} } }
+    });
+    crate::mcp_client::McpClient::new(app, Some(key))
+        .modern(method, params)
+        .await
+        .result()
+        .clone()
+}
+
+async fn an_mcp_task_follows_the_devmesh_task(shape: Shape) {
+    let env = fast_env(shape).await;
+    let app = env.spawn_app().await;
+    app.wait_ready().await;
+    let t = register(&app, "acme").await;
+    let (agent, key) = enroll(
+        &app,
+        &t,
+        json!({ "name": "reviewer", "capabilities": [{ "name": "code_review" }] }),
+    )
+    .await;
+    heartbeat(&app, &agent, &key).await;
+    // The IDE's call answers at once with an MCP task.
+    let created = with_tasks(
+        &app,
+        &t.key,
+        "tools/call",
+        json!({ "name": "devmesh_task_create", "arguments": { "title": "review PR 7", "required_capabilities": ["code_review"] } }),
+    )
+    .await;
+    assert_eq!(created["resultType"], "task", "{created}");
+    let mcp_task = created["taskId"].as_str().unwrap().to_string();
+    let devmesh_task = loop {
+        let list = call(
+            &app,
+            "GET",
+            "/api/v1/tasks?status=assigned",
+            Some(&t.key),
+            None,
+        )
+        .await;
+        if let Some(task) = list.body["items"].as_array().unwrap().first() {
+            break task["id"].as_str().unwrap().to_string();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let working = with_tasks(&app, &t.key, "tasks/get", json!({ "taskId": mcp_task })).await;
+    assert_eq!(working["status"], "working", "{working}");
+    // The agent does the work; the MCP task ends with the devmesh task's result.
+    assert_eq!(
+        act(&app, &key, &devmesh_task, "accept", json!({}))
+            .await
+            .status,
+        200
+    );
+    let r = act(
+        &app,
+        &key,
+        &devmesh_task,
+        "complete",
+        json!({ "output": { "approved": true } }),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let done = loop {
+        let got = with_tasks(&app, &t.key, "tasks/get", json!({ "taskId": mcp_task })).await;
+        if got["status"] == "completed" {
+            break got;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{got}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(done["result"]["isError"], false, "{done}");
+    assert_eq!(
+        done["result"]["structuredContent"]["id"],
+        devmesh_task.as_str()
+    );
+    assert_eq!(
+        done["result"]["structuredContent"]["output"]["approved"],
+        true
+    );
+    // Cancelling the MCP task cancels the devmesh task.
+    let second = with_tasks(
+        &app,
+        &t.key,
+        "tools/call",
+        json!({ "name": "devmesh_task_create", "arguments": { "title": "never mind", "required_capabilities": ["nobody_has_it"] } }),
+    )
+    .await;
+    let second_task = second["taskId"].as_str().unwrap().to_string();
+    let queued = loop {
+        let list = call(
+            &app,
+            "GET",
+            "/api/v1/tasks?status=queued",
+            Some(&t.key),
+            None,
+        )
+        .await;
+        if let Some(task) = list.body["items"].as_array().unwrap().first() {
+            break task["id"].as_str().unwrap().to_string();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    with_tasks(
+        &app,
+        &t.key,
+        "tasks/cancel",
+        json!({ "taskId": second_task }),
+    )
+    .await;
+    wait_status(&app, &t, &queued, "cancelled").await;
+    // A client without the extension gets the task at once, inline.
+    let inline = crate::mcp_client::McpClient::new(&app, Some(&t.key))
+        .call_tool("devmesh_task_create", json!({ "title": "inline" }))
+        .await;
+    assert_eq!(inline["structuredContent"]["title"], "inline", "{inline}");
+    assert!(inline.get("taskId").is_none(), "{inline}");
 }
