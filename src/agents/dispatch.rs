@@ -1,7 +1,7 @@
 //! Runs the engine over an organization's queued tasks and writes its choices. It runs
 //! whenever a task is queued, an agent comes online or is activated, or a slot frees;
 //! on one node, one round per organization at a time (a trigger during a round asks for
-//! another); across nodes, rounds may overlap, and the assignment itself (one atomic
+//! another, and waits for it); across nodes, rounds may overlap, and the assignment itself (one atomic
 //! conditional write, `storage::tasks::assign`) keeps a task from being assigned twice
 //! and an agent from going over capacity.
 
@@ -21,72 +21,113 @@ use crate::storage::tasks::{self as store, Assignment};
 /// Queued tasks one round considers, highest priority first.
 const ROUND: i64 = 500;
 
-/// Which organizations have a round running on this node, and whether another was asked
-/// for during it.
+/// Which organizations have rounds running on this node, whether another was asked for
+/// during the current one, and how many have finished (for callers waiting on the next).
 #[derive(Default)]
 pub struct Dispatcher {
-    running: Mutex<HashMap<String, bool>>,
+    running: Mutex<HashMap<String, Org>>,
+}
+
+struct Org {
+    again: bool,
+    /// Rounds started so far; the one running is this number.
+    started: u64,
+    finished: tokio::sync::watch::Sender<u64>,
+}
+
+/// What a trigger does.
+enum Entry {
+    /// Run the rounds: nobody is.
+    Run(tokio::sync::watch::Receiver<u64>),
+    /// A round is running: the one after it covers this trigger; wait until it ends.
+    Wait(tokio::sync::watch::Receiver<u64>, u64),
 }
 
 impl Dispatcher {
-    /// `true` when the caller should run the round; otherwise the running one runs again.
-    fn enter(&self, org: &str) -> bool {
+    fn enter(&self, org: &str) -> Entry {
         let mut running = self.running.lock().unwrap();
         match running.get_mut(org) {
-            Some(again) => {
-                *again = true;
-                false
+            Some(state) => {
+                state.again = true;
+                Entry::Wait(state.finished.subscribe(), state.started + 1)
             }
             None => {
-                running.insert(org.to_string(), false);
-                true
+                let (finished, rx) = tokio::sync::watch::channel(0);
+                running.insert(
+                    org.to_string(),
+                    Org {
+                        again: false,
+                        started: 0,
+                        finished,
+                    },
+                );
+                Entry::Run(rx)
             }
         }
     }
 
-    /// `true` when another round was asked for; otherwise the organization is left.
-    fn again_or_leave(&self, org: &str) -> bool {
-        let mut running = self.running.lock().unwrap();
-        match running.get_mut(org) {
-            Some(again) if *again => {
-                *again = false;
-                true
-            }
-            _ => {
-                running.remove(org);
-                false
-            }
+    /// Asks for another round of `org` (a round that lost a race).
+    fn again(&self, org: &str) {
+        if let Some(state) = self.running.lock().unwrap().get_mut(org) {
+            state.again = true;
         }
+    }
+
+    /// Starts the next round's count; its number.
+    fn start(&self, org: &str) -> u64 {
+        let mut running = self.running.lock().unwrap();
+        let state = running.get_mut(org).expect("a running organization");
+        state.started += 1;
+        state.again = false;
+        state.started
+    }
+
+    /// Records a finished round; `true` when another was asked for, otherwise the
+    /// organization is left.
+    fn finish(&self, org: &str, round: u64) -> bool {
+        let mut running = self.running.lock().unwrap();
+        let Some(state) = running.get_mut(org) else {
+            return false;
+        };
+        state.finished.send_replace(round);
+        if state.again {
+            return true;
+        }
+        running.remove(org);
+        false
     }
 }
 
-/// Assigns what can be assigned in `org` now. The caller waits for one round (so that
-/// a task created when an agent is free comes back assigned); the rounds asked for
-/// meanwhile run on in the background. Runs to its end even if the caller goes.
+/// Longest a trigger waits for the round that covers it; the rounds run on regardless.
+const WAIT_FOR_ROUND: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Assigns what can be assigned in `org` now. The caller waits until a round that began
+/// after its call has ended (so that a task created while an agent is free comes back
+/// assigned), at most [`WAIT_FOR_ROUND`]; rounds asked for meanwhile run in the
+/// background, to their end even if the caller goes.
 pub async fn run(node: &Node, agents: &std::sync::Arc<Agents>, org: &str) {
-    if !agents.dispatcher.enter(org) {
-        return;
-    }
-    let (agents, org) = (agents.clone(), org.to_string());
-    let (first_done, first) = tokio::sync::oneshot::channel::<()>();
-    node.runtime.spawn({
-        let node = node.clone();
-        async move {
-            let mut first_done = Some(first_done);
-            loop {
-                if let Err(e) = round(&node, &agents, &org).await {
-                    tracing::warn!(error = %e, organization = %org, "an assignment round failed; the sweep tries again");
+    let (mut finished, target) = match agents.dispatcher.enter(org) {
+        Entry::Wait(rx, target) => (rx, target),
+        Entry::Run(rx) => {
+            let (agents, org) = (agents.clone(), org.to_string());
+            node.runtime.spawn({
+                let node = node.clone();
+                async move {
+                    loop {
+                        let number = agents.dispatcher.start(&org);
+                        if let Err(e) = round(&node, &agents, &org).await {
+                            tracing::warn!(error = %e, organization = %org, "an assignment round failed; the sweep tries again");
+                        }
+                        if !agents.dispatcher.finish(&org, number) {
+                            break;
+                        }
+                    }
                 }
-                if let Some(done) = first_done.take() {
-                    let _ = done.send(());
-                }
-                if !agents.dispatcher.again_or_leave(&org) {
-                    break;
-                }
-            }
+            });
+            (rx, 1)
         }
-    });
-    let _ = first.await;
+    };
+    let _ = tokio::time::timeout(WAIT_FOR_ROUND, finished.wait_for(|done| *done >= target)).await;
 }
 
 /// The expected cost of one task: the mean of what its finished tasks cost, else its
@@ -231,7 +272,7 @@ async fn round(node: &Node, agents: &Agents, org: &str) -> StorageResult<()> {
             .await;
         } else {
             // Another node took the slot or the task: look again with fresh numbers.
-            agents.dispatcher.enter(org);
+            agents.dispatcher.again(org);
             break;
         }
     }

@@ -1022,21 +1022,25 @@ async fn two_nodes_assign_concurrently_without_double_assignment(shape: Shape) {
         }
     });
     futures_util::future::join_all(creates).await;
-    // 10 agents × 2 slots: exactly 20 assigned, two per agent, each assigned once.
-    let mut assigned = Vec::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let path = match &cursor {
-            Some(c) => format!("/api/v1/tasks?status=assigned&limit=200&cursor={c}"),
-            None => "/api/v1/tasks?status=assigned&limit=200".to_string(),
-        };
-        let r = call(&one, "GET", &path, Some(&t.key), None).await;
-        assigned.extend(r.body["items"].as_array().unwrap().clone());
-        match r.body["next_cursor"].as_str() {
-            Some(c) => cursor = Some(c.to_string()),
-            None => break,
-        }
-    }
+    // 10 agents × 2 slots: once the rounds settle, exactly 20 assigned, two per agent,
+    // each assigned once (at most 200 rows: one page).
+    let assigned_now = || async {
+        let r = call(
+            &one,
+            "GET",
+            "/api/v1/tasks?status=assigned&limit=200",
+            Some(&t.key),
+            None,
+        )
+        .await;
+        r.body["items"].as_array().unwrap().clone()
+    };
+    let settled = wait_until(Duration::from_secs(20), || async {
+        assigned_now().await.len() >= 20
+    })
+    .await;
+    assert!(settled.is_ok(), "{} assigned", assigned_now().await.len());
+    let assigned = assigned_now().await;
     assert_eq!(assigned.len(), 20);
     let mut per_agent: HashMap<String, usize> = HashMap::new();
     for task in &assigned {
