@@ -99,6 +99,7 @@ pub async fn list_contexts(
         context_type: q.context_type,
         since: q.since.map(|t| t.naive_utc()),
         until: q.until.map(|t| t.naive_utc()),
+        given_to: None,
     };
     Ok(HttpResponse::Ok().json(contexts::list(&node, &auth.0, filter, page).await?))
 }

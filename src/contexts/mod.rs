@@ -37,6 +37,19 @@ pub const NO_VERSION: i64 = -1;
 
 const NOT_FOUND: ServiceError = ServiceError::NotFound("context");
 
+/// An agent's key reaches only the contexts given to its agent: those that name it, and
+/// those its tasks name (`context_id`). Any other is not found, as another tenant's is.
+async fn reachable(node: &Node, principal: &Principal, id: &str) -> ServiceResult<()> {
+    match principal.agent_id() {
+        Some(agent)
+            if !store::given_to_agent(&node.db, &principal.organization_id, id, agent).await? =>
+        {
+            Err(NOT_FOUND)
+        }
+        _ => Ok(()),
+    }
+}
+
 fn metadata_text(
     node: &Node,
     field: &'static str,
@@ -115,7 +128,11 @@ pub async fn create(node: &Node, principal: &Principal, new: NewContext) -> Serv
         organization_id: principal.organization_id.clone(),
         name: name.as_str().to_string(),
         context_type,
-        agent_id: label("agent_id", new.agent_id)?,
+        // What an agent's key creates is its agent's.
+        agent_id: match principal.agent_id() {
+            Some(agent) => Some(agent.to_string()),
+            None => label("agent_id", new.agent_id)?,
+        },
         model_id: label("model_id", new.model_id)?,
         session_id: label("session_id", new.session_id)?,
         metadata: metadata_text(node, "metadata", new.metadata)?,
@@ -163,6 +180,7 @@ pub async fn get(
     last: Option<u32>,
 ) -> ServiceResult<Context> {
     principal.require(Scope::ContextsRead)?;
+    reachable(node, principal, id).await?;
     let (row, items) = store::get_with_items(
         &node.db,
         &principal.organization_id,
@@ -183,6 +201,8 @@ pub async fn list(
     page: PageRequest,
 ) -> ServiceResult<Page<Context>> {
     principal.require(Scope::ContextsRead)?;
+    let mut filter = filter;
+    filter.given_to = principal.agent_id().map(str::to_string);
     let rows = store::list(
         &node.db,
         &principal.organization_id,
@@ -241,6 +261,7 @@ pub async fn update(
     patch: ContextPatch,
 ) -> ServiceResult<Context> {
     principal.require(Scope::ContextsWrite)?;
+    reachable(node, principal, id).await?;
     let label = |field, v: Option<Option<String>>| -> ServiceResult<Option<Option<String>>> {
         v.map(|v| v.map(|v| fields::label(field, &v)).transpose())
             .transpose()
@@ -297,6 +318,7 @@ pub async fn delete(
     pre: Precondition,
 ) -> ServiceResult<()> {
     principal.require(Scope::ContextsWrite)?;
+    reachable(node, principal, id).await?;
     let version = match pre {
         Precondition::OneOf(_) => Some(expected_version(node, principal, id, pre).await?),
         Precondition::Any | Precondition::None => None,
@@ -326,6 +348,7 @@ pub async fn append(
     request: AppendItems,
 ) -> ServiceResult<Appended> {
     principal.require(Scope::ContextsWrite)?;
+    reachable(node, principal, id).await?;
     if request.items.is_empty() {
         return Err(ServiceError::invalid(
             "items",
@@ -365,6 +388,7 @@ pub async fn append(
 
 pub async fn summary(node: &Node, principal: &Principal, id: &str) -> ServiceResult<Summary> {
     principal.require(Scope::ContextsRead)?;
+    reachable(node, principal, id).await?;
     let row = store::get(&node.db, &principal.organization_id, id)
         .await?
         .ok_or(NOT_FOUND)?;

@@ -5,7 +5,7 @@
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, RunQueryDsl};
 
-use super::schema::{context_items, contexts};
+use super::schema::{context_items, contexts, tasks};
 use super::{Db, StorageError, StorageResult};
 use crate::with_conn;
 
@@ -72,6 +72,8 @@ pub struct ContextFilter {
     pub context_type: Option<String>,
     pub since: Option<chrono::NaiveDateTime>,
     pub until: Option<chrono::NaiveDateTime>,
+    /// Only the contexts given to this agent (see [`given_to_agent`]).
+    pub given_to: Option<String>,
 }
 
 /// The outcome of a conditional write.
@@ -266,7 +268,43 @@ pub async fn list(
         if let Some(v) = filter.until {
             q = q.filter(contexts::updated_at.lt(v));
         }
+        if let Some(agent) = &filter.given_to {
+            let of_its_tasks = tasks::table
+                .filter(tasks::organization_id.eq(org.clone()))
+                .filter(tasks::agent_id.eq(agent.clone()))
+                .select(tasks::context_id);
+            q = q.filter(
+                contexts::agent_id
+                    .eq(agent.clone())
+                    .or(contexts::id.nullable().eq_any(of_its_tasks)),
+            );
+        }
         Ok(q.load(conn).await?)
+    })
+}
+
+/// Whether a context is given to an agent: it names the agent (`agent_id`), or a task
+/// assigned to or running on the agent names the context (`context_id`).
+pub async fn given_to_agent(db: &Db, org: &str, id: &str, agent: &str) -> StorageResult<bool> {
+    with_conn!(db, [org, id, agent], |conn| {
+        let named: i64 = contexts::table
+            .filter(contexts::organization_id.eq(org))
+            .filter(contexts::id.eq(id))
+            .filter(contexts::agent_id.eq(agent))
+            .count()
+            .get_result(conn)
+            .await?;
+        if named > 0 {
+            return Ok(true);
+        }
+        let by_task: i64 = tasks::table
+            .filter(tasks::organization_id.eq(org))
+            .filter(tasks::agent_id.eq(agent))
+            .filter(tasks::context_id.eq(id))
+            .count()
+            .get_result(conn)
+            .await?;
+        Ok(by_task > 0)
     })
 }
 

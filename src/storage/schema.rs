@@ -322,3 +322,4 @@ diesel::table! {
 }
 
 diesel::allow_tables_to_appear_in_same_query!(agents, tasks);
+diesel::allow_tables_to_appear_in_same_query!(contexts, tasks);

@@ -900,7 +900,7 @@ async fn agent_keys_act_only_on_their_own_tasks(shape: Shape) {
     let (a, a_key) = enroll(
         &app,
         &t,
-        json!({ "name": "a", "capabilities": [{ "name": "x" }] }),
+        json!({ "name": "a", "capabilities": [{ "name": "x" }], "max_concurrent_tasks": 2 }),
     )
     .await;
     let (b, b_key) = enroll(
@@ -954,6 +954,90 @@ async fn agent_keys_act_only_on_their_own_tasks(shape: Shape) {
     assert_eq!(r.status, 403, "{:?}", r.body);
     let r = call(&app, "GET", "/api/v1/tasks", Some(&b_key), None).await;
     assert_eq!(r.body["items"].as_array().unwrap().len(), 0, "{:?}", r.body);
+    // Contexts: A's key reaches the one its task names, and its own, not others.
+    let shared = call(
+        &app,
+        "POST",
+        "/api/v1/contexts",
+        Some(&t.key),
+        Some(&json!({ "name": "for a" })),
+    )
+    .await;
+    let private = call(
+        &app,
+        "POST",
+        "/api/v1/contexts",
+        Some(&t.key),
+        Some(&json!({ "name": "not for agents" })),
+    )
+    .await;
+    let (shared, private) = (
+        shared.body["id"].as_str().unwrap(),
+        private.body["id"].as_str().unwrap(),
+    );
+    let with_context = create_task(
+        &app,
+        &t,
+        json!({ "title": "uses a context", "required_capabilities": ["x"], "context_id": shared }),
+    )
+    .await;
+    assert_eq!(with_context["agent_id"], a.as_str(), "{with_context}");
+    let r = call(
+        &app,
+        "GET",
+        &format!("/api/v1/contexts/{shared}"),
+        Some(&a_key),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let item = json!({ "items": [{ "role": "assistant", "content": "on it" }] });
+    let r = call(
+        &app,
+        "POST",
+        &format!("/api/v1/contexts/{shared}/items"),
+        Some(&a_key),
+        Some(&item),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    for key in [&a_key, &b_key] {
+        let r = call(
+            &app,
+            "GET",
+            &format!("/api/v1/contexts/{private}"),
+            Some(key),
+            None,
+        )
+        .await;
+        assert_eq!(r.status, 404, "{:?}", r.body);
+    }
+    let r = call(
+        &app,
+        "GET",
+        &format!("/api/v1/contexts/{shared}"),
+        Some(&b_key),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 404);
+    let own = call(
+        &app,
+        "POST",
+        "/api/v1/contexts",
+        Some(&b_key),
+        Some(&json!({ "name": "b's notes" })),
+    )
+    .await;
+    assert_eq!(own.body["agent_id"], b.as_str());
+    let listed = call(&app, "GET", "/api/v1/contexts", Some(&a_key), None).await;
+    let names: Vec<&str> = listed.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["for a"], "{:?}", listed.body);
     // A person's key works on no task.
     let r = act(&app, &t.key, id, "accept", json!({})).await;
     assert_eq!(r.status, 403, "{:?}", r.body);
