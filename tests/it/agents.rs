@@ -22,6 +22,7 @@ for_shapes!([
     agent_keys_act_only_on_their_own_tasks,
     a_python_sdk_agent_on_a_session_stream,
     an_mcp_task_follows_the_devmesh_task,
+    a_listen_stream_keeps_an_agent_online_and_tells_it_of_work,
 ] on sqlite => Sqlite, postgres_redis => PostgresRedis);
 
 for_shapes!([
@@ -1632,4 +1633,82 @@ async fn an_mcp_task_follows_the_devmesh_task(shape: Shape) {
         .await;
     assert_eq!(inline["structuredContent"]["title"], "inline", "{inline}");
     assert!(inline.get("taskId").is_none(), "{inline}");
+}
+
+async fn a_listen_stream_keeps_an_agent_online_and_tells_it_of_work(shape: Shape) {
+    let mut env = fast_env(shape).await;
+    // A stream's end is noticed when the next keepalive cannot be written.
+    env.config.mcp.sse_keepalive = devmesh::config::Duration::from_millis(300);
+    let app = env.spawn_app().await;
+    app.wait_ready().await;
+    let t = register(&app, "acme").await;
+    let (agent, key) = enroll(
+        &app,
+        &t,
+        json!({ "name": "listener", "capabilities": [{ "name": "docs" }] }),
+    )
+    .await;
+    let inbox = format!("devmesh://agents/{agent}/tasks");
+    let client = crate::mcp_client::McpClient::new(&app, Some(&key));
+    let request = crate::mcp_client::modern_request(
+        9,
+        "subscriptions/listen",
+        json!({ "notifications": { "resourceSubscriptions": [inbox] } }),
+    );
+    let mut listen = crate::mcp_client::Events::new(client.send_modern(&request).await);
+    let (_, ack) = listen
+        .next(Duration::from_secs(10))
+        .await
+        .expect("an acknowledgement");
+    assert_eq!(ack["method"], "notifications/subscriptions/acknowledged");
+    // No heartbeat: the open stream alone keeps it online, past two intervals.
+    wait_until(Duration::from_secs(10), || async {
+        let r = call(
+            &app,
+            "GET",
+            &format!("/api/v1/agents/{agent}"),
+            Some(&t.key),
+            None,
+        )
+        .await;
+        r.body["presence"]["online"] == true
+    })
+    .await
+    .expect("online while the listen stream is open");
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let created = create_task(
+        &app,
+        &t,
+        json!({ "title": "write the runbook", "required_capabilities": ["docs"] }),
+    )
+    .await;
+    assert_eq!(
+        created["agent_id"],
+        agent.as_str(),
+        "still online: {created}"
+    );
+    let notice = loop {
+        let (_, m) = listen
+            .next(Duration::from_secs(10))
+            .await
+            .expect("the inbox notice");
+        if m["method"] == "notifications/resources/updated" {
+            break m;
+        }
+    };
+    assert_eq!(notice["params"]["uri"], inbox.as_str());
+    drop(listen);
+    wait_until(Duration::from_secs(10), || async {
+        let r = call(
+            &app,
+            "GET",
+            &format!("/api/v1/agents/{agent}"),
+            Some(&t.key),
+            None,
+        )
+        .await;
+        r.body["presence"]["online"] == false
+    })
+    .await
+    .expect("offline once the stream is closed");
 }
