@@ -84,7 +84,10 @@ impl NoAgent {
         match self {
             NoAgent::NoCapable(caps) if caps.is_empty() => "no active agent is online".into(),
             NoAgent::NoCapable(caps) => {
-                format!("no active agent has capabilities [{}]", caps.join(", "))
+                format!(
+                    "no active agent online has capabilities [{}]",
+                    caps.join(", ")
+                )
             }
             NoAgent::AllBusy { capable } => format!(
                 "{capable} capable agent(s) online, none with a free slot, a closed circuit and a cost within max_cost_usd"
@@ -94,7 +97,8 @@ impl NoAgent {
             }
             NoAgent::PinnedUnavailable(id) => {
                 format!(
-                    "the pinned agent {id} is not active and online with the required capabilities, or has no free slot"
+                    "the pinned agent {id} is not active and online with the required capabilities, \
+                     or has no free slot, an open circuit or an expected cost within max_cost_usd"
                 )
             }
         }

@@ -39,8 +39,9 @@ impl CapabilityName {
             return Err(FieldError::new(
                 field,
                 format!(
-                    "{value:?} is not a capability name: use 1 to 64 lowercase letters, digits, '_', '.' \
-                     or '-', starting with a letter (such as code_review)"
+                    "{} is not a capability name: use 1 to 64 lowercase letters, digits, '_', '.' \
+                     or '-', starting with a letter (such as code_review)",
+                    quoted(value)
                 ),
             ));
         }
@@ -73,8 +74,9 @@ impl Tag {
             return Err(FieldError::new(
                 field,
                 format!(
-                    "{value:?} is not a tag: use 1 to 64 lowercase letters, digits, '_', '.', ':' or '-', \
-                     starting with a letter or digit (such as team:platform)"
+                    "{} is not a tag: use 1 to 64 lowercase letters, digits, '_', '.', ':' or '-', \
+                     starting with a letter or digit (such as team:platform)",
+                    quoted(value)
                 ),
             ));
         }
@@ -221,15 +223,28 @@ pub fn humanize(d: Duration) -> String {
     }
 }
 
-/// An amount in US dollars: finite and at least 0.
+/// The largest amount in US dollars a field takes: a sum of many stays finite.
+pub const MAX_USD: f64 = 1_000_000.0;
+
+/// An amount in US dollars: from 0 to [`MAX_USD`].
 pub fn usd(field: &'static str, value: f64) -> Result<f64, FieldError> {
-    if !value.is_finite() || value < 0.0 {
+    if !(0.0..=MAX_USD).contains(&value) {
         return Err(FieldError::new(
             field,
-            format!("must be an amount in US dollars of at least 0 (it is {value})"),
+            format!("must be an amount in US dollars from 0 to 1000000 (it is {value})"),
         ));
     }
     Ok(value)
+}
+
+/// A value as a message quotes it: at most 64 characters of it.
+fn quoted(value: &str) -> String {
+    if value.chars().count() <= 64 {
+        format!("{value:?}")
+    } else {
+        let head: String = value.chars().take(64).collect();
+        format!("{head:?}... ({} characters)", value.chars().count())
+    }
 }
 
 #[cfg(test)]

@@ -114,10 +114,10 @@ pub struct Capability {
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Cost {
-    #[schema(minimum = 0)]
+    #[schema(minimum = 0, maximum = 1000000)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub per_task_usd: Option<f64>,
-    #[schema(minimum = 0)]
+    #[schema(minimum = 0, maximum = 1000000)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub per_1k_tokens_usd: Option<f64>,
 }
@@ -296,7 +296,7 @@ pub struct NewTask {
     pub priority: Option<Priority>,
     pub strategy: Option<Strategy>,
     /// Only agents whose expected cost is at most this, in US dollars.
-    #[schema(minimum = 0)]
+    #[schema(minimum = 0, maximum = 1000000)]
     pub max_cost_usd: Option<f64>,
     /// Time to finish once started (`"30m"`, or seconds); default `agents.default_timeout`.
     #[schema(schema_with = fields::span_schema)]
@@ -436,7 +436,7 @@ pub struct Completion {
     pub output: Option<Value>,
     /// What the work cost, in US dollars; if absent, the agent's `per_task_usd` plus
     /// `per_1k_tokens_usd` times `tokens` / 1000.
-    #[schema(minimum = 0)]
+    #[schema(minimum = 0, maximum = 1000000)]
     pub cost_usd: Option<f64>,
     /// Tokens the work used.
     #[schema(minimum = 0)]

@@ -22,7 +22,7 @@ use crate::tenancy::api_keys::{self, CreatedKey, NewKey};
 use crate::tenancy::audit::{self, Event};
 use crate::tenancy::names::DisplayName;
 use crate::tenancy::scopes::{KeyType, Scope};
-use crate::tenancy::{Principal, new_id, utc};
+use crate::tenancy::{Principal, TenancyState, new_id, utc};
 
 const NOT_FOUND: ServiceError = ServiceError::NotFound("agent");
 const MAX_METADATA_BYTES: usize = 16 * 1024;
@@ -437,10 +437,23 @@ pub async fn update(
     Ok(view(agents, row, None))
 }
 
-pub async fn delete(node: &Node, principal: &Principal, id: &str) -> ServiceResult<()> {
+/// Removes an agent with nothing assigned, running or pinned to it; its keys are
+/// revoked with it.
+pub async fn delete(
+    node: &Node,
+    tenancy: &Arc<TenancyState>,
+    principal: &Principal,
+    id: &str,
+) -> ServiceResult<()> {
     manager(principal, Scope::AgentsWrite)?;
-    let (principal, id) = (principal.clone(), id.to_string());
+    let (principal, id, tenancy) = (principal.clone(), id.to_string(), tenancy.clone());
     node.run_to_end(move |node| async move {
+        let pinned = crate::storage::tasks::pinned_waiting(&node.db, &principal.organization_id, &id).await?;
+        if pinned > 0 && store::get(&node.db, &principal.organization_id, &id).await?.is_some() {
+            return Err(ServiceError::Conflict(format!(
+                "{pinned} queued task(s) are pinned to the agent; cancel them first"
+            )));
+        }
         match store::delete(&node.db, &principal.organization_id, &id).await? {
             Deleted::Done => {}
             Deleted::Missing => return Err(NOT_FOUND),
@@ -450,7 +463,14 @@ pub async fn delete(node: &Node, principal: &Principal, id: &str) -> ServiceResu
                 )));
             }
         }
-        audit::record(&node, Event::by(&principal, "agent.deleted").target("agent", &id)).await;
+        let revoked = api_keys::revoke_bound_to(&node, &tenancy, &principal.organization_id, &id).await?;
+        audit::record(
+            &node,
+            Event::by(&principal, "agent.deleted")
+                .target("agent", &id)
+                .details(json!({ "keys_revoked": revoked })),
+        )
+        .await;
         announce(&node, &principal.organization_id, [AGENTS_URI.to_string()]).await;
         Ok(())
     })
@@ -543,6 +563,16 @@ pub async fn create_key(
         return Err(ServiceError::invalid(
             "key_type",
             format!("an agent's key is of type agent (not {})", new.key_type),
+        ));
+    }
+    if new
+        .scopes
+        .as_ref()
+        .is_some_and(|s| s.contains(&Scope::AgentsWrite))
+    {
+        return Err(ServiceError::invalid(
+            "scopes",
+            "an agent's key cannot hold agents:write: agents do not manage agents",
         ));
     }
     find(node, principal, agent_id).await?;

@@ -169,16 +169,8 @@ pub async fn create(
     new: NewTask,
 ) -> ServiceResult<Created> {
     principal.require(Scope::TasksWrite)?;
-    // The request as sent, so that a repeat is recognized whatever its key order.
-    let hash = crate::tenancy::secrets::hash_token(
-        &serde_json::to_string(&new).expect("a task request serializes"),
-    );
     let org = principal.organization_id.clone();
-    if let Some(key) = &new.idempotency_key
-        && let Some(existing) = store::by_idempotency_key(&node.db, &org, key).await?
-    {
-        return repeat(existing, &hash);
-    }
+    let creator = principal.actor_label();
     let title = crate::tenancy::names::DisplayName::parse("title", &new.title)?;
     let task_type = match &new.task_type {
         Some(t) => CapabilityName::parse("type", t)?.as_str().to_string(),
@@ -243,10 +235,23 @@ pub async fn create(
         .as_deref()
         .map(|k| fields::label("idempotency_key", k))
         .transpose()?;
+    // What the caller names must be the caller's to see.
+    let context_reachable = |id: String| {
+        let org = &org;
+        async move {
+            let exists = crate::storage::contexts::get(&node.db, org, &id)
+                .await?
+                .is_some();
+            Ok::<bool, ServiceError>(match principal.agent_id() {
+                Some(agent) if exists => {
+                    crate::storage::contexts::given_to_agent(&node.db, org, &id, agent).await?
+                }
+                _ => exists,
+            })
+        }
+    };
     if let Some(id) = &new.context_id
-        && crate::storage::contexts::get(&node.db, &org, id)
-            .await?
-            .is_none()
+        && !context_reachable(id.clone()).await?
     {
         return Err(ServiceError::invalid(
             "context_id",
@@ -254,20 +259,26 @@ pub async fn create(
         ));
     }
     if let Some(id) = &new.parent_id
-        && store::get(&node.db, &org, id).await?.is_none()
+        && find(node, principal, id).await.is_err()
     {
         return Err(ServiceError::invalid(
             "parent_id",
             "no task by this id in the organization",
         ));
     }
-    if let Some(id) = &new.agent_id
-        && agent_store::get(&node.db, &org, id).await?.is_none()
-    {
-        return Err(ServiceError::invalid(
-            "agent_id",
-            "no agent by this id in the organization",
-        ));
+    if let Some(id) = &new.agent_id {
+        let Some(agent) = agent_store::get(&node.db, &org, id).await? else {
+            return Err(ServiceError::invalid(
+                "agent_id",
+                "no agent by this id in the organization",
+            ));
+        };
+        if agent.status == "retired" {
+            return Err(ServiceError::invalid(
+                "agent_id",
+                "the agent is retired: it takes no more work",
+            ));
+        }
     }
     let spec = Spec {
         required_capabilities: required,
@@ -278,6 +289,28 @@ pub async fn create(
         assign_timeout_ms,
         rejected_by: Vec::new(),
     };
+    // A repeat is recognized by what the request means (defaults filled in, durations
+    // read), not by how it was written.
+    let hash = crate::tenancy::secrets::hash_token(
+        &json!([
+            title.as_str(),
+            task_type,
+            description,
+            input,
+            spec,
+            new.priority.unwrap_or(Priority::Normal).rank(),
+            max_attempts,
+            new.context_id,
+            new.parent_id,
+            new.agent_id,
+        ])
+        .to_string(),
+    );
+    if let Some(key) = &idempotency_key
+        && let Some(existing) = store::by_idempotency_key(&node.db, &org, &creator, key).await?
+    {
+        return repeat(existing, &hash);
+    }
     let now = crate::storage::now();
     let row = TaskRow {
         id: new_id(),
@@ -303,7 +336,7 @@ pub async fn create(
         error: None,
         decision: None,
         waiting_reason: None,
-        created_by: principal.actor_label(),
+        created_by: creator.clone(),
         version: 1,
         created_at: now,
         assigned_at: None,
@@ -321,7 +354,7 @@ pub async fn create(
         Ok(()) => {}
         Err(e) if is_unique_violation(&e) => {
             let key = row.idempotency_key.as_deref().unwrap_or_default();
-            let existing = store::by_idempotency_key(&node.db, &org, key)
+            let existing = store::by_idempotency_key(&node.db, &org, &creator, key)
                 .await?
                 .ok_or(e)?;
             return repeat(existing, &hash);
@@ -345,6 +378,18 @@ fn repeat(existing: TaskRow, hash: &str) -> ServiceResult<Created> {
     Ok(Created::Existing(view(existing)))
 }
 
+/// Whether the principal is a key of type `agent` (bound to an agent or not): it sees
+/// only the tasks given to its agent and those it created.
+fn is_agent_key(principal: &Principal) -> bool {
+    matches!(
+        principal.actor,
+        crate::tenancy::principal::Actor::ApiKey {
+            key_type: crate::tenancy::scopes::KeyType::Agent,
+            ..
+        }
+    )
+}
+
 /// The task, if the principal may read it.
 async fn visible(node: &Node, principal: &Principal, id: &str) -> ServiceResult<TaskRow> {
     principal.require(Scope::TasksRead)?;
@@ -357,8 +402,8 @@ async fn find(node: &Node, principal: &Principal, id: &str) -> ServiceResult<Tas
     let row = store::get(&node.db, &principal.organization_id, id)
         .await?
         .ok_or(NOT_FOUND)?;
-    if let Some(agent) = principal.agent_id()
-        && row.agent_id.as_deref() != Some(agent)
+    if is_agent_key(principal)
+        && (principal.agent_id().is_none() || row.agent_id.as_deref() != principal.agent_id())
         && row.created_by != principal.actor_label()
     {
         return Err(NOT_FOUND);
@@ -383,7 +428,9 @@ pub async fn list(
     page: PageRequest,
 ) -> ServiceResult<Page<Task>> {
     principal.require(Scope::TasksRead)?;
-    if let Some(agent) = principal.agent_id() {
+    if is_agent_key(principal) {
+        // An agent key bound to no agent sees only what it created.
+        let agent = principal.agent_id().unwrap_or("");
         filter.visible_to = Some((agent.to_string(), principal.actor_label()));
     }
     let rows = store::list(
@@ -491,6 +538,7 @@ fn requeue(changes: TaskChanges) -> TaskChanges {
         status: Some("queued".into()),
         agent_id: Some(None),
         deadline_at: Some(None),
+        progress: Some(None),
         updated_at: Some(crate::storage::now()),
         ..changes
     }
@@ -641,12 +689,21 @@ async fn count(
     {
         tracing::warn!(error = %e, "cannot count a finished task in its agent's statistics");
     }
+    trip(node, agents, before, outcome == Outcome::Completed).await;
+}
+
+/// The agent's circuit after an outcome: a success closes it, anything else counts
+/// toward opening it.
+async fn trip(node: &Node, agents: &Agents, before: &TaskRow, success: bool) {
+    let Some(agent) = before.agent_id.as_deref() else {
+        return;
+    };
     let cooldown = chrono::Duration::from_std(agents.config.breaker_cooldown.get())
         .unwrap_or(chrono::Duration::MAX);
     if let Err(e) = agent_store::record_circuit(
         &node.db,
         agent,
-        outcome == Outcome::Completed,
+        success,
         agents.config.breaker_failures as i32,
         crate::storage::now() + cooldown,
     )
@@ -684,7 +741,7 @@ pub async fn complete(
     let cost = cost_of(agent.as_ref(), &completion)?;
     let actor = principal.actor_label();
     let decide: Decide = Arc::new(move |row| {
-        if let Some(why) = refuse(row, &me, &["running", "assigned"], "complete") {
+        if let Some(why) = refuse(row, &me, &["running"], "complete") {
             return Err(why);
         }
         let now = crate::storage::now();
@@ -693,8 +750,6 @@ pub async fn complete(
                 status: Some("completed".into()),
                 output: Some(Some(output.clone())),
                 deadline_at: Some(None),
-                attempts: (row.status == "assigned").then_some(row.attempts + 1),
-                started_at: Some(row.started_at.or(Some(now))),
                 finished_at: Some(Some(now)),
                 updated_at: Some(now),
                 ..TaskChanges::default()
@@ -738,15 +793,14 @@ pub async fn fail(
     let text = serde_json::to_string(&error).expect("errors serialize");
     let actor = principal.actor_label();
     let decide: Decide = Arc::new(move |row| {
-        if let Some(why) = refuse(row, &me, &["running", "assigned"], "fail") {
+        if let Some(why) = refuse(row, &me, &["running"], "fail") {
             return Err(why);
         }
-        let attempts = row.attempts.max(1);
+        let attempts = row.attempts;
         let again = error.retryable && attempts < row.max_attempts;
         let now = crate::storage::now();
         let base = TaskChanges {
             error: Some(Some(text.clone())),
-            attempts: Some(attempts),
             updated_at: Some(now),
             ..TaskChanges::default()
         };
@@ -942,8 +996,12 @@ pub async fn lapse(
         Err(e) => return Err(e),
     };
     let (before, after) = moved;
-    if matches!(lapse, Lapse::NotAccepted | Lapse::RunTimeout) {
-        count(node, agents, &before, &after, Outcome::TimedOut, 0.0).await;
+    match lapse {
+        // An attempt the agent started and did not finish in time.
+        Lapse::RunTimeout => count(node, agents, &before, &after, Outcome::TimedOut, 0.0).await,
+        // Not an attempt (statistics count attempts), but the agent's circuit hears of it.
+        Lapse::NotAccepted => trip(node, agents, &before, false).await,
+        Lapse::AgentOffline | Lapse::AgentStopped => {}
     }
     Ok(true)
 }

@@ -19,6 +19,7 @@ use crate::http::errors::{ApiError, ErrorBody};
 use crate::http::json::StrictJson;
 use crate::service::{Page, PageRequest, ServiceError};
 use crate::storage::agents::AgentFilter;
+use crate::tenancy::TenancyState;
 use crate::tenancy::api_keys::{CreatedKey, NewKey, RateLimit};
 use crate::tenancy::extract::Authenticated;
 use crate::tenancy::names::DisplayName;
@@ -138,24 +139,25 @@ pub async fn update_agent(
     Ok(HttpResponse::Ok().json(agent))
 }
 
-/// Remove an agent with no task assigned or running.
+/// Remove an agent with no task assigned, running or pinned to it; its keys are revoked.
 #[utoipa::path(
     tag = "agents",
     params(("id" = String, Path, description = "The agent's id")),
     responses(
         (status = 204, description = "Removed"),
         (status = 404, description = "No such agent in this organization", body = ErrorBody),
-        (status = 409, description = "It has tasks assigned or running", body = ErrorBody),
+        (status = 409, description = "It has tasks assigned, running or pinned to it", body = ErrorBody),
     ),
     security(("bearer" = ["agents:write"]))
 )]
 #[delete("/api/v1/agents/{id}")]
 pub async fn delete_agent(
     node: web::Data<Node>,
+    tenancy: web::Data<TenancyState>,
     auth: Authenticated,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    registry::delete(&node, &auth.0, &id).await?;
+    registry::delete(&node, &tenancy.into_inner(), &auth.0, &id).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 

@@ -71,6 +71,10 @@ pub async fn handle(
             let uri = required_str(params, "uri")?;
             let session = session.ok_or_else(|| RpcError::method_not_found(method))?;
             if method == "resources/subscribe" {
+                // Only what the caller may read: a resource it cannot read (another
+                // agent's inbox, a task it was not given) or that does not exist is the
+                // same error as reading it, and nothing about it is ever sent.
+                read_resource(mcp, call, params).await?;
                 session.subscribe(uri);
             } else {
                 session.unsubscribe(uri);

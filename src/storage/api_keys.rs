@@ -105,6 +105,21 @@ pub async fn revoke(db: &Db, org: &str, id: &str) -> StorageResult<Option<ApiKey
     })
 }
 
+/// Revokes every key bound to an agent; how many were live.
+pub async fn revoke_bound_to(db: &Db, org: &str, agent_id: &str) -> StorageResult<usize> {
+    with_conn!(db, [org, agent_id], |conn| {
+        Ok(diesel::update(
+            api_keys::table
+                .filter(api_keys::organization_id.eq(org))
+                .filter(api_keys::agent_id.eq(agent_id))
+                .filter(api_keys::revoked_at.is_null()),
+        )
+        .set(api_keys::revoked_at.eq(super::now()))
+        .execute(conn)
+        .await?)
+    })
+}
+
 pub async fn touch(db: &Db, id: &str, at: chrono::NaiveDateTime) -> StorageResult<()> {
     with_conn!(db, [id], |conn| {
         diesel::update(api_keys::table.find(id))

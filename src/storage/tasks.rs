@@ -161,10 +161,17 @@ pub async fn get(db: &Db, org: &str, id: &str) -> StorageResult<Option<TaskRow>>
     })
 }
 
-pub async fn by_idempotency_key(db: &Db, org: &str, key: &str) -> StorageResult<Option<TaskRow>> {
-    with_conn!(db, [org, key], |conn| {
+/// The task `creator` made with this idempotency key (keys are each creator's own).
+pub async fn by_idempotency_key(
+    db: &Db,
+    org: &str,
+    creator: &str,
+    key: &str,
+) -> StorageResult<Option<TaskRow>> {
+    with_conn!(db, [org, creator, key], |conn| {
         Ok(tasks::table
             .filter(tasks::organization_id.eq(org))
+            .filter(tasks::created_by.eq(creator))
             .filter(tasks::idempotency_key.eq(key))
             .select(TaskRow::as_select())
             .first(conn)
@@ -226,6 +233,19 @@ pub async fn events(db: &Db, org: &str, task_id: &str) -> StorageResult<Vec<Task
             .select(TaskEventRow::as_select())
             .order(task_events::id.asc())
             .load(conn)
+            .await?)
+    })
+}
+
+/// Queued tasks pinned to an agent.
+pub async fn pinned_waiting(db: &Db, org: &str, agent_id: &str) -> StorageResult<i64> {
+    with_conn!(db, [org, agent_id], |conn| {
+        Ok(tasks::table
+            .filter(tasks::organization_id.eq(org))
+            .filter(tasks::pinned_agent_id.eq(agent_id))
+            .filter(tasks::status.eq("queued"))
+            .count()
+            .get_result(conn)
             .await?)
     })
 }

@@ -219,6 +219,20 @@ pub async fn get(ctx: &Context, principal: &Principal, id: &str) -> ServiceResul
         .ok_or(ServiceError::NotFound("API key"))
 }
 
+/// Revokes the keys bound to an agent that is gone, at once on every node.
+pub async fn revoke_bound_to(
+    ctx: &Context,
+    tenancy: &TenancyState,
+    organization_id: &str,
+    agent_id: &str,
+) -> ServiceResult<usize> {
+    let n = store::revoke_bound_to(&ctx.db, organization_id, agent_id).await?;
+    if n > 0 {
+        authority_changed(ctx, tenancy).await;
+    }
+    Ok(n)
+}
+
 pub async fn revoke(
     ctx: &Context,
     tenancy: &Arc<TenancyState>,

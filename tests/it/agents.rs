@@ -23,6 +23,7 @@ for_shapes!([
     a_python_sdk_agent_on_a_session_stream,
     an_mcp_task_follows_the_devmesh_task,
     a_listen_stream_keeps_an_agent_online_and_tells_it_of_work,
+    keys_reach_only_their_own_and_edges_of_the_lifecycle,
 ] on sqlite => Sqlite, postgres_redis => PostgresRedis);
 
 for_shapes!([
@@ -532,7 +533,7 @@ async fn priorities_and_waiting_until_an_agent_comes_online(shape: Shape) {
         // Offline: nobody can take it, and it says why.
         assert_eq!(created["status"], "queued");
         assert_eq!(
-            created["waiting_reason"], "no active agent has capabilities [security_scan]",
+            created["waiting_reason"], "no active agent online has capabilities [security_scan]",
             "{created}"
         );
         ids.insert(priority, created["id"].as_str().unwrap().to_string());
@@ -731,6 +732,16 @@ async fn reassignment_on_reject_timeout_and_disconnect(shape: Shape) {
         "{:?}",
         shown.body
     );
+    // B never started it: an assign lapse is no attempt, and not in its statistics.
+    let shown = call(
+        &app,
+        "GET",
+        &format!("/api/v1/agents/{b}"),
+        Some(&t.key),
+        None,
+    )
+    .await;
+    assert_eq!(shown.body["statistics"]["timed_out"], 0, "{:?}", shown.body);
 }
 
 async fn circuit_breaker_opens_and_half_opens(shape: Shape) {
@@ -756,6 +767,7 @@ async fn circuit_breaker_opens_and_half_opens(shape: Shape) {
         .await;
         assert_eq!(created["status"], "assigned", "{created}");
         let id = created["id"].as_str().unwrap();
+        assert_eq!(act(&app, &key, id, "accept", json!({})).await.status, 200);
         let r = act(&app, &key, id, "fail", json!({ "error": "crashed" })).await;
         assert_eq!(r.status, 200, "{:?}", r.body);
         assert_eq!(r.body["status"], "failed");
@@ -810,6 +822,11 @@ async fn circuit_breaker_opens_and_half_opens(shape: Shape) {
     .await;
     assert_eq!(shown.body["circuit"]["state"], "half_open");
     // The trial succeeds: closed, and the next task goes through.
+    let trial_id = trial["id"].as_str().unwrap();
+    assert_eq!(
+        act(&app, &key, trial_id, "accept", json!({})).await.status,
+        200
+    );
     let r = act(
         &app,
         &key,
@@ -1181,6 +1198,8 @@ async fn two_nodes_assign_concurrently_without_double_assignment(shape: Shape) {
                     return done;
                 }
                 let task = next.body["id"].as_str().unwrap().to_string();
+                let accepted = act(node, key, &task, "accept", json!({})).await;
+                assert_eq!(accepted.status, 200, "{:?}", accepted.body);
                 let r = act(
                     node,
                     key,
@@ -1283,7 +1302,7 @@ async fn the_command_line_lists_shows_and_cancels(shape: Shape) {
     let (ok, out, _) = devmesh_cli(&app, &t.key, &["tasks", "show", id]).await;
     assert!(ok);
     assert!(
-        out.contains("no active agent has capabilities [security_scan]"),
+        out.contains("no active agent online has capabilities [security_scan]"),
         "{out}"
     );
     assert!(out.contains("- -> queued"), "{out}");
@@ -1711,4 +1730,165 @@ async fn a_listen_stream_keeps_an_agent_online_and_tells_it_of_work(shape: Shape
     })
     .await
     .expect("offline once the stream is closed");
+}
+
+async fn keys_reach_only_their_own_and_edges_of_the_lifecycle(shape: Shape) {
+    let env = fast_env(shape).await;
+    let app = env.spawn_app().await;
+    app.wait_ready().await;
+    let t = register(&app, "acme").await;
+    let (a, a_key) = enroll(
+        &app,
+        &t,
+        json!({ "name": "a", "capabilities": [{ "name": "x" }], "max_concurrent_tasks": 3 }),
+    )
+    .await;
+    let (b, b_key) = enroll(
+        &app,
+        &t,
+        json!({ "name": "b", "capabilities": [{ "name": "y" }] }),
+    )
+    .await;
+    heartbeat(&app, &a, &a_key).await;
+    let secret = create_task(
+        &app,
+        &t,
+        json!({ "title": "admin's", "input": { "token": "s3cret" }, "idempotency_key": "k1" }),
+    )
+    .await;
+    let secret_id = secret["id"].as_str().unwrap();
+    // An agent-type key bound to no agent sees only what it created.
+    let (_, loose) =
+        crate::rest::new_key(&app, &t, json!({ "name": "loose", "key_type": "agent" })).await;
+    let r = call(&app, "GET", "/api/v1/tasks", Some(&loose), None).await;
+    assert_eq!(r.body["items"].as_array().unwrap().len(), 0, "{:?}", r.body);
+    let r = call(
+        &app,
+        "GET",
+        &format!("/api/v1/tasks/{secret_id}"),
+        Some(&loose),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 404);
+    // Idempotency keys are each creator's own: the same key and body from another key is
+    // another task, and says nothing of the first.
+    let body =
+        json!({ "title": "admin's", "input": { "token": "s3cret" }, "idempotency_key": "k1" });
+    let r = call(&app, "POST", "/api/v1/tasks", Some(&b_key), Some(&body)).await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    assert_ne!(r.body["id"], secret["id"]);
+    // A repeat is known by what it means: explicit defaults are the same request.
+    let explicit = json!({ "title": "admin's", "input": { "token": "s3cret" }, "idempotency_key": "k1",
+                           "priority": "normal", "strategy": "auto", "timeout": "1h", "assign_timeout": 60 });
+    let r = call(&app, "POST", "/api/v1/tasks", Some(&t.key), Some(&explicit)).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["id"], secret["id"]);
+    // A key subscribes only to what it may read.
+    let mut ws = ws_client::connect(&app, &b_key).await;
+    ws.initialize().await;
+    for uri in [
+        format!("devmesh://agents/{a}/tasks"),
+        format!("devmesh://tasks/{secret_id}"),
+        "file:///etc/passwd".to_string(),
+    ] {
+        let answer = ws
+            .call(5, "resources/subscribe", json!({ "uri": uri }))
+            .await;
+        assert!(answer.get("error").is_some(), "{uri}: {answer}");
+    }
+    // Completing is for running tasks: accept first.
+    let work = create_task(
+        &app,
+        &t,
+        json!({ "title": "w", "required_capabilities": ["x"] }),
+    )
+    .await;
+    let work_id = work["id"].as_str().unwrap();
+    assert_eq!(work["agent_id"], a.as_str());
+    let r = act(&app, &a_key, work_id, "complete", json!({})).await;
+    assert_eq!(r.status, 409, "{:?}", r.body);
+    assert!(
+        r.message().contains("only when it is running"),
+        "{}",
+        r.message()
+    );
+    // Amounts stay finite.
+    let r = call(
+        &app,
+        "POST",
+        "/api/v1/agents",
+        Some(&t.key),
+        Some(&json!({ "name": "rich", "cost": { "per_task_usd": 1e308 } })),
+    )
+    .await;
+    assert_eq!(r.status, 422, "{:?}", r.body);
+    // A key bound to an agent holds no agents:write.
+    let r = call(
+        &app,
+        "POST",
+        &format!("/api/v1/agents/{b}/keys"),
+        Some(&t.key),
+        Some(&json!({ "name": "k", "scopes": ["agents:write"] })),
+    )
+    .await;
+    assert_eq!(r.status, 422, "{:?}", r.body);
+    // Pinning: not to a retired agent; an agent with work pinned to it is not deleted.
+    let r = call(
+        &app,
+        "POST",
+        "/api/v1/tasks",
+        Some(&t.key),
+        Some(&json!({ "title": "p", "agent_id": b })),
+    )
+    .await;
+    assert_eq!(r.status, 201);
+    let pinned = r.body["id"].as_str().unwrap().to_string();
+    call(
+        &app,
+        "POST",
+        &format!("/api/v1/agents/{b}/retire"),
+        Some(&t.key),
+        None,
+    )
+    .await;
+    let r = call(
+        &app,
+        "POST",
+        "/api/v1/tasks",
+        Some(&t.key),
+        Some(&json!({ "title": "p2", "agent_id": b })),
+    )
+    .await;
+    assert_eq!(r.status, 422, "{:?}", r.body);
+    let r = call(
+        &app,
+        "DELETE",
+        &format!("/api/v1/agents/{b}"),
+        Some(&t.key),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 409, "{:?}", r.body);
+    assert!(r.message().contains("pinned"), "{}", r.message());
+    call(
+        &app,
+        "POST",
+        &format!("/api/v1/tasks/{pinned}/cancel"),
+        Some(&t.key),
+        None,
+    )
+    .await;
+    // Deleted, its keys stop working at once.
+    let r = call(
+        &app,
+        "DELETE",
+        &format!("/api/v1/agents/{b}"),
+        Some(&t.key),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 204, "{:?}", r.body);
+    let r = call(&app, "GET", "/api/v1/tasks", Some(&b_key), None).await;
+    assert_eq!(r.status, 401, "{:?}", r.body);
 }

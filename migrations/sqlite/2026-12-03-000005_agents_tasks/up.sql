@@ -91,7 +91,8 @@ CREATE TABLE tasks (
     finished_at             TIMESTAMP,
     updated_at              TIMESTAMP NOT NULL
 );
-CREATE UNIQUE INDEX tasks_idempotency ON tasks (organization_id, idempotency_key);
+-- Idempotency keys are the creator's own: one caller cannot reach another's task by its key.
+CREATE UNIQUE INDEX tasks_idempotency ON tasks (organization_id, created_by, idempotency_key);
 CREATE INDEX tasks_queue ON tasks (organization_id, status, priority, id);
 CREATE INDEX tasks_agent ON tasks (agent_id, status);
 CREATE INDEX tasks_deadline ON tasks (status, deadline_at);
