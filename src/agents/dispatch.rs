@@ -236,7 +236,11 @@ async fn round(node: &Node, agents: &Agents, org: &str) -> StorageResult<()> {
         {
             Ok(d) => d,
             Err(why) => {
-                store::set_waiting(&node.db, org, &task.id, &why.reason()).await?;
+                // Written only when it changed: a backlog waits without a write per round.
+                let reason = why.reason();
+                if task.waiting_reason.as_deref() != Some(reason.as_str()) {
+                    store::set_waiting(&node.db, org, &task.id, &reason).await?;
+                }
                 continue;
             }
         };
