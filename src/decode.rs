@@ -272,3 +272,12 @@ mod strictness {
         assert!(both.is_err(), "{both:?}");
     }
 }
+
+/// A `deserialize_with` for a field that may be absent (leave alone: `None`), `null`
+/// (clear: `Some(None)`) or a value (set: `Some(Some(v))`), as a PATCH reads it. Give
+/// the field `#[serde(default)]` too.
+pub fn present<'de, D: serde::Deserializer<'de>, T: serde::Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    <Option<T> as serde::Deserialize>::deserialize(d).map(Some)
+}

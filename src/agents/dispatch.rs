@@ -10,8 +10,8 @@ use std::sync::Mutex;
 
 use super::engine::{self, History, Needs, Snapshot, Tuning};
 use super::model::Strategy;
-use super::registry::{statistics, stored_capabilities, stored_tags};
 use super::tasks::{Spec, event_row};
+use super::view::{statistics, stored_capabilities, stored_tags};
 use super::{Agents, inbox_uri, task_uri};
 use crate::context::Context as Node;
 use crate::storage::StorageResult;

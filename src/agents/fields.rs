@@ -7,7 +7,8 @@ use serde::{Deserialize, Deserializer};
 use utoipa::openapi::schema::{Object, ObjectBuilder, Type};
 
 use crate::service::FieldError;
-use crate::tenancy::names::{CONTROL, string_schema};
+use crate::tenancy::names::string_schema;
+pub use crate::tenancy::names::{label, label_schema};
 
 /// A capability name: 1 to 64 characters, lowercase ASCII letters, digits, `_`, `.` and
 /// `-`, starting with a letter (`code_review`, `k8s_deploy`, `security.scan`).
@@ -126,23 +127,6 @@ pub fn text_schema(max: usize) -> Object {
         "At most {max} characters, without control characters other than newlines and tabs"
     )))
     .build()
-}
-
-/// A one-line label (a version, a model): 1 to 200 characters without control characters.
-pub fn label(field: &'static str, value: &str) -> Result<String, FieldError> {
-    if value.is_empty() || value.chars().count() > 200 || value.chars().any(char::is_control) {
-        return Err(FieldError::new(
-            field,
-            "must be 1 to 200 characters without control characters",
-        ));
-    }
-    Ok(value.to_string())
-}
-
-pub fn label_schema() -> Object {
-    string_schema(1, 200, Some(format!("^[^{CONTROL}]+$")))
-        .description(Some("1 to 200 characters without control characters"))
-        .build()
 }
 
 /// A span of time in a request: `"30s"`, `"500ms"`, `"5m"`, `"2h"`, `"1d"`, or a number

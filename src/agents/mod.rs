@@ -3,9 +3,11 @@
 //! agent, which hears of it wherever it is connected and sees it through.
 //!
 //! - [`fields`] and [`model`]: the rules of the fields and the shapes of the API;
-//! - [`registry`]: agents, their lifecycle, keys, heartbeats and statistics;
+//! - [`registry`]: agents, their lifecycle, keys and heartbeats; [`view`] how they are
+//!   shown, with their circuit and statistics;
 //! - [`presence`]: who is online, from heartbeats and from the connections agents hold;
-//! - [`tasks`]: the task lifecycle, each transition a conditional write;
+//! - [`tasks`]: creating and reading tasks; [`transitions`] how they move, each move a
+//!   conditional write; [`lapses`] the moves time and absent agents make;
 //! - [`engine`]: the choice among agents (no I/O); [`dispatch`] feeds it and writes it;
 //! - [`sweep`]: the recurring job that finds tasks past their deadlines and agents gone;
 //! - [`provider`]: the MCP tools and resources (`devmesh_task_*`, `devmesh://agents/...`).
@@ -13,12 +15,15 @@
 pub mod dispatch;
 pub mod engine;
 pub mod fields;
+pub mod lapses;
 pub mod model;
 pub mod presence;
 pub mod provider;
 pub mod registry;
 pub mod sweep;
 pub mod tasks;
+pub mod transitions;
+pub mod view;
 
 use std::sync::Arc;
 
@@ -30,7 +35,6 @@ use crate::events::{self, Change};
 pub struct Agents {
     pub config: AgentsConfig,
     pub dispatcher: dispatch::Dispatcher,
-    pub presence: presence::Connections,
 }
 
 impl Agents {
@@ -38,7 +42,6 @@ impl Agents {
         Arc::new(Self {
             config: config.agents.clone(),
             dispatcher: dispatch::Dispatcher::default(),
-            presence: presence::Connections::default(),
         })
     }
 

@@ -2,45 +2,22 @@
 //! and results).
 
 use std::collections::BTreeMap;
+use std::fmt;
 
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
 use super::fields;
 use crate::tenancy::names::DisplayName;
+use crate::tenancy::scopes::string_enum;
 
-/// Reads a field that may be absent (leave alone), `null` (clear) or a value (set).
-fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
-    d: D,
-) -> Result<Option<Option<T>>, D::Error> {
-    Option::<T>::deserialize(d).map(Some)
-}
-
-macro_rules! words {
-    ($(#[$meta:meta])* $name:ident { $($variant:ident = $text:literal),* $(,)? }) => {
-        $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
-        #[serde(rename_all = "snake_case")]
-        pub enum $name { $($variant),* }
-
-        impl $name {
-            pub fn as_str(self) -> &'static str {
-                match self { $($name::$variant => $text),* }
-            }
-            pub fn from_stored(s: &str) -> Option<Self> {
-                match s { $($text => Some($name::$variant),)* _ => None }
-            }
-        }
-    };
-}
-
-words! {
+string_enum! {
     /// `pending → active ⇄ suspended → retired`; only an active agent receives work.
     AgentStatus { Pending = "pending", Active = "active", Suspended = "suspended", Retired = "retired" }
 }
 
-words! {
+string_enum! {
     /// `queued → assigned → running → completed | failed | cancelled | timed_out`, with
     /// `assigned → queued` (rejected, not accepted in time, agent offline) and
     /// `running → queued` (timed out with attempts left).
@@ -62,7 +39,7 @@ impl TaskStatus {
     }
 }
 
-words! {
+string_enum! {
     /// Among queued tasks an agent can take, higher priorities go first; first in, first
     /// out within one.
     Priority { Low = "low", Normal = "normal", High = "high", Critical = "critical" }
@@ -87,7 +64,7 @@ impl Priority {
     }
 }
 
-words! {
+string_enum! {
     /// How the engine chooses among the eligible agents (see `agents::engine`).
     Strategy {
         Auto = "auto", RoundRobin = "round_robin", LeastLoaded = "least_loaded",
@@ -191,10 +168,10 @@ pub struct AgentPatch {
     pub capabilities: Option<Vec<Capability>>,
     #[schema(schema_with = tags_or_null)]
     pub tags: Option<Vec<String>>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "crate::decode::present")]
     #[schema(schema_with = model_or_null)]
     pub model: Option<Option<String>>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "crate::decode::present")]
     pub cost: Option<Option<Cost>>,
     #[schema(minimum = 1, maximum = 1000)]
     pub max_concurrent_tasks: Option<u32>,

@@ -16,19 +16,6 @@ use crate::service::ServiceResult;
 use crate::storage::agents::{self as store, Seen};
 use crate::tenancy::Principal;
 
-/// The connections this node holds for agents (counted, for `/health`-style views).
-#[derive(Default)]
-pub struct Connections {
-    open: std::sync::atomic::AtomicUsize,
-}
-
-impl Connections {
-    /// Agent connections open on this node.
-    pub fn open(&self) -> usize {
-        self.open.load(std::sync::atomic::Ordering::Relaxed)
-    }
-}
-
 /// Records a sign of life; an agent that comes online lets queued work reach it.
 pub async fn seen(
     node: &Node,
@@ -48,36 +35,16 @@ pub async fn seen(
 /// Keeps the agents' presence with the connections their keys hold (an MCP observer).
 pub struct Observer(pub Arc<Agents>);
 
-struct Renewing {
-    stop: CancellationToken,
-    agents: Arc<Agents>,
-}
-
-impl Drop for Renewing {
-    fn drop(&mut self) {
-        self.stop.cancel();
-        self.agents
-            .presence
-            .open
-            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-    }
-}
-
 impl ConnectionObserver for Observer {
     fn opened(&self, node: &Node, principal: &Principal) -> Option<Box<dyn Send + Sync>> {
         let agent_id = principal.agent_id()?.to_string();
         let org = principal.organization_id.clone();
-        let agents = self.0.clone();
-        agents
-            .presence
-            .open
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let stop = CancellationToken::new();
-        let (node_, agents_, stop_) = (node.clone(), agents.clone(), stop.clone());
+        let (node_, agents, stop_) = (node.clone(), self.0.clone(), stop.clone());
         node.runtime.spawn(async move {
-            let every = agents_.config.heartbeat_interval.get();
+            let every = agents.config.heartbeat_interval.get();
             loop {
-                if let Err(e) = seen(&node_, &agents_, &org, &agent_id).await {
+                if let Err(e) = seen(&node_, &agents, &org, &agent_id).await {
                     tracing::debug!(error = %e, agent = %agent_id, "cannot renew an agent's presence");
                 }
                 tokio::select! {
@@ -86,6 +53,7 @@ impl ConnectionObserver for Observer {
                 }
             }
         });
-        Some(Box::new(Renewing { stop, agents }))
+        // Dropped when the connection closes: the renewal stops.
+        Some(Box::new(stop.drop_guard()))
     }
 }

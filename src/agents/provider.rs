@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::model::{Completion, Failure, NewTask, ProgressReport};
-use super::{AGENTS_URI, Agents, registry, tasks};
+use super::{AGENTS_URI, Agents, registry, tasks, transitions};
 use crate::mcp::call::Call;
 use crate::mcp::catalog::{Provider, Reply, ToolSpec, decode_arguments, not_found, schema};
 use crate::mcp::engine::tool_error;
@@ -334,7 +334,7 @@ impl AgentsProvider {
             }
             "devmesh_task_cancel" => {
                 let a: IdArgs = args!(args);
-                tasks::cancel(node, agents, principal, &a.id, a.reason)
+                transitions::cancel(node, agents, principal, &a.id, a.reason)
                     .await
                     .map(|t| structured(&t))
             }
@@ -345,12 +345,8 @@ impl AgentsProvider {
                     return Ok(tool_error("only an agent's key takes tasks"));
                 };
                 tokio::select! {
-                    next = tasks::next(node, principal, &me, wait, true) => {
-                        next.map(|t| json!({
-                            "content": [{ "type": "text", "text": serde_json::to_string_pretty(&t).expect("tasks serialize") }],
-                            "structuredContent": { "task": t },
-                            "isError": false,
-                        }))
+                    next = transitions::next(node, principal, &me, wait, true) => {
+                        next.map(|t| structured(&json!({ "task": t })))
                     }
                     _ = call.cancel.cancelled() => return Err(RpcError::internal()),
                 }
@@ -361,7 +357,7 @@ impl AgentsProvider {
                     percent: a.percent,
                     message: a.message,
                 };
-                tasks::progress(node, principal, &a.id, report)
+                transitions::progress(node, principal, &a.id, report)
                     .await
                     .map(|t| structured(&t))
             }
@@ -372,7 +368,7 @@ impl AgentsProvider {
                     cost_usd: a.cost_usd,
                     tokens: a.tokens,
                 };
-                tasks::complete(node, agents, principal, &a.id, completion)
+                transitions::complete(node, agents, principal, &a.id, completion)
                     .await
                     .map(|t| structured(&t))
             }
@@ -382,7 +378,7 @@ impl AgentsProvider {
                     error: a.error,
                     retryable: a.retryable,
                 };
-                tasks::fail(node, agents, principal, &a.id, failure)
+                transitions::fail(node, agents, principal, &a.id, failure)
                     .await
                     .map(|t| structured(&t))
             }
@@ -415,7 +411,7 @@ impl AgentsProvider {
                     _ = cancelled.cancelled() => {
                         let Ok(id) = made_id.await else { return };
                         let why = Some("its MCP task was cancelled".to_string());
-                        if let Err(e) = tasks::cancel(&node, &agents, &principal, &id, why).await {
+                        if let Err(e) = transitions::cancel(&node, &agents, &principal, &id, why).await {
                             tracing::debug!(error = %e, "cannot cancel a followed task");
                         }
                     }

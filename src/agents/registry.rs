@@ -3,26 +3,24 @@
 //! function takes the caller's principal and touches only its organization; an agent's
 //! own key manages no agent.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
 
 use super::fields::{self, CapabilityName, Tag};
-use super::model::{
-    Agent, AgentPatch, AgentStatus, Capability, Circuit, Cost, NewAgent, Presence, Statistics,
-};
-use super::{AGENTS_URI, Agents, announce, dispatch, tasks};
+use super::model::{Agent, AgentPatch, AgentStatus, Capability, Cost, NewAgent};
+use super::view::view;
+use super::{AGENTS_URI, Agents, announce, dispatch, lapses};
 use crate::context::Context as Node;
 use crate::service::{Page, PageRequest, ServiceError, ServiceResult, is_unique_violation};
 use crate::storage::agents::{
-    self as store, ALL_TYPES, AgentChanges, AgentFilter, AgentRow, Deleted, Seen, StatsRow,
+    self as store, AgentChanges, AgentFilter, AgentRow, Deleted, Seen, StatsRow,
 };
 use crate::tenancy::api_keys::{self, CreatedKey, NewKey};
 use crate::tenancy::audit::{self, Event};
 use crate::tenancy::names::DisplayName;
 use crate::tenancy::scopes::{KeyType, Scope};
-use crate::tenancy::{Principal, TenancyState, new_id, utc};
+use crate::tenancy::{Principal, TenancyState, new_id};
 
 const NOT_FOUND: ServiceError = ServiceError::NotFound("agent");
 const MAX_METADATA_BYTES: usize = 16 * 1024;
@@ -142,104 +140,6 @@ fn taken(name: &str) -> ServiceError {
     ServiceError::Conflict(format!(
         "an agent named {name:?} already exists in this organization"
     ))
-}
-
-/// The agent's circuit as it stands at `now`.
-pub fn circuit(row: &AgentRow, threshold: u32, now: chrono::NaiveDateTime) -> Circuit {
-    let state = if row.consecutive_failures < threshold as i32 {
-        "closed"
-    } else if row.circuit_open_until.is_some_and(|t| t > now) {
-        "open"
-    } else {
-        "half_open"
-    };
-    Circuit {
-        state: state.into(),
-        consecutive_failures: row.consecutive_failures,
-        open_until: row.circuit_open_until.filter(|t| *t > now).map(utc),
-    }
-}
-
-/// Statistics from their stored row.
-pub fn statistics(row: &StatsRow) -> Statistics {
-    let finished = row.completed + row.failed + row.timed_out;
-    let mut recent: Vec<f64> = serde_json::from_str(&row.recent_latencies_ms).unwrap_or_default();
-    recent.sort_by(f64::total_cmp);
-    let p50 = (!recent.is_empty()).then(|| {
-        let mid = recent.len() / 2;
-        if recent.len().is_multiple_of(2) {
-            (recent[mid - 1] + recent[mid]) / 2.0
-        } else {
-            recent[mid]
-        }
-    });
-    Statistics {
-        completed: row.completed,
-        failed: row.failed,
-        timed_out: row.timed_out,
-        success_rate: (finished > 0).then(|| row.completed as f64 / finished as f64),
-        latency_p50_ms: p50,
-        latency_ewma_ms: row.latency_ewma_ms,
-        cost_usd: row.cost_usd,
-    }
-}
-
-/// The capability list and tags of a stored agent.
-pub fn stored_capabilities(row: &AgentRow) -> Vec<Capability> {
-    serde_json::from_str(&row.capabilities).unwrap_or_default()
-}
-
-pub fn stored_tags(row: &AgentRow) -> Vec<String> {
-    row.tags.split_whitespace().map(str::to_string).collect()
-}
-
-/// An agent as the API shows it; with `stats`, its statistics too.
-pub fn view(agents: &Arc<Agents>, row: AgentRow, stats: Option<&[StatsRow]>) -> Agent {
-    let now = crate::storage::now();
-    let online = row
-        .last_seen_at
-        .is_some_and(|t| t >= agents.online_after(now));
-    let (statistics, statistics_by_type) = match stats {
-        Some(rows) => {
-            let all = rows
-                .iter()
-                .find(|r| r.task_type == ALL_TYPES)
-                .map(statistics)
-                .unwrap_or_default();
-            let by_type: BTreeMap<String, Statistics> = rows
-                .iter()
-                .filter(|r| r.task_type != ALL_TYPES)
-                .map(|r| (r.task_type.clone(), statistics(r)))
-                .collect();
-            (Some(all), Some(by_type))
-        }
-        None => (None, None),
-    };
-    Agent {
-        circuit: circuit(&row, agents.config.breaker_failures, now),
-        capabilities: stored_capabilities(&row),
-        tags: stored_tags(&row),
-        id: row.id,
-        name: row.name,
-        description: row.description,
-        model: row.model,
-        cost: Cost {
-            per_task_usd: row.cost_per_task_usd,
-            per_1k_tokens_usd: row.cost_per_1k_tokens_usd,
-        },
-        max_concurrent_tasks: row.max_concurrent_tasks,
-        metadata: serde_json::from_str(&row.metadata).unwrap_or(json!({})),
-        status: AgentStatus::from_stored(&row.status).unwrap_or(AgentStatus::Pending),
-        presence: Presence {
-            online,
-            last_seen_at: row.last_seen_at.map(utc),
-        },
-        load: row.load,
-        statistics,
-        statistics_by_type,
-        created_at: utc(row.created_at),
-        updated_at: utc(row.updated_at),
-    }
 }
 
 pub async fn create(
@@ -545,7 +445,7 @@ pub async fn transition(
     match to {
         Move::Activate => dispatch::run(node, agents, &moved.organization_id).await,
         Move::Suspend | Move::Retire => {
-            tasks::requeue_assigned(node, agents, &moved, "the agent stopped taking work").await?;
+            lapses::requeue_assigned(node, agents, &moved).await?;
         }
     }
     Ok(view(agents, moved, None))

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::Agents;
 use super::dispatch;
-use super::tasks::{Lapse, lapse};
+use super::lapses::{Lapse, lapse};
 use crate::context::Context as Node;
 use crate::jobs::{Job, JobContext, JobError};
 use crate::storage::tasks as store;

@@ -13,7 +13,7 @@ use crate::agents::Agents;
 use crate::agents::fields::{self, Span};
 use crate::agents::model::{Agent, AgentPatch, AgentStatus, NewAgent, Task};
 use crate::agents::registry::{self, Heartbeat, Move};
-use crate::agents::tasks;
+use crate::agents::{tasks, transitions};
 use crate::context::Context as Node;
 use crate::http::errors::{ApiError, ErrorBody};
 use crate::http::json::StrictJson;
@@ -366,7 +366,7 @@ pub async fn next_task(
         }
     };
     registry::heartbeat(&node, &agents, &auth.0, &id).await?;
-    match tasks::next(&node, &auth.0, &id, wait, false).await? {
+    match transitions::next(&node, &auth.0, &id, wait, false).await? {
         Some(task) => Ok(HttpResponse::Ok().json(task)),
         None => Ok(HttpResponse::NoContent().finish()),
     }

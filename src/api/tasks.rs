@@ -12,6 +12,7 @@ use crate::agents::model::{
     Completion, Failure, NewTask, Priority, ProgressReport, Reason, Task, TaskEvent, TaskStatus,
 };
 use crate::agents::tasks::{self, Created};
+use crate::agents::transitions;
 use crate::context::Context as Node;
 use crate::http::errors::{ApiError, ErrorBody};
 use crate::http::json::StrictJson;
@@ -167,7 +168,7 @@ pub async fn cancel_task(
 ) -> Result<HttpResponse, ApiError> {
     let why = reason(&body)?;
     Ok(HttpResponse::Ok()
-        .json(tasks::cancel(&node, &agents.into_inner(), &auth.0, &id, why).await?))
+        .json(transitions::cancel(&node, &agents.into_inner(), &auth.0, &id, why).await?))
 }
 
 /// As the assigned agent: take the task (`assigned → running`); its timeout starts.
@@ -188,7 +189,7 @@ pub async fn accept_task(
     auth: Authenticated,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(tasks::accept(&node, &auth.0, &id).await?))
+    Ok(HttpResponse::Ok().json(transitions::accept(&node, &auth.0, &id).await?))
 }
 
 /// As the assigned agent: give the task back (`assigned → queued`); the engine looks
@@ -215,7 +216,7 @@ pub async fn reject_task(
 ) -> Result<HttpResponse, ApiError> {
     let why = reason(&body)?;
     Ok(HttpResponse::Ok()
-        .json(tasks::reject(&node, &agents.into_inner(), &auth.0, &id, why).await?))
+        .json(transitions::reject(&node, &agents.into_inner(), &auth.0, &id, why).await?))
 }
 
 /// As the agent running it: report progress.
@@ -238,7 +239,8 @@ pub async fn task_progress(
     id: web::Path<String>,
     body: StrictJson<ProgressReport>,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(tasks::progress(&node, &auth.0, &id, body.into_inner()).await?))
+    Ok(HttpResponse::Ok()
+        .json(transitions::progress(&node, &auth.0, &id, body.into_inner()).await?))
 }
 
 /// As the agent running it: finish the task with its output. The first result stands:
@@ -265,7 +267,7 @@ pub async fn complete_task(
     body: StrictJson<Completion>,
 ) -> Result<HttpResponse, ApiError> {
     let task =
-        tasks::complete(&node, &agents.into_inner(), &auth.0, &id, body.into_inner()).await?;
+        transitions::complete(&node, &agents.into_inner(), &auth.0, &id, body.into_inner()).await?;
     Ok(HttpResponse::Ok().json(task))
 }
 
@@ -291,6 +293,7 @@ pub async fn fail_task(
     id: web::Path<String>,
     body: StrictJson<Failure>,
 ) -> Result<HttpResponse, ApiError> {
-    let task = tasks::fail(&node, &agents.into_inner(), &auth.0, &id, body.into_inner()).await?;
+    let task =
+        transitions::fail(&node, &agents.into_inner(), &auth.0, &id, body.into_inner()).await?;
     Ok(HttpResponse::Ok().json(task))
 }

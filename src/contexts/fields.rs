@@ -4,7 +4,7 @@
 use utoipa::openapi::schema::{Object, ObjectBuilder, Type};
 
 use crate::service::{ServiceError, ServiceResult};
-use crate::tenancy::names::{CONTROL, DisplayName, or_null, string_schema};
+use crate::tenancy::names::{DisplayName, or_null, string_schema};
 
 /// A context's new name, or `null` (as if absent).
 pub fn display_name_or_null() -> Object {
@@ -13,21 +13,11 @@ pub fn display_name_or_null() -> Object {
 
 /// An agent, model or session id: 1 to 200 characters without control characters.
 pub fn label(field: &'static str, value: &str) -> ServiceResult<String> {
-    if value.is_empty() || value.chars().count() > 200 || value.chars().any(char::is_control) {
-        return Err(ServiceError::invalid(
-            field,
-            "must be 1 to 200 characters without control characters",
-        ));
-    }
-    Ok(value.to_string())
+    Ok(crate::tenancy::names::label(field, value)?)
 }
 
 pub fn label_schema() -> Object {
-    or_null(
-        string_schema(1, 200, Some(format!("^[^{CONTROL}]+$")))
-            .description(Some("1 to 200 characters without control characters"))
-            .build(),
-    )
+    or_null(crate::tenancy::names::label_schema())
 }
 
 /// A context type: 1 to 64 lowercase letters, digits, `_` or `-`.

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
@@ -80,13 +80,6 @@ pub struct NewContext {
     pub items: Option<Vec<NewItem>>,
 }
 
-/// Reads a field that may be absent (leave alone), `null` (clear) or a value (set).
-fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
-    d: D,
-) -> Result<Option<Option<T>>, D::Error> {
-    Option::<T>::deserialize(d).map(Some)
-}
-
 /// Fields to change; absent ones stay, `null` clears an optional one.
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -96,19 +89,19 @@ pub struct ContextPatch {
     #[serde(rename = "type")]
     #[schema(schema_with = fields::context_type_schema)]
     pub context_type: Option<String>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "crate::decode::present")]
     #[schema(schema_with = fields::label_schema)]
     pub agent_id: Option<Option<String>>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "crate::decode::present")]
     #[schema(schema_with = fields::label_schema)]
     pub model_id: Option<Option<String>>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "crate::decode::present")]
     #[schema(schema_with = fields::label_schema)]
     pub session_id: Option<Option<String>>,
     /// Replaces the whole metadata object.
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<Map<String, Value>>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "crate::decode::present")]
     #[schema(schema_with = fields::token_budget_schema)]
     pub token_budget: Option<Option<u64>>,
 }

@@ -2,7 +2,7 @@
 //! unknown field is an error that names it. A credential goes in; only its kind and
 //! `has_credential` ever come out.
 
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
@@ -130,13 +130,6 @@ pub struct NewTool {
     pub passthrough: Option<Passthrough>,
 }
 
-/// Reads a field that may be absent (leave alone), `null` (clear) or a value (set).
-fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
-    d: D,
-) -> Result<Option<Option<T>>, D::Error> {
-    Option::<T>::deserialize(d).map(Some)
-}
-
 /// `PATCH /api/v1/tools/{id}`: absent fields stay, `null` clears an optional one. A
 /// change to where or how the description is found starts a new discovery.
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
@@ -145,25 +138,25 @@ pub struct ToolPatch {
     #[schema(pattern = "^[a-zA-Z][a-zA-Z0-9_-]{0,31}$")]
     pub name: Option<String>,
     pub base_url: Option<String>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "crate::decode::present")]
     #[schema(value_type = Option<String>)]
     pub openapi_url: Option<Option<String>>,
     pub discovery_hints: Option<DiscoveryHints>,
     /// `null` removes the organization's credential.
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "crate::decode::present")]
     #[schema(schema_with = credential_or_null_schema)]
     pub auth: Option<Option<Credential>>,
     pub tags: Option<Vec<String>>,
     pub include_operations: Option<Vec<String>>,
     pub exclude_operations: Option<Vec<String>>,
     pub group_operations: Option<bool>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "crate::decode::present")]
     #[schema(value_type = Option<HealthCheck>)]
     pub health_check: Option<Option<HealthCheck>>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "crate::decode::present")]
     #[schema(value_type = Option<f64>, minimum = 0.1, maximum = 600)]
     pub timeout: Option<Option<f64>>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "crate::decode::present")]
     #[schema(value_type = Option<u64>, minimum = 1024, maximum = 67108864)]
     pub max_response_bytes: Option<Option<u64>>,
     pub passthrough: Option<Passthrough>,

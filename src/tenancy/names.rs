@@ -39,6 +39,23 @@ pub fn string_schema(min: usize, max: usize, pattern: Option<String>) -> ObjectB
 
 pub use crate::service::FieldError;
 
+/// A one-line label (a version, a model): 1 to 200 characters without control characters.
+pub fn label(field: &'static str, value: &str) -> Result<String, FieldError> {
+    if value.is_empty() || value.chars().count() > 200 || value.chars().any(char::is_control) {
+        return Err(FieldError::new(
+            field,
+            "must be 1 to 200 characters without control characters",
+        ));
+    }
+    Ok(value.to_string())
+}
+
+pub fn label_schema() -> Object {
+    string_schema(1, 200, Some(format!("^[^{CONTROL}]+$")))
+        .description(Some("1 to 200 characters without control characters"))
+        .build()
+}
+
 /// An organization's URL-safe identifier: 3 to 63 lowercase letters, digits and dashes,
 /// starting with a letter, not ending with a dash.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

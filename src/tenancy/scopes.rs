@@ -143,10 +143,13 @@ impl FromIterator<Scope> for ScopeSet {
     }
 }
 
+/// A closed set of snake_case words (a role, a key type, a task status): serde, JSON
+/// Schema, `as_str`, `from_stored` and `Display` from one list. The caller imports
+/// `Serialize`, `Deserialize`, `ToSchema` and `std::fmt`.
 macro_rules! string_enum {
     ($(#[$meta:meta])* $name:ident { $($variant:ident = $text:literal),* $(,)? }) => {
         $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
         #[serde(rename_all = "snake_case")]
         pub enum $name { $($variant),* }
 
@@ -166,6 +169,8 @@ macro_rules! string_enum {
         }
     };
 }
+
+pub(crate) use string_enum;
 
 string_enum! {
     /// A user's role in their organization.

@@ -552,7 +552,9 @@ async fn priorities_and_waiting_until_an_agent_comes_online(shape: Shape) {
         .await;
         assert_eq!(next.status, 200, "{:?}", next.body);
         let id = next.body["id"].as_str().unwrap().to_string();
-        order.push(next.body["title"].as_str().unwrap().to_string());
+        let title = next.body["title"].as_str().unwrap();
+        assert_eq!(ids[title], id, "the task created as {title}");
+        order.push(title.to_string());
         assert_eq!(act(&app, &key, &id, "accept", json!({})).await.status, 200);
         let done = act(&app, &key, &id, "complete", json!({ "output": null })).await;
         assert_eq!(done.status, 200, "{:?}", done.body);
@@ -605,7 +607,6 @@ async fn priorities_and_waiting_until_an_agent_comes_online(shape: Shape) {
     )
     .await;
     assert_eq!(bad.status, 422, "{:?}", bad.body);
-    let _ = ids;
 }
 
 async fn reassignment_on_reject_timeout_and_disconnect(shape: Shape) {
