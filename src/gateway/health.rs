@@ -34,6 +34,9 @@ pub struct CheckHealth {}
 
 impl Job for CheckHealth {
     const NAME: &'static str = "gateway.health";
+    // Recurring upkeep, beside the node sweep and the agents' sweep: the default queue
+    // is for tenants' work.
+    const QUEUE: &'static str = "system";
     const MAX_ATTEMPTS: u32 = 1;
     type State = Arc<Gateway>;
 
