@@ -104,6 +104,8 @@ pub struct DatabaseConfig {
     /// `postgres://...` for the scale-out shape; unset means SQLite in the data directory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<SecretUrl>,
+    /// Connections in the pool; on SQLite, the read-only connections of the hottest
+    /// reads (every other call queues for the one writing connection).
     pub max_connections: usize,
     pub connect_timeout: Duration,
     /// How long a request waits for a PostgreSQL call before it is answered 503 (a

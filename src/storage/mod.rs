@@ -43,7 +43,41 @@ use futures_util::FutureExt;
 
 use crate::config::{Config, DatabaseTarget};
 
-pub type SqliteConn = SyncConnectionWrapper<SqliteConnection>;
+/// An SQLite connection whose queries run in place: every storage call runs whole on one
+/// blocking thread ([`with_conn!`]), so a transaction of five statements is one trip to
+/// the blocking pool, not five.
+pub type SqliteConn = SyncConnectionWrapper<SqliteConnection, InPlace>;
+
+/// Runs diesel-async's "blocking" SQLite work where it is asked. Sound only on a thread
+/// that may block: [`with_conn!`] runs every SQLite call inside `spawn_blocking`, and
+/// connections are opened there too.
+pub struct InPlace;
+
+impl diesel_async::sync_connection_wrapper::SpawnBlocking for InPlace {
+    fn spawn_blocking<'a, R>(
+        &mut self,
+        task: impl FnOnce() -> R + Send + 'static,
+    ) -> futures_util::future::BoxFuture<
+        'a,
+        Result<R, Box<dyn std::error::Error + Send + Sync + 'static>>,
+    >
+    where
+        R: Send + 'static,
+    {
+        std::future::ready(Ok(task())).boxed()
+    }
+
+    fn get_runtime() -> Self {
+        InPlace
+    }
+}
+
+/// Connections of the SQLite pool. SQLite has one writer at a time; a second connection
+/// that writes only waits in SQLite's busy handler, which sleeps (1, 2, 5, 10 ms and
+/// longer) instead of being woken. With one connection, calls queue for it in order and
+/// each runs as soon as the one before ends. The hottest reads do not queue: they run on
+/// [`sqlite_readers`], as many at once as `database.max_connections`.
+const SQLITE_CONNECTIONS: usize = 1;
 pub type PgPool = Pool<AsyncPgConnection>;
 pub type SqlitePool = Pool<SqliteConn>;
 
@@ -70,13 +104,27 @@ impl std::ops::Deref for PgDb {
     }
 }
 
-/// The SQLite pool (dereferences to it), the read-only connections of the hot reads, and
-/// the runtime its calls run on.
+/// The SQLite pool (dereferences to it: the writing connection), the pool of read-only
+/// connections ([`read_conn!`]), the read-only connections of the hottest reads, and the
+/// runtime its calls run on.
 #[derive(Clone)]
 pub struct SqliteDb {
     pool: SqlitePool,
+    read_pool: SqlitePool,
     pub readers: std::sync::Arc<sqlite_readers::SqliteReaders>,
     runtime: tokio::runtime::Handle,
+}
+
+impl SqliteDb {
+    /// The pool of the one writing connection ([`with_conn!`]).
+    pub fn writer(&self) -> SqlitePool {
+        self.pool.clone()
+    }
+
+    /// The pool of read-only connections ([`read_conn!`]).
+    pub fn reader(&self) -> SqlitePool {
+        self.read_pool.clone()
+    }
 }
 
 impl std::ops::Deref for SqliteDb {
@@ -219,7 +267,10 @@ macro_rules! with_conn {
     ($db:expr, |$conn:ident| $body:expr) => {
         $crate::with_conn!($db, [], |$conn| $body)
     };
-    ($db:expr, [$($carried:ident),* $(,)?], |$conn:ident| $body:expr) => {{
+    ($db:expr, [$($carried:ident),* $(,)?], |$conn:ident| $body:expr) => {
+        $crate::with_conn!(@on writer, $db, [$($carried),*], |$conn| $body)
+    };
+    (@on $pool:ident, $db:expr, [$($carried:ident),* $(,)?], |$conn:ident| $body:expr) => {{
         let db: &$crate::storage::Db = $db;
         $( let $carried = $crate::storage::Carry::carry($carried); )*
         match db {
@@ -237,20 +288,50 @@ macro_rules! with_conn {
                 .await
             }
             $crate::storage::Db::Sqlite(sqlite) => {
-                let pool = ::std::clone::Clone::clone(&**sqlite);
+                let pool = sqlite.$pool();
                 db.run_to_end(async move {
-                    $( #[allow(unused_variables)] let $carried = &$carried; )*
                     let mut pooled = pool
                         .get()
                         .await
                         .map_err($crate::storage::StorageError::from)?;
-                    let $conn = &mut *pooled;
-                    $body
+                    // The whole call on one blocking thread, its queries in place.
+                    $crate::storage::in_place(move || async move {
+                        $( #[allow(unused_variables)] let $carried = &$carried; )*
+                        let $conn = &mut *pooled;
+                        $body
+                    })
+                    .await
                 })
                 .await
             }
         }
     }};
+}
+
+/// [`with_conn!`] for a body that only reads: on SQLite it runs on a read-only
+/// connection, beside the writer and other readers (WAL), instead of queueing for the
+/// writing connection. On PostgreSQL it is [`with_conn!`].
+#[macro_export]
+macro_rules! read_conn {
+    ($db:expr, |$conn:ident| $body:expr) => {
+        $crate::with_conn!(@on reader, $db, [], |$conn| $body)
+    };
+    ($db:expr, [$($carried:ident),* $(,)?], |$conn:ident| $body:expr) => {
+        $crate::with_conn!(@on reader, $db, [$($carried),*], |$conn| $body)
+    };
+}
+
+/// Runs `call` on a blocking thread, driven there to its end: an SQLite storage call,
+/// whose queries run in place ([`InPlace`]).
+pub async fn in_place<T, F>(call: impl FnOnce() -> F + Send + 'static) -> StorageResult<T>
+where
+    T: Send + 'static,
+    F: Future<Output = StorageResult<T>>,
+{
+    let runtime = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || runtime.block_on(call()))
+        .await
+        .map_err(|e| StorageError::Unavailable(format!("a storage call stopped: {e}")))?
 }
 
 impl Db {
@@ -329,31 +410,9 @@ impl Db {
                 }))
             }
             DatabaseTarget::Sqlite(path) => {
-                let busy_ms = db.sqlite_busy_timeout.get().as_millis();
-                let mut manager_config = ManagerConfig::<SqliteConn>::default();
-                let setup_runtime = runtime.clone();
-                manager_config.custom_setup = Box::new(move |url| {
-                    let url = url.to_string();
-                    on_runtime(&setup_runtime, async move {
-                        ensure_parent_dir(Path::new(&url))
-                            .map_err(|e| diesel::ConnectionError::BadConnection(e.to_string()))?;
-                        let mut conn = SqliteConn::establish(&url).await?;
-                        conn.batch_execute(&sqlite_pragmas(busy_ms))
-                            .await
-                            .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
-                        Ok(conn)
-                    })
-                });
-                let manager = AsyncDieselConnectionManager::<SqliteConn>::new_with_config(
-                    path.to_string_lossy(),
-                    manager_config,
-                );
-                let pool = Pool::builder(manager)
-                    .max_size(db.max_connections)
-                    .wait_timeout(Some(db.sqlite_busy_timeout.get()))
-                    .runtime(deadpool::Runtime::Tokio1)
-                    .build()
-                    .map_err(|e| StorageError::Unavailable(e.to_string()))?;
+                let busy = db.sqlite_busy_timeout.get();
+                let pool = sqlite_pool(&path, busy, SQLITE_CONNECTIONS, false, &runtime)?;
+                let read_pool = sqlite_pool(&path, busy, db.max_connections, true, &runtime)?;
                 let readers = sqlite_readers::SqliteReaders::new(
                     path.to_string_lossy().into_owned(),
                     db.sqlite_busy_timeout.get(),
@@ -361,6 +420,7 @@ impl Db {
                 );
                 Ok(Db::Sqlite(SqliteDb {
                     pool,
+                    read_pool,
                     readers: std::sync::Arc::new(readers),
                     runtime,
                 }))
@@ -401,10 +461,58 @@ impl Db {
             Db::Postgres(pool) => pool.close(),
             Db::Sqlite(db) => {
                 db.close();
+                db.read_pool.close();
                 db.readers.close();
             }
         }
     }
+}
+
+/// A pool of `size` SQLite connections to `path` (read-only ones with `read_only`), each
+/// opened on a blocking thread of `runtime`: it runs in place, and may wait for a lock.
+fn sqlite_pool(
+    path: &Path,
+    busy: std::time::Duration,
+    size: usize,
+    read_only: bool,
+    runtime: &tokio::runtime::Handle,
+) -> StorageResult<SqlitePool> {
+    let mut pragmas = sqlite_pragmas(busy.as_millis());
+    if read_only {
+        pragmas.push_str(" PRAGMA query_only = ON;");
+    }
+    let mut manager_config = ManagerConfig::<SqliteConn>::default();
+    let setup_runtime = runtime.clone();
+    manager_config.custom_setup = Box::new(move |url| {
+        let (url, pragmas) = (url.to_string(), pragmas.clone());
+        on_runtime(&setup_runtime, async move {
+            let runtime = tokio::runtime::Handle::current();
+            let open = tokio::task::spawn_blocking(move || {
+                runtime.block_on(async move {
+                    ensure_parent_dir(Path::new(&url))
+                        .map_err(|e| diesel::ConnectionError::BadConnection(e.to_string()))?;
+                    let mut conn = SqliteConn::establish(&url).await?;
+                    conn.batch_execute(&pragmas)
+                        .await
+                        .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
+                    Ok(conn)
+                })
+            });
+            open.await.map_err(|e| {
+                diesel::ConnectionError::BadConnection(format!("the connection task stopped: {e}"))
+            })?
+        })
+    });
+    let manager = AsyncDieselConnectionManager::<SqliteConn>::new_with_config(
+        path.to_string_lossy(),
+        manager_config,
+    );
+    Pool::builder(manager)
+        .max_size(size)
+        .wait_timeout(Some(busy))
+        .runtime(deadpool::Runtime::Tokio1)
+        .build()
+        .map_err(|e| StorageError::Unavailable(e.to_string()))
 }
 
 /// Opens a connection on `runtime`, whichever runtime asks for it.
