@@ -21,6 +21,8 @@ pub struct Context {
     pub health: Arc<Health>,
     /// The node's main runtime, where storage calls and [`Context::run_to_end`] run.
     pub runtime: tokio::runtime::Handle,
+    /// The node's reader of tenant events, handing them to its subscribers.
+    pub events: Arc<crate::events::Hub>,
 }
 
 impl Context {
@@ -49,6 +51,7 @@ impl Context {
             node: Arc::new(NodeIdentity::load(&config)),
             health: Arc::new(Health::default()),
             runtime: tokio::runtime::Handle::current(),
+            events: Arc::default(),
             config,
             db,
             bus,

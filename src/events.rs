@@ -1,8 +1,17 @@
 //! Changes within one organization that connected clients are told about (a context was
 //! written, a tenant's tool list changed), carried over the bus so that every node hears
 //! them, whichever node made the change.
+//!
+//! Each node reads the bus's channel once ([`Hub`]): every event is parsed once and handed
+//! only to the subscribers of its organization that want it (a session subscribed to the
+//! resource, an agent waiting on its inbox), so a hundred connected agents do not each
+//! wake and parse every other agent's notices.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
 
 use crate::bus::pubsub::{PubSubError, Subscription};
 use crate::context::Context;
@@ -37,9 +46,6 @@ struct TenantEvent {
     change: Change,
 }
 
-/// Tells every node about a change. A bus that cannot be reached loses the event (counted
-/// in `devmesh_bus_unavailable_total{use="notice"}`): the change itself is already stored,
-/// only the notice is missed.
 pub async fn publish(node: &Context, organization_id: &str, change: Change) {
     let event = TenantEvent {
         organization_id: organization_id.to_string(),
@@ -51,31 +57,139 @@ pub async fn publish(node: &Context, organization_id: &str, change: Change) {
     }
 }
 
-/// The changes of one organization, as they happen on any node.
+/// Changes a subscriber falls behind by before it misses some (and a warning is logged):
+/// a publisher never waits for a slow subscriber.
+const SUBSCRIBER_CAPACITY: usize = 1024;
+
+/// Which changes a subscriber is handed. Called on the hub's reader for every change of
+/// the subscriber's organization, so it must be quick (a set lookup).
+pub type Wants = Arc<dyn Fn(&Change) -> bool + Send + Sync>;
+
+struct Subscriber {
+    id: u64,
+    wants: Wants,
+    tx: mpsc::Sender<Change>,
+}
+
+/// A node's one reader of the tenant events channel and its subscribers, by organization.
+#[derive(Default)]
+pub struct Hub {
+    reading: tokio::sync::OnceCell<()>,
+    subscribers: Mutex<HashMap<String, Vec<Subscriber>>>,
+    next_id: std::sync::atomic::AtomicU64,
+}
+
+impl Hub {
+    /// Starts the reader on first use: the bus subscription stands before any subscriber
+    /// is registered, so a subscriber hears everything published after it subscribed.
+    async fn read(self: &Arc<Self>, node: &Context) -> Result<(), PubSubError> {
+        self.reading
+            .get_or_try_init(|| async {
+                let subscription = node.bus.pubsub.subscribe(CHANNEL).await?;
+                node.runtime
+                    .spawn(Self::deliver(Arc::downgrade(self), subscription));
+                Ok::<(), PubSubError>(())
+            })
+            .await?;
+        Ok(())
+    }
+
+    async fn deliver(hub: std::sync::Weak<Self>, mut subscription: Subscription) {
+        while let Some(message) = subscription.recv().await {
+            let Some(hub) = hub.upgrade() else { return };
+            let event = match serde_json::from_str::<TenantEvent>(&message) {
+                Ok(event) => event,
+                Err(e) => {
+                    tracing::warn!(error = %e, "unreadable tenant event skipped");
+                    continue;
+                }
+            };
+            let mut subscribers = hub.subscribers.lock().unwrap();
+            let Some(list) = subscribers.get_mut(&event.organization_id) else {
+                continue;
+            };
+            list.retain(|s| {
+                if !(s.wants)(&event.change) {
+                    return !s.tx.is_closed();
+                }
+                match s.tx.try_send(event.change.clone()) {
+                    Ok(()) => true,
+                    Err(mpsc::error::TrySendError::Full(_)) => {
+                        tracing::warn!(organization = %event.organization_id, "a tenant events subscriber fell behind; a change skipped");
+                        true
+                    }
+                    Err(mpsc::error::TrySendError::Closed(_)) => false,
+                }
+            });
+            if list.is_empty() {
+                subscribers.remove(&event.organization_id);
+            }
+        }
+        // The bus is gone: so are the subscribers' changes.
+        if let Some(hub) = hub.upgrade() {
+            hub.subscribers.lock().unwrap().clear();
+        }
+    }
+
+    fn leave(&self, organization_id: &str, id: u64) {
+        let mut subscribers = self.subscribers.lock().unwrap();
+        if let Some(list) = subscribers.get_mut(organization_id) {
+            list.retain(|s| s.id != id);
+            if list.is_empty() {
+                subscribers.remove(organization_id);
+            }
+        }
+    }
+}
+
+/// An organization's changes, from the moment of subscribing; leaves the hub when dropped.
 pub struct TenantEvents {
-    subscription: Subscription,
+    rx: mpsc::Receiver<Change>,
+    hub: Arc<Hub>,
     organization_id: String,
+    id: u64,
 }
 
 impl TenantEvents {
+    /// Every change of the organization.
     pub async fn subscribe(node: &Context, organization_id: &str) -> Result<Self, PubSubError> {
+        Self::subscribe_to(node, organization_id, Arc::new(|_| true)).await
+    }
+
+    /// The changes of the organization that `wants` picks.
+    pub async fn subscribe_to(
+        node: &Context,
+        organization_id: &str,
+        wants: Wants,
+    ) -> Result<Self, PubSubError> {
+        let hub = node.events.clone();
+        hub.read(node).await?;
+        let (tx, rx) = mpsc::channel(SUBSCRIBER_CAPACITY);
+        let id = hub
+            .next_id
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        hub.subscribers
+            .lock()
+            .unwrap()
+            .entry(organization_id.to_string())
+            .or_default()
+            .push(Subscriber { id, wants, tx });
         Ok(Self {
-            subscription: node.bus.pubsub.subscribe(CHANNEL).await?,
+            rx,
+            hub,
             organization_id: organization_id.to_string(),
+            id,
         })
     }
 
-    /// The next change of this organization; `None` once the bus is gone.
+    /// The next change; `None` once the node's bus is gone.
     pub async fn recv(&mut self) -> Option<Change> {
-        loop {
-            let message = self.subscription.recv().await?;
-            match serde_json::from_str::<TenantEvent>(&message) {
-                Ok(event) if event.organization_id == self.organization_id => {
-                    return Some(event.change);
-                }
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "unreadable tenant event skipped"),
-            }
-        }
+        self.rx.recv().await
+    }
+}
+
+impl Drop for TenantEvents {
+    fn drop(&mut self) {
+        self.hub.leave(&self.organization_id, self.id);
     }
 }

@@ -230,13 +230,17 @@ impl Session {
     /// always, resource updates only for the resources it subscribed to; task changes
     /// never (sessions follow tasks with `tasks/get`).
     pub fn notice_for(&self, change: &Change) -> Option<Value> {
-        let notice = Notice::of(change);
-        match &notice {
-            Notice::ResourceUpdated(uri) if !self.is_subscribed(uri) => return None,
-            Notice::TaskStatus { .. } => return None,
-            _ => {}
+        self.wants(change).then(|| Notice::of(change).message(None))
+    }
+
+    /// Whether a tenant change makes a notification in this session (see
+    /// [`Session::notice_for`]).
+    pub fn wants(&self, change: &Change) -> bool {
+        match Notice::of(change) {
+            Notice::ResourceUpdated(uri) => self.is_subscribed(&uri),
+            Notice::TaskStatus { .. } => false,
+            _ => true,
         }
-        Some(notice.message(None))
     }
 
     /// Turns tenant changes into this session's notifications until it closes; ends the
@@ -301,7 +305,7 @@ impl Sessions {
         client_capabilities: Map<String, Value>,
     ) -> Result<Arc<Session>, crate::bus::pubsub::PubSubError> {
         let principal = grant.principal();
-        let events = TenantEvents::subscribe(node, &principal.organization_id).await?;
+        let organization_id = principal.organization_id.clone();
         let session = Session::build(
             version,
             principal,
@@ -309,6 +313,11 @@ impl Sessions {
             client_capabilities,
             self.replay_capacity,
         );
+        // Only what makes a notification here is handed to the session.
+        let weak = Arc::downgrade(&session);
+        let wants =
+            Arc::new(move |change: &Change| weak.upgrade().is_some_and(|s| s.wants(change)));
+        let events = TenantEvents::subscribe_to(node, &organization_id, wants).await?;
         node.runtime
             .spawn(session.clone().follow(events, Arc::downgrade(self)));
         self.map

@@ -106,6 +106,7 @@ fn runner(env: &TestEnv, bus: devmesh::bus::Bus, node_id: &str) -> Runner {
         bus,
         node: Arc::new(node),
         health: Arc::default(),
+        events: Arc::default(),
     };
     Runner::new(
         ctx,
