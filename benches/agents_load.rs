@@ -125,6 +125,8 @@ async fn agent(
     let mut told_at: Option<Instant> = None;
     let mut pending_next: Option<i64> = None;
     let mut pending_complete: Option<i64> = None;
+    // Told of work while a call was out: the call may have looked before it came.
+    let mut told_meanwhile = false;
     loop {
         if done.load(std::sync::atomic::Ordering::Relaxed) >= total && pending_complete.is_none() {
             return latencies;
@@ -140,7 +142,9 @@ async fn agent(
         let m: Value = serde_json::from_str(&text).unwrap();
         if m["method"] == "notifications/resources/updated" && m["params"]["uri"] == inbox.as_str()
         {
-            if pending_next.is_none() && pending_complete.is_none() {
+            if pending_next.is_some() || pending_complete.is_some() {
+                told_meanwhile = true;
+            } else {
                 told_at.get_or_insert_with(Instant::now);
                 pending_next = Some(
                     send(
@@ -157,8 +161,20 @@ async fn agent(
             pending_next = None;
             let task = &m["result"]["structuredContent"]["task"];
             let Some(task_id) = task["id"].as_str() else {
-                // Nothing after all (a notice for a change that was no new task).
+                // Nothing after all (a notice for a change that was no new task), unless
+                // a notice came while this call was out: look again.
                 told_at = None;
+                if std::mem::take(&mut told_meanwhile) {
+                    told_at = Some(Instant::now());
+                    pending_next = Some(
+                        send(
+                            &mut ws,
+                            "tools/call",
+                            json!({ "name": "devmesh_task_next", "arguments": {} }),
+                        )
+                        .await,
+                    );
+                }
                 continue;
             };
             if let (Some(at), Some(started)) = (
@@ -177,7 +193,8 @@ async fn agent(
             pending_complete = None;
             assert_eq!(m["result"]["isError"], false, "{m}");
             done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            // More may be waiting: ask again.
+            // More may be waiting: ask again (this covers any notice meanwhile).
+            told_meanwhile = false;
             pending_next = Some(
                 send(
                     &mut ws,
