@@ -10,7 +10,7 @@ use std::sync::Mutex;
 
 use super::engine::{self, History, Needs, Snapshot, Tuning};
 use super::model::Strategy;
-use super::tasks::{Spec, event_row};
+use super::tasks::{Spec, event_of};
 use super::view::{statistics, stored_capabilities, stored_tags};
 use super::{Agents, inbox_uri, task_uri};
 use crate::context::Context as Node;
@@ -171,19 +171,32 @@ pub fn snapshot(
 }
 
 async fn round(node: &Node, agents: &Agents, org: &str) -> StorageResult<()> {
-    let queued = store::queued(&node.db, org, ROUND).await?;
-    if queued.is_empty() {
-        return Ok(());
-    }
     let now = crate::storage::now();
     let rows = agent_store::online_active(&node.db, org, agents.online_after(now)).await?;
-    let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
+    let threshold = agents.config.breaker_failures;
+    let mut fleet: Vec<Snapshot> = rows
+        .iter()
+        .map(|r| snapshot(r, None, threshold, now))
+        .collect();
+    let queued = store::queued(&node.db, org, ROUND).await?;
+    // With no free slot, only tasks that never said why they wait are looked at (to say
+    // it); the others wait as they said until a slot frees, which starts a round.
+    let mut free = fleet.iter().any(Snapshot::can_take_one);
+    if queued.is_empty() || (!free && queued.iter().all(|t| t.waiting_reason.is_some())) {
+        return Ok(());
+    }
     let types: Vec<String> = queued
         .iter()
         .map(|t| t.task_type.clone())
         .chain([ALL_TYPES.to_string()])
         .collect::<HashSet<_>>()
         .into_iter()
+        .collect();
+    // Statistics only of the agents that can take a task: the others are not chosen.
+    let ids: Vec<String> = fleet
+        .iter()
+        .filter(|a| a.can_take_one())
+        .map(|a| a.id.clone())
         .collect();
     let stats = if ids.is_empty() {
         Vec::new()
@@ -194,24 +207,21 @@ async fn round(node: &Node, agents: &Agents, org: &str) -> StorageResult<()> {
         .iter()
         .map(|s| ((s.agent_id.as_str(), s.task_type.as_str()), s))
         .collect();
-    let threshold = agents.config.breaker_failures;
-    let mut fleet: Vec<Snapshot> = rows
-        .iter()
-        .map(|r| {
-            snapshot(
-                r,
-                by_key.get(&(r.id.as_str(), ALL_TYPES)).copied(),
-                threshold,
-                now,
-            )
-        })
-        .collect();
+    for (agent, row) in fleet.iter_mut().zip(&rows) {
+        agent.expected_cost =
+            expected_cost(row, by_key.get(&(row.id.as_str(), ALL_TYPES)).copied());
+    }
     let tuning = Tuning {
         weights: agents.config.weights,
         exploration: agents.config.exploration,
     };
+    // Where the round_robin rotations stand, read once a round needs them.
+    let mut rotations: Option<HashMap<String, String>> = None;
     for task in queued {
-        let spec = Spec::read(&task);
+        if !free && task.waiting_reason.is_some() {
+            continue;
+        }
+        let spec = Spec::parse(&task.spec);
         for agent in &mut fleet {
             agent.history = by_key
                 .get(&(agent.id.as_str(), task.task_type.as_str()))
@@ -224,14 +234,25 @@ async fn round(node: &Node, agents: &Agents, org: &str) -> StorageResult<()> {
                     }
                 });
         }
+        let strategy = spec.strategy.unwrap_or(Strategy::Auto);
+        let rotation = if strategy == Strategy::RoundRobin {
+            if rotations.is_none() {
+                rotations = Some(store::rotations(&node.db, org).await?);
+            }
+            Some(engine::rotation_key(&spec.required_capabilities))
+        } else {
+            None
+        };
         let needs = Needs {
             required: spec.required_capabilities.clone(),
             preferred_tags: spec.preferred_tags.clone(),
             max_cost_usd: spec.max_cost_usd,
             pinned: task.pinned_agent_id.clone(),
             excluded: spec.rejected_by.clone(),
+            rotation_after: rotation
+                .as_ref()
+                .and_then(|set| rotations.as_ref()?.get(set).cloned()),
         };
-        let strategy = spec.strategy.unwrap_or(Strategy::Auto);
         let decision = match engine::choose(&needs, strategy, &fleet, tuning, rand::random::<f64>())
         {
             Ok(d) => d,
@@ -253,20 +274,26 @@ async fn round(node: &Node, agents: &Agents, org: &str) -> StorageResult<()> {
             deadline,
             decision: serde_json::to_string(&decision).expect("decisions serialize"),
             breaker_failures: threshold as i32,
-            event: event_row(
-                &task,
+            event: event_of(
+                &task.id,
+                &task.organization_id,
                 Some("queued"),
                 "assigned",
                 Some(&decision.agent_id),
                 "system",
                 Some(format!("chosen by {}", decision.strategy.as_str())),
             ),
+            rotation: rotation.clone(),
         };
         if store::assign(&node.db, org, &assignment).await? {
+            if let (Some(set), Some(rotations)) = (rotation, rotations.as_mut()) {
+                rotations.insert(set, decision.agent_id.clone());
+            }
             if let Some(agent) = fleet.iter_mut().find(|a| a.id == decision.agent_id) {
                 agent.load += 1;
                 agent.last_assigned_ms = Some(now.and_utc().timestamp_millis());
             }
+            free = fleet.iter().any(Snapshot::can_take_one);
             metrics::counter!("devmesh_tasks_assigned_total", "strategy" => decision.strategy.as_str()).increment(1);
             super::announce(
                 node,

@@ -35,6 +35,19 @@ pub struct Needs {
     pub pinned: Option<String>,
     /// Agents not to offer it to (they rejected it).
     pub excluded: Vec<String>,
+    /// For `round_robin`: the agent the rotation of this task's capability set chose
+    /// last ([`rotation_key`]); it goes on from the next agent by id, after the last
+    /// one back to the first.
+    pub rotation_after: Option<String>,
+}
+
+/// The capability set a `round_robin` rotation belongs to: the required capabilities,
+/// sorted and joined by commas (`""` for none).
+pub fn rotation_key(required: &[String]) -> String {
+    let mut names: Vec<&str> = required.iter().map(String::as_str).collect();
+    names.sort_unstable();
+    names.dedup();
+    names.join(",")
 }
 
 /// An agent as the engine sees it (already active and online).
@@ -168,6 +181,14 @@ fn free_share(agent: &Snapshot) -> f64 {
     (1.0 - agent.load as f64 / capacity).clamp(0.0, 1.0)
 }
 
+impl Snapshot {
+    /// Whether the agent can take one more task now: a free slot (one task at most on a
+    /// half-open circuit) and no open circuit.
+    pub fn can_take_one(&self) -> bool {
+        has_slot(self) && !self.circuit_open
+    }
+}
+
 fn has_slot(agent: &Snapshot) -> bool {
     if agent.half_open {
         agent.load == 0
@@ -247,12 +268,23 @@ pub fn choose(
             explored = true;
         }
     }
+    // The rotation's order: the agents after the last one chosen, by id, then the rest.
+    let mut rotation: std::collections::HashMap<&str, usize> = Default::default();
+    if strategy == Strategy::RoundRobin {
+        let mut order: Vec<&str> = eligible.iter().map(|a| a.id.as_str()).collect();
+        let last = needs.rotation_after.as_deref();
+        order.sort_unstable_by_key(|id| (last.is_some_and(|last| *id <= last), *id));
+        rotation = order
+            .into_iter()
+            .enumerate()
+            .map(|(i, id)| (id, i))
+            .collect();
+    }
+    let turn =
+        |a: &Snapshot| -> f64 { -(rotation.get(a.id.as_str()).copied().unwrap_or(0) as f64) };
     let score = |a: &Snapshot| -> f64 {
         match strategy {
-            Strategy::RoundRobin => {
-                // Never assigned first, then the longest ago.
-                -(a.last_assigned_ms.map_or(-1.0, |ms| ms as f64))
-            }
+            Strategy::RoundRobin => turn(a),
             Strategy::LeastLoaded => free_share(a) - a.load as f64 * 1e-6,
             Strategy::CapabilityMatch => {
                 proficiency_on(a, &needs.required) + 1e-3 * tag_share(a, &needs.preferred_tags)
@@ -412,7 +444,13 @@ mod tests {
         let n = needs(&["review"]);
         assert_eq!(pick(&n, Strategy::CapabilityMatch, &fleet), "a");
         assert_eq!(pick(&n, Strategy::LeastLoaded, &fleet), "b");
-        assert_eq!(pick(&n, Strategy::RoundRobin, &fleet), "b");
+        // Round robin goes on after the last one chosen.
+        assert_eq!(pick(&n, Strategy::RoundRobin, &fleet), "a");
+        let after_a = Needs {
+            rotation_after: Some("a".into()),
+            ..n.clone()
+        };
+        assert_eq!(pick(&after_a, Strategy::RoundRobin, &fleet), "b");
         assert_eq!(pick(&n, Strategy::Cost, &fleet), "c");
         assert_eq!(pick(&n, Strategy::Performance, &fleet), "c");
         // Exploration gives the untried agent its turn.
@@ -435,17 +473,23 @@ mod tests {
 
     #[test]
     fn round_robin_rotates() {
-        let mut fleet: Vec<Snapshot> = ["a", "b", "c"].iter().map(|id| agent(id, &[])).collect();
+        let mut fleet: Vec<Snapshot> = ["c", "a", "b"].iter().map(|id| agent(id, &[])).collect();
+        let mut n = needs(&[]);
         let mut order = Vec::new();
-        for t in 0..6 {
-            let chosen = pick(&needs(&[]), Strategy::RoundRobin, &fleet);
-            fleet
-                .iter_mut()
-                .find(|a| a.id == chosen)
-                .unwrap()
-                .last_assigned_ms = Some(t);
+        for _ in 0..6 {
+            let chosen = pick(&n, Strategy::RoundRobin, &fleet);
+            n.rotation_after = Some(chosen.clone());
             order.push(chosen);
         }
         assert_eq!(order, ["a", "b", "c", "a", "b", "c"]);
+        // A busy agent is passed over, and keeps no turn: the rotation goes on after it.
+        fleet.iter_mut().find(|a| a.id == "b").unwrap().load = 1;
+        n.rotation_after = Some("a".into());
+        assert_eq!(pick(&n, Strategy::RoundRobin, &fleet), "c");
+        // Each capability set rotates on its own.
+        assert_eq!(
+            rotation_key(&["review".into(), "code".into(), "review".into()]),
+            "code,review"
+        );
     }
 }

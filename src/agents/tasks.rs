@@ -35,7 +35,12 @@ pub struct Spec {
 
 impl Spec {
     pub fn read(row: &TaskRow) -> Self {
-        serde_json::from_str(&row.spec).unwrap_or_default()
+        Self::parse(&row.spec)
+    }
+
+    /// From the stored JSON; a spec that does not read is the default.
+    pub fn parse(stored: &str) -> Self {
+        serde_json::from_str(stored).unwrap_or_default()
     }
 }
 
@@ -48,10 +53,31 @@ pub fn event_row(
     actor: &str,
     reason: Option<String>,
 ) -> TaskEventRow {
+    event_of(
+        &row.id,
+        &row.organization_id,
+        from,
+        to,
+        agent_id,
+        actor,
+        reason,
+    )
+}
+
+/// A task event for the transition of task `id` in `org`.
+pub fn event_of(
+    id: &str,
+    org: &str,
+    from: Option<&str>,
+    to: &str,
+    agent_id: Option<&str>,
+    actor: &str,
+    reason: Option<String>,
+) -> TaskEventRow {
     TaskEventRow {
         id: new_id(),
-        task_id: row.id.clone(),
-        organization_id: row.organization_id.clone(),
+        task_id: id.to_string(),
+        organization_id: org.to_string(),
         from_status: from.map(str::to_string),
         to_status: to.to_string(),
         agent_id: agent_id.map(str::to_string),

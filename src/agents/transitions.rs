@@ -15,8 +15,9 @@ use super::model::{Completion, Failure, Progress, ProgressReport, Task, TaskErro
 use super::tasks::{NOT_FOUND, Spec, event_row, find, json_within, view};
 use super::{Agents, announce, dispatch, inbox_uri, task_uri};
 use crate::context::Context as Node;
+use crate::events::Change;
 use crate::service::{ServiceError, ServiceResult};
-use crate::storage::agents::{self as agent_store, AgentRow, Outcome};
+use crate::storage::agents::{self as agent_store, AgentRow, Circuit, Outcome};
 use crate::storage::tasks::{self as store, Decide, Moved, Plan, TaskChanges, TaskRow};
 use crate::tenancy::Principal;
 use crate::tenancy::scopes::Scope;
@@ -261,31 +262,34 @@ pub(super) async fn count(
     let started = before.started_at.or(before.assigned_at);
     let latency = started.map(|s| (crate::storage::now() - s).num_milliseconds().max(0) as f64);
     let (org, task_type) = (&after.organization_id, &after.task_type);
-    if let Err(e) =
-        agent_store::record_outcome(&node.db, org, agent, task_type, outcome, latency, cost).await
+    let circuit = circuit(agents, outcome == Outcome::Completed);
+    if let Err(e) = agent_store::record_outcome(
+        &node.db, org, agent, task_type, outcome, latency, cost, circuit,
+    )
+    .await
     {
         tracing::warn!(error = %e, "cannot count a finished task in its agent's statistics");
     }
-    trip(node, agents, before, outcome == Outcome::Completed).await;
 }
 
-/// The agent's circuit after an outcome: a success closes it, anything else counts
-/// toward opening it.
+/// What an outcome does to the agent's circuit: a success closes it, anything else
+/// counts toward opening it.
+fn circuit(agents: &Agents, success: bool) -> Circuit {
+    let cooldown = chrono::Duration::from_std(agents.config.breaker_cooldown.get())
+        .unwrap_or(chrono::Duration::MAX);
+    Circuit {
+        success,
+        threshold: agents.config.breaker_failures as i32,
+        open_until: crate::storage::now() + cooldown,
+    }
+}
+
+/// The agent's circuit after a task it never took (no statistics to count).
 pub(super) async fn trip(node: &Node, agents: &Agents, before: &TaskRow, success: bool) {
     let Some(agent) = before.agent_id.as_deref() else {
         return;
     };
-    let cooldown = chrono::Duration::from_std(agents.config.breaker_cooldown.get())
-        .unwrap_or(chrono::Duration::MAX);
-    if let Err(e) = agent_store::record_circuit(
-        &node.db,
-        agent,
-        success,
-        agents.config.breaker_failures as i32,
-        crate::storage::now() + cooldown,
-    )
-    .await
-    {
+    if let Err(e) = agent_store::record_circuit(&node.db, agent, circuit(agents, success)).await {
         tracing::warn!(error = %e, "cannot update an agent's circuit");
     }
 }
@@ -494,10 +498,14 @@ pub async fn next(
     }
     let org = principal.organization_id.clone();
     // Listen first, then look: a task assigned in between is not missed.
-    let mut events = crate::events::TenantEvents::subscribe(node, &org)
+    let inbox = inbox_uri(agent_id);
+    let wanted = inbox.clone();
+    let wants = Arc::new(
+        move |change: &Change| matches!(change, Change::ResourceUpdated { uri } if *uri == wanted),
+    );
+    let mut events = crate::events::TenantEvents::subscribe_to(node, &org, wants)
         .await
         .map_err(|e| ServiceError::Internal(format!("cannot follow the agent's inbox: {e}")))?;
-    let inbox = inbox_uri(agent_id);
     let until = tokio::time::Instant::now() + wait;
     loop {
         let assigned = store::of_agent(&node.db, &org, agent_id, &["assigned"]).await?;

@@ -8,6 +8,7 @@ use diesel_async::{AsyncConnection, RunQueryDsl};
 
 use super::schema::{agent_stats, agents};
 use super::{Db, StorageResult};
+use crate::read_conn;
 use crate::with_conn;
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -109,7 +110,7 @@ pub async fn insert(db: &Db, agent: &AgentRow) -> StorageResult<()> {
 }
 
 pub async fn get(db: &Db, org: &str, id: &str) -> StorageResult<Option<AgentRow>> {
-    with_conn!(db, [org, id], |conn| {
+    read_conn!(db, [org, id], |conn| {
         Ok(agents::table
             .filter(agents::organization_id.eq(org).and(agents::id.eq(id)))
             .select(AgentRow::as_select())
@@ -127,7 +128,7 @@ pub async fn list(
     after: Option<&str>,
     limit: i64,
 ) -> StorageResult<Vec<AgentRow>> {
-    with_conn!(db, [org, filter, after], |conn| {
+    read_conn!(db, [org, filter, after], |conn| {
         let mut q = agents::table
             .filter(agents::organization_id.eq(org))
             .select(AgentRow::as_select())
@@ -156,7 +157,7 @@ pub async fn online_active(
     org: &str,
     online_after: chrono::NaiveDateTime,
 ) -> StorageResult<Vec<AgentRow>> {
-    with_conn!(db, [org], |conn| {
+    read_conn!(db, [org], |conn| {
         Ok(agents::table
             .filter(agents::organization_id.eq(org))
             .filter(agents::status.eq("active"))
@@ -281,42 +282,59 @@ pub async fn seen(
     })
 }
 
-/// The circuit after a task the agent finished: a success closes it; a failure or a
+/// What an outcome does to the agent's circuit: a success closes it; a failure or a
 /// timeout counts, and the `threshold`-th in a row opens it until `open_until`.
-pub async fn record_circuit(
-    db: &Db,
-    agent_id: &str,
-    success: bool,
-    threshold: i32,
-    open_until: chrono::NaiveDateTime,
-) -> StorageResult<()> {
-    with_conn!(db, [agent_id], |conn| {
-        let target = agents::table.filter(agents::id.eq(agent_id));
-        if success {
-            diesel::update(target)
-                .set((
-                    agents::consecutive_failures.eq(0),
-                    agents::circuit_open_until.eq(None::<chrono::NaiveDateTime>),
-                ))
-                .execute(conn)
-                .await?;
-        } else {
-            conn.transaction::<_, diesel::result::Error, _>(async move |conn| {
-                let failures: i32 = diesel::update(target)
-                    .set(agents::consecutive_failures.eq(agents::consecutive_failures + 1))
-                    .returning(agents::consecutive_failures)
-                    .get_result(conn)
-                    .await?;
-                if failures >= threshold {
-                    diesel::update(target)
-                        .set(agents::circuit_open_until.eq(Some(open_until)))
-                        .execute(conn)
-                        .await?;
-                }
-                Ok(())
-            })
+#[derive(Debug, Clone, Copy)]
+pub struct Circuit {
+    pub success: bool,
+    pub threshold: i32,
+    pub open_until: chrono::NaiveDateTime,
+}
+
+/// The circuit's writes, inside a transaction (one body for both backends' connections).
+macro_rules! write_circuit {
+    ($conn:ident, $agent_id:expr, $circuit:expr) => {{
+        let target = agents::table.filter(agents::id.eq($agent_id));
+        let circuit: &Circuit = $circuit;
+        if circuit.success {
+            // Nothing to write for a circuit already closed.
+            diesel::update(
+                target.filter(
+                    agents::consecutive_failures
+                        .gt(0)
+                        .or(agents::circuit_open_until.is_not_null()),
+                ),
+            )
+            .set((
+                agents::consecutive_failures.eq(0),
+                agents::circuit_open_until.eq(None::<chrono::NaiveDateTime>),
+            ))
+            .execute($conn)
             .await?;
+        } else {
+            let failures: i32 = diesel::update(target)
+                .set(agents::consecutive_failures.eq(agents::consecutive_failures + 1))
+                .returning(agents::consecutive_failures)
+                .get_result($conn)
+                .await?;
+            if failures >= circuit.threshold {
+                diesel::update(target)
+                    .set(agents::circuit_open_until.eq(Some(circuit.open_until)))
+                    .execute($conn)
+                    .await?;
+            }
         }
+    }};
+}
+
+/// The circuit after a task the agent never accepted (no statistics to count).
+pub async fn record_circuit(db: &Db, agent_id: &str, circuit: Circuit) -> StorageResult<()> {
+    with_conn!(db, [agent_id], |conn| {
+        conn.transaction::<_, diesel::result::Error, _>(async move |conn| {
+            write_circuit!(conn, agent_id, &circuit);
+            Ok(())
+        })
+        .await?;
         Ok(())
     })
 }
@@ -329,7 +347,7 @@ pub async fn stats(
     agent_ids: &[String],
     types: Option<&[String]>,
 ) -> StorageResult<Vec<StatsRow>> {
-    with_conn!(db, [org, agent_ids, types], |conn| {
+    read_conn!(db, [org, agent_ids, types], |conn| {
         let mut rows = Vec::new();
         // Bounded statements: an IN list of a few hundred ids at most.
         for chunk in agent_ids.chunks(500) {
@@ -347,9 +365,10 @@ pub async fn stats(
     })
 }
 
-/// Counts a finished task in the agent's statistics, for all types and for its type.
-/// Each row is bumped before it is read, so two tasks finishing at once are both
-/// counted (the bump locks the row).
+/// Counts a finished task in the agent's statistics, for all types and for its type,
+/// and in its circuit, in one transaction. Each row is bumped before it is read, so two
+/// tasks finishing at once are both counted (the bump locks the row).
+#[allow(clippy::too_many_arguments)]
 pub async fn record_outcome(
     db: &Db,
     org: &str,
@@ -358,11 +377,13 @@ pub async fn record_outcome(
     outcome: Outcome,
     latency_ms: Option<f64>,
     cost_usd: f64,
+    circuit: Circuit,
 ) -> StorageResult<()> {
     let types = [ALL_TYPES.to_string(), task_type.to_string()];
     let types = types.as_slice();
     with_conn!(db, [org, agent_id, types], |conn| {
         conn.transaction::<_, diesel::result::Error, _>(async move |conn| {
+            write_circuit!(conn, agent_id, &circuit);
             let now = super::now();
             for task_type in types.iter() {
                 diesel::insert_into(agent_stats::table)

@@ -258,6 +258,15 @@ diesel::table! {
 }
 
 diesel::table! {
+    agent_rotations (organization_id, capabilities) {
+        organization_id -> Text,
+        capabilities -> Text,
+        last_agent_id -> Text,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
     agent_stats (agent_id, task_type) {
         agent_id -> Text,
         organization_id -> Text,

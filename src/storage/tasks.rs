@@ -9,8 +9,9 @@ use std::sync::Arc;
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, RunQueryDsl};
 
-use super::schema::{agents, task_events, tasks};
+use super::schema::{agent_rotations, agents, task_events, tasks};
 use super::{Db, StorageResult};
+use crate::read_conn;
 use crate::with_conn;
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -151,7 +152,7 @@ pub async fn insert(db: &Db, task: &TaskRow, event: &TaskEventRow) -> StorageRes
 }
 
 pub async fn get(db: &Db, org: &str, id: &str) -> StorageResult<Option<TaskRow>> {
-    with_conn!(db, [org, id], |conn| {
+    read_conn!(db, [org, id], |conn| {
         Ok(tasks::table
             .filter(tasks::organization_id.eq(org).and(tasks::id.eq(id)))
             .select(TaskRow::as_select())
@@ -168,7 +169,7 @@ pub async fn by_idempotency_key(
     creator: &str,
     key: &str,
 ) -> StorageResult<Option<TaskRow>> {
-    with_conn!(db, [org, creator, key], |conn| {
+    read_conn!(db, [org, creator, key], |conn| {
         Ok(tasks::table
             .filter(tasks::organization_id.eq(org))
             .filter(tasks::created_by.eq(creator))
@@ -188,7 +189,7 @@ pub async fn list(
     after: Option<&str>,
     limit: i64,
 ) -> StorageResult<Vec<TaskRow>> {
-    with_conn!(db, [org, filter, after], |conn| {
+    read_conn!(db, [org, filter, after], |conn| {
         let mut q = tasks::table
             .filter(tasks::organization_id.eq(org))
             .select(TaskRow::as_select())
@@ -226,7 +227,7 @@ pub async fn list(
 
 /// A task's events, oldest first.
 pub async fn events(db: &Db, org: &str, task_id: &str) -> StorageResult<Vec<TaskEventRow>> {
-    with_conn!(db, [org, task_id], |conn| {
+    read_conn!(db, [org, task_id], |conn| {
         Ok(task_events::table
             .filter(task_events::organization_id.eq(org))
             .filter(task_events::task_id.eq(task_id))
@@ -239,7 +240,7 @@ pub async fn events(db: &Db, org: &str, task_id: &str) -> StorageResult<Vec<Task
 
 /// Queued tasks pinned to an agent.
 pub async fn pinned_waiting(db: &Db, org: &str, agent_id: &str) -> StorageResult<i64> {
-    with_conn!(db, [org, agent_id], |conn| {
+    read_conn!(db, [org, agent_id], |conn| {
         Ok(tasks::table
             .filter(tasks::organization_id.eq(org))
             .filter(tasks::pinned_agent_id.eq(agent_id))
@@ -252,7 +253,7 @@ pub async fn pinned_waiting(db: &Db, org: &str, agent_id: &str) -> StorageResult
 
 /// Whether the task was ever assigned to the agent.
 pub async fn was_assigned(db: &Db, task_id: &str, agent_id: &str) -> StorageResult<bool> {
-    with_conn!(db, [task_id, agent_id], |conn| {
+    read_conn!(db, [task_id, agent_id], |conn| {
         let n: i64 = task_events::table
             .filter(task_events::task_id.eq(task_id))
             .filter(task_events::agent_id.eq(agent_id))
@@ -264,13 +265,26 @@ pub async fn was_assigned(db: &Db, task_id: &str, agent_id: &str) -> StorageResu
     })
 }
 
+/// What an assignment round reads of a queued task: its routing, not its payload.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = tasks)]
+pub struct QueuedRow {
+    pub id: String,
+    pub organization_id: String,
+    pub task_type: String,
+    /// JSON, as in [`TaskRow::spec`].
+    pub spec: String,
+    pub pinned_agent_id: Option<String>,
+    pub waiting_reason: Option<String>,
+}
+
 /// Queued tasks in the order they are served: highest priority first, then oldest.
-pub async fn queued(db: &Db, org: &str, limit: i64) -> StorageResult<Vec<TaskRow>> {
-    with_conn!(db, [org], |conn| {
+pub async fn queued(db: &Db, org: &str, limit: i64) -> StorageResult<Vec<QueuedRow>> {
+    read_conn!(db, [org], |conn| {
         Ok(tasks::table
             .filter(tasks::organization_id.eq(org))
             .filter(tasks::status.eq("queued"))
-            .select(TaskRow::as_select())
+            .select(QueuedRow::as_select())
             .order((tasks::priority.desc(), tasks::id.asc()))
             .limit(limit)
             .load(conn)
@@ -287,7 +301,7 @@ pub async fn of_agent(
 ) -> StorageResult<Vec<TaskRow>> {
     let statuses: Vec<String> = statuses.iter().map(|s| s.to_string()).collect();
     let statuses = statuses.as_slice();
-    with_conn!(db, [org, agent_id, statuses], |conn| {
+    read_conn!(db, [org, agent_id, statuses], |conn| {
         Ok(tasks::table
             .filter(tasks::organization_id.eq(org))
             .filter(tasks::agent_id.eq(agent_id))
@@ -301,7 +315,7 @@ pub async fn of_agent(
 
 /// The organizations with queued tasks.
 pub async fn organizations_with_queued(db: &Db) -> StorageResult<Vec<String>> {
-    with_conn!(db, |conn| {
+    read_conn!(db, |conn| {
         Ok(tasks::table
             .filter(tasks::status.eq("queued"))
             .select(tasks::organization_id)
@@ -318,7 +332,7 @@ pub async fn past_deadline(
     now: chrono::NaiveDateTime,
     limit: i64,
 ) -> StorageResult<Vec<TaskRow>> {
-    with_conn!(db, |conn| {
+    read_conn!(db, |conn| {
         Ok(tasks::table
             .filter(tasks::status.eq(status))
             .filter(tasks::deadline_at.lt(now))
@@ -336,7 +350,7 @@ pub async fn assigned_to_offline(
     online_after: chrono::NaiveDateTime,
     limit: i64,
 ) -> StorageResult<Vec<TaskRow>> {
-    with_conn!(db, |conn| {
+    read_conn!(db, |conn| {
         Ok(tasks::table
             .inner_join(agents::table.on(agents::id.nullable().eq(tasks::agent_id)))
             .filter(tasks::status.eq("assigned"))
@@ -418,6 +432,8 @@ pub struct Assignment {
     /// The agent's circuit: failures in a row at or past which it takes one task at most.
     pub breaker_failures: i32,
     pub event: TaskEventRow,
+    /// For `round_robin`: the capability set whose rotation now stands at this agent.
+    pub rotation: Option<String>,
 }
 
 /// Assigns a queued task to an agent, or does nothing: `false` when the agent has no
@@ -475,6 +491,26 @@ pub async fn assign(db: &Db, org: &str, a: &Assignment) -> StorageResult<bool> {
                 if moved == 0 {
                     return Err(TxError::Refused("the task is no longer queued".into()));
                 }
+                if let Some(set) = &a.rotation {
+                    diesel::insert_into(agent_rotations::table)
+                        .values((
+                            agent_rotations::organization_id.eq(org),
+                            agent_rotations::capabilities.eq(set),
+                            agent_rotations::last_agent_id.eq(&a.agent_id),
+                            agent_rotations::updated_at.eq(a.now),
+                        ))
+                        .on_conflict((
+                            agent_rotations::organization_id,
+                            agent_rotations::capabilities,
+                        ))
+                        .do_update()
+                        .set((
+                            agent_rotations::last_agent_id.eq(&a.agent_id),
+                            agent_rotations::updated_at.eq(a.now),
+                        ))
+                        .execute(conn)
+                        .await?;
+                }
                 diesel::insert_into(task_events::table)
                     .values(&a.event)
                     .execute(conn)
@@ -487,6 +523,25 @@ pub async fn assign(db: &Db, org: &str, a: &Assignment) -> StorageResult<bool> {
             Err(TxError::Refused(_)) => Ok(false),
             Err(TxError::Db(e)) => Err(e.into()),
         }
+    })
+}
+
+/// Where each `round_robin` rotation of the organization stands: capability set (see
+/// `agents::engine::rotation_key`) to the agent chosen last.
+pub async fn rotations(
+    db: &Db,
+    org: &str,
+) -> StorageResult<std::collections::HashMap<String, String>> {
+    read_conn!(db, [org], |conn| {
+        let rows: Vec<(String, String)> = agent_rotations::table
+            .filter(agent_rotations::organization_id.eq(org))
+            .select((
+                agent_rotations::capabilities,
+                agent_rotations::last_agent_id,
+            ))
+            .load(conn)
+            .await?;
+        Ok(rows.into_iter().collect())
     })
 }
 

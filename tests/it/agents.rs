@@ -856,9 +856,9 @@ async fn strategies_choose_from_a_crafted_fleet(shape: Shape) {
     app.wait_ready().await;
     let t = register(&app, "acme").await;
     let fleet = [
-        json!({ "name": "expert", "capabilities": [{ "name": "review", "proficiency": 0.95 }], "cost": { "per_task_usd": 1.0 }, "max_concurrent_tasks": 4 }),
-        json!({ "name": "cheap", "capabilities": [{ "name": "review", "proficiency": 0.3 }], "cost": { "per_task_usd": 0.01 }, "max_concurrent_tasks": 4 }),
-        json!({ "name": "middle", "capabilities": [{ "name": "review", "proficiency": 0.6 }], "cost": { "per_task_usd": 0.2 }, "max_concurrent_tasks": 4, "tags": ["gpu"] }),
+        json!({ "name": "expert", "capabilities": [{ "name": "review", "proficiency": 0.95 }], "cost": { "per_task_usd": 1.0 }, "max_concurrent_tasks": 8 }),
+        json!({ "name": "cheap", "capabilities": [{ "name": "review", "proficiency": 0.3 }], "cost": { "per_task_usd": 0.01 }, "max_concurrent_tasks": 8 }),
+        json!({ "name": "middle", "capabilities": [{ "name": "review", "proficiency": 0.6 }], "cost": { "per_task_usd": 0.2 }, "max_concurrent_tasks": 8, "tags": ["gpu"] }),
     ];
     let mut ids = HashMap::new();
     for body in fleet {
@@ -885,20 +885,39 @@ async fn strategies_choose_from_a_crafted_fleet(shape: Shape) {
         "the expert costs too much: {capped}"
     );
     assert_eq!(capped["decision"]["strategy"], "capability_match");
-    // Now expert 1 task, cheap 1, middle 1 of 4 each: least_loaded sees a tie broken by
+    // Now expert 1 task, cheap 1, middle 1 of 8 each: least_loaded sees a tie broken by
     // who was assigned least recently (expert).
     assert_eq!(chosen(pick("least_loaded", json!({})).await), "expert");
     // expert 2, cheap 1, middle 1: the least loaded is cheap or middle.
     let ll = chosen(pick("least_loaded", json!({})).await);
     assert!(ll == "cheap" || ll == "middle", "{ll}");
-    // round_robin rotates over all three.
-    let mut seen = std::collections::HashSet::new();
+    // round_robin rotates over all three, in the order of their ids.
+    let mut by_id: Vec<(&String, &String)> = ids.iter().collect();
+    by_id.sort();
+    let rotation: Vec<String> = by_id.iter().map(|(_, name)| (*name).clone()).collect();
+    let mut review = Vec::new();
     for _ in 0..3 {
-        seen.insert(chosen(
+        review.push(chosen(
             pick("round_robin", json!({ "max_cost_usd": 5 })).await,
         ));
     }
-    assert_eq!(seen.len(), 3, "{seen:?}");
+    let at = rotation.iter().position(|n| *n == review[0]).unwrap();
+    let expected: Vec<String> = (0..3).map(|i| rotation[(at + i) % 3].clone()).collect();
+    assert_eq!(review, expected, "the rotation by id: {rotation:?}");
+    // Another capability set (none required) has a rotation of its own: it begins at
+    // the first agent by id, whatever the review rotation did.
+    let any = create_task(
+        &app,
+        &t,
+        json!({ "title": "any", "strategy": "round_robin" }),
+    )
+    .await;
+    assert_eq!(chosen(any), rotation[0]);
+    // And the review rotation goes on where it stood.
+    assert_eq!(
+        chosen(pick("round_robin", json!({ "max_cost_usd": 5 })).await),
+        review[0]
+    );
     let auto = pick("auto", json!({})).await;
     let scores = auto["decision"]["candidates"].as_array().unwrap();
     assert_eq!(scores.len(), 3, "{auto}");

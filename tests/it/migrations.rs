@@ -32,7 +32,8 @@ async fn tables(env: &TestEnv) -> Vec<String> {
 }
 
 /// Every table the migrations create, in name order.
-const TABLES: [&str; 20] = [
+const TABLES: [&str; 21] = [
+    "agent_rotations",
     "agent_stats",
     "agents",
     "api_keys",
