@@ -268,23 +268,13 @@ pub fn choose(
             explored = true;
         }
     }
-    // The rotation's order: the agents after the last one chosen, by id, then the rest.
-    let mut rotation: std::collections::HashMap<&str, usize> = Default::default();
     if strategy == Strategy::RoundRobin {
-        let mut order: Vec<&str> = eligible.iter().map(|a| a.id.as_str()).collect();
-        let last = needs.rotation_after.as_deref();
-        order.sort_unstable_by_key(|id| (last.is_some_and(|last| *id <= last), *id));
-        rotation = order
-            .into_iter()
-            .enumerate()
-            .map(|(i, id)| (id, i))
-            .collect();
+        return Ok(rotate(needs, eligible, strategy));
     }
-    let turn =
-        |a: &Snapshot| -> f64 { -(rotation.get(a.id.as_str()).copied().unwrap_or(0) as f64) };
     let score = |a: &Snapshot| -> f64 {
         match strategy {
-            Strategy::RoundRobin => turn(a),
+            // Chosen by its rotation above, never scored.
+            Strategy::RoundRobin => 0.0,
             Strategy::LeastLoaded => free_share(a) - a.load as f64 * 1e-6,
             Strategy::CapabilityMatch => {
                 proficiency_on(a, &needs.required) + 1e-3 * tag_share(a, &needs.preferred_tags)
@@ -336,6 +326,36 @@ pub fn choose(
         candidates,
         explored,
     })
+}
+
+/// `round_robin`'s choice: the eligible agents after the last one chosen, by id, then the
+/// rest; the first five in that order are the candidates (scored 0, -1, ...). Linear in
+/// the eligible agents: the first five are selected, not the whole order sorted.
+fn rotate(needs: &Needs, mut eligible: Vec<&Snapshot>, strategy: Strategy) -> Decision {
+    let last = needs.rotation_after.as_deref();
+    let in_turn = |a: &&Snapshot, b: &&Snapshot| {
+        let passed = |s: &Snapshot| last.is_some_and(|l| s.id.as_str() <= l);
+        (passed(a), a.id.as_str()).cmp(&(passed(b), b.id.as_str()))
+    };
+    let k = eligible.len().min(5);
+    if eligible.len() > k {
+        eligible.select_nth_unstable_by(k - 1, in_turn);
+    }
+    let mut top = eligible[..k].to_vec();
+    top.sort_by(in_turn);
+    Decision {
+        agent_id: top[0].id.clone(),
+        strategy,
+        candidates: top
+            .iter()
+            .enumerate()
+            .map(|(i, a)| Scored {
+                agent_id: a.id.clone(),
+                score: -(i as f64),
+            })
+            .collect(),
+        explored: false,
+    }
 }
 
 #[cfg(test)]
