@@ -135,7 +135,7 @@ async def gateway(url: str, tool: str, arguments: dict) -> dict:
     return seen
 
 
-async def agent(url: str, agent_id: str) -> dict:
+async def agent(url: str, agent_id: str, ready_path: str) -> dict:
     """An agent on a 2025-11-25 session (its GET stream keeps it online): subscribes to
     its inbox, waits for the notification of new work, takes the task with
     devmesh_task_next, reports progress and completes it."""
@@ -152,8 +152,9 @@ async def agent(url: str, agent_id: str) -> dict:
                 await session.initialize()
                 tools = [t.name for t in (await session.list_tools()).tools]
                 await session.subscribe_resource(inbox)
-                # The test creates the task once this agent shows online.
-                print("ready", file=sys.stderr, flush=True)
+                # The test creates the task once this agent is subscribed and shows online.
+                with open(ready_path, "w") as ready:
+                    ready.write("subscribed")
                 with anyio.fail_after(60):
                     await told.wait()
                 inbox_text = (await session.read_resource(inbox)).contents[0].text
@@ -181,7 +182,7 @@ async def agent(url: str, agent_id: str) -> dict:
 def main() -> None:
     mode, url = sys.argv[1], sys.argv[2]
     if mode == "agent":
-        result = anyio.run(agent, url, sys.argv[3])
+        result = anyio.run(agent, url, sys.argv[3], sys.argv[4])
     elif mode == "gateway":
         result = anyio.run(gateway, url, sys.argv[3], json.loads(sys.argv[4]))
     else:

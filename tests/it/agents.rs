@@ -1379,9 +1379,16 @@ async fn a_python_sdk_agent_on_a_session_stream(shape: Shape) {
     )
     .await;
     let url = app.mcp_url("/mcp");
-    let args = ["agent", url.as_str(), agent.as_str()];
+    let dir = tempfile::tempdir().unwrap();
+    let ready = dir.path().join("subscribed");
+    let ready_arg = ready.to_string_lossy().into_owned();
+    let args = ["agent", url.as_str(), agent.as_str(), ready_arg.as_str()];
     let sdk = crate::mcp_interop::run_sdk_with(&args, &key);
     let driver = async {
+        // Subscribed to its inbox (a task assigned before that would go unheard).
+        wait_until(Duration::from_secs(30), || async { ready.exists() })
+            .await
+            .expect("the Python agent subscribes to its inbox");
         // Online through the session's GET stream alone (it sends no heartbeat).
         wait_until(Duration::from_secs(30), || async {
             let r = call(
