@@ -413,11 +413,25 @@ async fn read_resource(
     call: &Call,
     params: &Map<String, Value>,
 ) -> Result<Value, RpcError> {
-    let uri = required_str(params, "uri")?;
+    read_uri(mcp, call, required_str(params, "uri")?).await
+}
+
+async fn read_uri(mcp: &Mcp, call: &Call, uri: &str) -> Result<Value, RpcError> {
     match mcp.catalog.resource_owner(uri) {
         Some(provider) => provider.read_resource(uri, call).await,
         None => Err(not_found(uri)),
     }
+}
+
+/// Refuses resources the caller may not read (another agent's inbox, a task it was not
+/// given, one that does not exist) with the error reading it gives, as
+/// `resources/subscribe` does: what a `subscriptions/listen` stream names in
+/// `notifications.resourceSubscriptions` must be the caller's to see.
+pub async fn refuse_unreadable(mcp: &Mcp, call: &Call, uris: &[String]) -> Result<(), RpcError> {
+    for uri in uris {
+        read_uri(mcp, call, uri).await?;
+    }
+    Ok(())
 }
 
 async fn get_prompt(

@@ -29,6 +29,9 @@ pub(super) struct Listen {
 /// Most tasks one listen stream follows.
 const MAX_TASK_IDS: usize = 1000;
 
+/// Most resources one listen stream follows (each is read when the stream opens).
+const MAX_RESOURCES: usize = 100;
+
 impl Listen {
     /// `owner` is the caller's, as tasks are (see [`super::tasks`]).
     pub(super) fn parse(
@@ -51,12 +54,28 @@ impl Listen {
         }
         let filter: SubscriptionFilter = serde_json::from_value(wanted)
             .map_err(|e| RpcError::invalid_params(format!("invalid \"notifications\": {e}")))?;
+        let resources = filter.resource_subscriptions.as_ref().map_or(0, Vec::len);
+        if resources > MAX_RESOURCES {
+            return Err(RpcError::invalid_params(format!(
+                "\"notifications.resourceSubscriptions\" names {resources} resources; one stream follows at most {MAX_RESOURCES}"
+            )));
+        }
         Ok(Self {
             filter,
             task_ids,
             owner,
             id,
         })
+    }
+
+    /// The resources it asked to hear of (`notifications.resourceSubscriptions`); each
+    /// must be the caller's to read, as for `resources/subscribe`
+    /// ([`super::engine::refuse_unreadable`]).
+    pub(super) fn resources(&self) -> &[String] {
+        self.filter
+            .resource_subscriptions
+            .as_deref()
+            .unwrap_or_default()
     }
 
     /// The first message of the stream: what the server will send.
@@ -125,13 +144,11 @@ pub(super) async fn follow(
 pub async fn open(
     node: &Context,
     grant: Arc<Grant>,
-    id: Value,
-    params: &Map<String, Value>,
+    listen: Listen,
     held: super::Held,
 ) -> Result<HttpResponse, RpcError> {
     let held = Arc::new(held);
     let principal = grant.principal();
-    let listen = Listen::parse(id, params, super::tasks::owner(&principal))?;
     let events = follow(node, &principal.organization_id).await?;
     let first = sse::event(None, &listen.acknowledgement().to_string());
     let keepalive = sse::keepalive_timer(node.config.mcp.sse_keepalive.get());

@@ -1696,6 +1696,49 @@ async fn a_listen_stream_keeps_an_agent_online_and_tells_it_of_work(shape: Shape
     .await;
     let inbox = format!("devmesh://agents/{agent}/tasks");
     let client = crate::mcp_client::McpClient::new(&app, Some(&key));
+    // A stream hears only of what its caller may read: another agent's inbox, or a
+    // resource that does not exist, is refused as reading it is, and no stream opens.
+    let (other, other_key) = enroll(
+        &app,
+        &t,
+        json!({ "name": "other", "capabilities": [{ "name": "docs" }] }),
+    )
+    .await;
+    let others = format!("devmesh://agents/{other}/tasks");
+    for uri in [others.clone(), "devmesh://tasks/no-such-task".to_string()] {
+        let refused = client
+            .modern(
+                "subscriptions/listen",
+                json!({ "notifications": { "resourceSubscriptions": [inbox, uri] } }),
+            )
+            .await;
+        let error = &refused.message["error"];
+        assert!(error.is_object(), "{uri}: {}", refused.message);
+        assert!(refused.before.is_empty(), "no acknowledgement: {refused:?}");
+        let read = client.modern("resources/read", json!({ "uri": uri })).await;
+        assert_eq!(error["code"], read.message["error"]["code"], "{uri}");
+    }
+    // The same over a WebSocket.
+    let mut ws = ws_client::connect(&app, &key).await;
+    ws.send_text(&ws_client::modern(
+        1,
+        "subscriptions/listen",
+        json!({ "notifications": { "resourceSubscriptions": [others] } }),
+    ))
+    .await;
+    let (refused, before) = ws.answer(1).await;
+    assert!(
+        refused.message()["error"].is_object(),
+        "{:?}",
+        refused.message()
+    );
+    assert!(before.is_empty(), "no acknowledgement: {before:?}");
+    drop(ws);
+    // Its own agent's key may follow it.
+    let theirs = crate::mcp_client::McpClient::new(&app, Some(&other_key))
+        .modern("resources/read", json!({ "uri": others }))
+        .await;
+    assert!(theirs.message["error"].is_null(), "{}", theirs.message);
     let request = crate::mcp_client::modern_request(
         9,
         "subscriptions/listen",

@@ -265,16 +265,24 @@ impl Connection {
                 ))
             }
         })?;
-        if method == "subscriptions/listen" {
-            let owner = crate::mcp::tasks::owner(&self.grant.principal());
-            let listen = Listen::parse(id.clone(), &params, owner)?;
-            self.spawn_listen(listen, id, kind);
-            return Ok(());
-        }
         let speaking = Speaking::Alone {
             version,
             client_capabilities,
         };
+        if method == "subscriptions/listen" {
+            let owner = crate::mcp::tasks::owner(&self.grant.principal());
+            let listen = Listen::parse(id.clone(), &params, owner)?;
+            let (call, _) = Call::start(
+                &self.node,
+                &self.mcp,
+                self.grant.principal(),
+                speaking,
+                &params,
+            )?;
+            crate::mcp::engine::refuse_unreadable(&self.mcp, &call, listen.resources()).await?;
+            self.spawn_listen(listen, id, kind);
+            return Ok(());
+        }
         let call = Call::start(
             &self.node,
             &self.mcp,
