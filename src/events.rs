@@ -8,7 +8,8 @@
 //! wake and parse every other agent's notices.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
@@ -74,27 +75,51 @@ struct Subscriber {
 /// A node's one reader of the tenant events channel and its subscribers, by organization.
 #[derive(Default)]
 pub struct Hub {
-    reading: tokio::sync::OnceCell<()>,
+    /// Whether the reader runs; starting one is serialized by `starting`.
+    reading: AtomicBool,
+    starting: tokio::sync::Mutex<()>,
     subscribers: Mutex<HashMap<String, Vec<Subscriber>>>,
     next_id: std::sync::atomic::AtomicU64,
 }
 
+/// Ends the reader's turn, however it ends (the bus gone, a panic): its subscribers are
+/// let go (their `recv` says `None`) and the next subscriber starts a new reader.
+struct Reading(std::sync::Weak<Hub>);
+
+impl Drop for Reading {
+    fn drop(&mut self) {
+        if let Some(hub) = self.0.upgrade() {
+            hub.subscribers().clear();
+            hub.reading.store(false, Ordering::SeqCst);
+        }
+    }
+}
+
 impl Hub {
-    /// Starts the reader on first use: the bus subscription stands before any subscriber
+    fn subscribers(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<Subscriber>>> {
+        self.subscribers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Starts the reader if none runs: the bus subscription stands before any subscriber
     /// is registered, so a subscriber hears everything published after it subscribed.
     async fn read(self: &Arc<Self>, node: &Context) -> Result<(), PubSubError> {
-        self.reading
-            .get_or_try_init(|| async {
-                let subscription = node.bus.pubsub.subscribe(CHANNEL).await?;
-                node.runtime
-                    .spawn(Self::deliver(Arc::downgrade(self), subscription));
-                Ok::<(), PubSubError>(())
-            })
-            .await?;
+        if self.reading.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        let _starting = self.starting.lock().await;
+        if !self.reading.load(Ordering::SeqCst) {
+            let subscription = node.bus.pubsub.subscribe(CHANNEL).await?;
+            self.reading.store(true, Ordering::SeqCst);
+            node.runtime
+                .spawn(Self::deliver(Arc::downgrade(self), subscription));
+        }
         Ok(())
     }
 
     async fn deliver(hub: std::sync::Weak<Self>, mut subscription: Subscription) {
+        let _reading = Reading(hub.clone());
         while let Some(message) = subscription.recv().await {
             let Some(hub) = hub.upgrade() else { return };
             let event = match serde_json::from_str::<TenantEvent>(&message) {
@@ -104,7 +129,7 @@ impl Hub {
                     continue;
                 }
             };
-            let mut subscribers = hub.subscribers.lock().unwrap();
+            let mut subscribers = hub.subscribers();
             let Some(list) = subscribers.get_mut(&event.organization_id) else {
                 continue;
             };
@@ -125,14 +150,10 @@ impl Hub {
                 subscribers.remove(&event.organization_id);
             }
         }
-        // The bus is gone: so are the subscribers' changes.
-        if let Some(hub) = hub.upgrade() {
-            hub.subscribers.lock().unwrap().clear();
-        }
     }
 
     fn leave(&self, organization_id: &str, id: u64) {
-        let mut subscribers = self.subscribers.lock().unwrap();
+        let mut subscribers = self.subscribers();
         if let Some(list) = subscribers.get_mut(organization_id) {
             list.retain(|s| s.id != id);
             if list.is_empty() {
@@ -168,9 +189,7 @@ impl TenantEvents {
         let id = hub
             .next_id
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        hub.subscribers
-            .lock()
-            .unwrap()
+        hub.subscribers()
             .entry(organization_id.to_string())
             .or_default()
             .push(Subscriber { id, wants, tx });

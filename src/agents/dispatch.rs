@@ -235,7 +235,9 @@ async fn round(node: &Node, agents: &Agents, org: &str) -> StorageResult<()> {
                 });
         }
         let strategy = spec.strategy.unwrap_or(Strategy::Auto);
-        let rotation = if strategy == Strategy::RoundRobin {
+        // A pinned task, or one some agents rejected, takes no turn in the rotation.
+        let rotates = task.pinned_agent_id.is_none() && spec.rejected_by.is_empty();
+        let rotation = if strategy == Strategy::RoundRobin && rotates {
             if rotations.is_none() {
                 rotations = Some(store::rotations(&node.db, org).await?);
             }

@@ -40,7 +40,7 @@ pub async fn insert(db: &Db, key: &ApiKeyRow) -> StorageResult<()> {
 
 /// The key with this lookup prefix, in any organization: authentication starts here.
 pub async fn by_prefix(db: &Db, prefix: &str) -> StorageResult<Option<ApiKeyRow>> {
-    with_conn!(db, [prefix], |conn| {
+    crate::read_conn!(db, [prefix], |conn| {
         Ok(api_keys::table
             .filter(api_keys::prefix.eq(prefix))
             .select(ApiKeyRow::as_select())

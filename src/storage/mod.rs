@@ -436,8 +436,9 @@ impl Db {
     }
 
     /// One round trip to the database.
+    /// On SQLite a read-only connection: readiness does not queue behind the writes.
     pub async fn ping(&self) -> StorageResult<()> {
-        with_conn!(self, |conn| {
+        read_conn!(self, |conn| {
             diesel::sql_query("SELECT 1").execute(conn).await?;
             Ok(())
         })
@@ -482,6 +483,8 @@ fn sqlite_pool(
         pragmas.push_str(" PRAGMA query_only = ON;");
     }
     let mut manager_config = ManagerConfig::<SqliteConn>::default();
+    // No query when a connection is taken: that would run in place on an async worker.
+    manager_config.recycling_method = diesel_async::pooled_connection::RecyclingMethod::Fast;
     let setup_runtime = runtime.clone();
     manager_config.custom_setup = Box::new(move |url| {
         let (url, pragmas) = (url.to_string(), pragmas.clone());

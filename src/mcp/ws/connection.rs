@@ -279,8 +279,7 @@ impl Connection {
                 speaking,
                 &params,
             )?;
-            crate::mcp::engine::refuse_unreadable(&self.mcp, &call, listen.resources()).await?;
-            self.spawn_listen(listen, id, kind);
+            self.spawn_listen(listen, call, id, kind);
             return Ok(());
         }
         let call = Call::start(
@@ -389,15 +388,25 @@ impl Connection {
     }
 
     /// `subscriptions/listen`: notifications tagged with the request's id until the
-    /// client cancels the request or the connection closes.
-    fn spawn_listen(&self, listen: Listen, id: Value, kind: FrameKind) {
+    /// client cancels the request or the connection closes. On its own task, which first
+    /// reads what the stream names (with `call`, as the caller) while the connection goes
+    /// on.
+    fn spawn_listen(&self, listen: Listen, call: Call, id: Value, kind: FrameKind) {
         let token = CancellationToken::new();
         let guard = self.track(&id, token.clone());
         let link = self.link.clone();
         let node = self.node.clone();
         let organization_id = self.grant.principal().organization_id;
+        let mcp = self.mcp.clone();
         self.node.runtime.spawn(async move {
             let _guard = guard;
+            if let Err(e) =
+                crate::mcp::engine::refuse_unreadable(&mcp, &call, listen.resources()).await
+            {
+                link.send(kind, &e.with_id(id).to_message());
+                return;
+            }
+            drop(call);
             let mut events = match listen::follow(&node, &organization_id).await {
                 Ok(events) => events,
                 Err(e) => {
