@@ -346,9 +346,36 @@ pub async fn complete(
             )),
         })
     });
+    finish(
+        node,
+        agents,
+        principal,
+        id,
+        decide,
+        Outcome::Completed,
+        cost,
+    )
+    .await
+}
+
+/// The agent's end of a running task: the transition, then the outcome counted in its
+/// statistics and circuit, and a round for the slot it frees.
+async fn finish(
+    node: &Node,
+    agents: &Arc<Agents>,
+    principal: &Principal,
+    id: &str,
+    decide: Decide,
+    outcome: Outcome,
+    cost: f64,
+) -> ServiceResult<Task> {
     let (before, after) = apply(node, &principal.organization_id, id, decide).await?;
-    metrics::counter!("devmesh_tasks_finished_total", "status" => "completed").increment(1);
-    count(node, agents, &before, &after, Outcome::Completed, cost).await;
+    let status = match outcome {
+        Outcome::Completed => "completed",
+        _ => "failed",
+    };
+    metrics::counter!("devmesh_tasks_finished_total", "status" => status).increment(1);
+    count(node, agents, &before, &after, outcome, cost).await;
     dispatch::run(node, agents, &principal.organization_id).await;
     Ok(view(after))
 }
@@ -419,11 +446,7 @@ pub async fn fail(
             )),
         })
     });
-    let (before, after) = apply(node, &principal.organization_id, id, decide).await?;
-    metrics::counter!("devmesh_tasks_finished_total", "status" => "failed").increment(1);
-    count(node, agents, &before, &after, Outcome::Failed, 0.0).await;
-    dispatch::run(node, agents, &principal.organization_id).await;
-    Ok(view(after))
+    finish(node, agents, principal, id, decide, Outcome::Failed, 0.0).await
 }
 
 /// Any state but a final one `→ cancelled`; the agent hears of it on its inbox.

@@ -348,15 +348,14 @@ async fn dispatch(
                 version,
                 client_capabilities,
             };
+            let mut call = Call::start(ctx, mcp, caller.principal.clone(), speaking, &params)?;
             if method == "subscriptions/listen" {
                 let owner = super::tasks::owner(&caller.principal);
                 let listen = listen::Listen::parse(id, &params, owner)?;
-                let (call, _) = Call::start(ctx, mcp, caller.principal.clone(), speaking, &params)?;
-                super::engine::refuse_unreadable(mcp, &call, listen.resources()).await?;
+                super::engine::refuse_unreadable(mcp, &call.0, listen.resources()).await?;
                 let held = mcp.connection_opened(ctx, &caller.principal);
                 return Ok(listen::open(ctx, caller.grant(mcp), listen, held).await?);
             }
-            let mut call = Call::start(ctx, mcp, caller.principal, speaking, &params)?;
             call.0.param_headers = Some(param_headers(headers)?);
             Ok(respond::run(req, ctx, call, None, id, method, params).await)
         }

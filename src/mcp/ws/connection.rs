@@ -269,19 +269,6 @@ impl Connection {
             version,
             client_capabilities,
         };
-        if method == "subscriptions/listen" {
-            let owner = crate::mcp::tasks::owner(&self.grant.principal());
-            let listen = Listen::parse(id.clone(), &params, owner)?;
-            let (call, _) = Call::start(
-                &self.node,
-                &self.mcp,
-                self.grant.principal(),
-                speaking,
-                &params,
-            )?;
-            self.spawn_listen(listen, call, id, kind);
-            return Ok(());
-        }
         let call = Call::start(
             &self.node,
             &self.mcp,
@@ -289,6 +276,12 @@ impl Connection {
             speaking,
             &params,
         )?;
+        if method == "subscriptions/listen" {
+            let owner = crate::mcp::tasks::owner(&self.grant.principal());
+            let listen = Listen::parse(id.clone(), &params, owner)?;
+            self.spawn_listen(listen, call.0, id, kind);
+            return Ok(());
+        }
         self.spawn_request(call, None, id, kind, method, params);
         Ok(())
     }
