@@ -28,6 +28,7 @@ pub mod postgres;
 pub mod refresh_tokens;
 pub mod schema;
 pub mod settings;
+pub mod sqlite_planner;
 pub mod sqlite_readers;
 pub mod tasks;
 pub mod users;
@@ -43,14 +44,18 @@ use futures_util::FutureExt;
 
 use crate::config::{Config, DatabaseTarget};
 
-/// An SQLite connection whose queries run in place: every storage call runs whole on one
-/// blocking thread ([`with_conn!`]), so a transaction of five statements is one trip to
-/// the blocking pool, not five.
+/// An SQLite connection whose queries run in place: a storage call ([`with_conn!`]) runs
+/// whole, at once, on the thread that makes it ([`at_once`]).
 pub type SqliteConn = SyncConnectionWrapper<SqliteConnection, InPlace>;
 
-/// Runs diesel-async's "blocking" SQLite work where it is asked. Sound only on a thread
-/// that may block: [`with_conn!`] runs every SQLite call inside `spawn_blocking`, and
-/// connections are opened there too.
+/// Runs diesel-async's "blocking" SQLite work where it is asked, on the calling thread.
+///
+/// An SQLite storage call takes microseconds to a few milliseconds of CPU; handing it to
+/// the blocking pool and back cost more than that in thread wake-ups (two per call,
+/// measured with `benches/agents_load.rs`). It can block for longer only where SQLite
+/// waits for a lock (`database.sqlite_busy_timeout`): the writing connection, while
+/// another process (a `devmesh` admin command) writes to the same file. Connections are
+/// opened on a blocking thread.
 pub struct InPlace;
 
 impl diesel_async::sync_connection_wrapper::SpawnBlocking for InPlace {
@@ -258,8 +263,10 @@ pub type StorageResult<T> = Result<T, StorageError>;
 /// and evaluates to the body's `StorageResult`. The body is expanded once per backend, so
 /// it must compile against both.
 ///
-/// The body runs on its own task on the node's runtime ([`Db::run_to_end`]), so it must
-/// own what it uses: the caller's borrowed values it needs are named in brackets,
+/// On PostgreSQL the body runs on its own task on the node's runtime ([`Db::run_to_end`]);
+/// on SQLite at once, in one poll, once the connection is taken ([`at_once`]): either way
+/// a call that has begun runs to its end even if its caller goes. The body must own what
+/// it uses: the caller's borrowed values it needs are named in brackets,
 /// `with_conn!(db, [org, id], |conn| ...)`, and carried in as owned copies ([`Carry`]);
 /// inside, each name is a reference to its copy. Copy values need no mention.
 #[macro_export]
@@ -289,18 +296,15 @@ macro_rules! with_conn {
             }
             $crate::storage::Db::Sqlite(sqlite) => {
                 let pool = sqlite.$pool();
-                db.run_to_end(async move {
-                    let mut pooled = pool
-                        .get()
-                        .await
-                        .map_err($crate::storage::StorageError::from)?;
-                    // The whole call on one blocking thread, its queries in place.
-                    $crate::storage::in_place(move || async move {
-                        $( #[allow(unused_variables)] let $carried = &$carried; )*
-                        let $conn = &mut *pooled;
-                        $body
-                    })
+                let mut pooled = pool
+                    .get()
                     .await
+                    .map_err($crate::storage::StorageError::from)?;
+                // The whole call here, at once: its queries run in place.
+                $crate::storage::at_once(async move {
+                    $( #[allow(unused_variables)] let $carried = &$carried; )*
+                    let $conn = &mut *pooled;
+                    $body
                 })
                 .await
             }
@@ -321,15 +325,18 @@ macro_rules! read_conn {
     };
 }
 
-/// Runs `call` on a blocking thread, driven there to its end: an SQLite storage call,
-/// whose queries run in place ([`InPlace`]).
-pub async fn in_place<T, F>(call: impl FnOnce() -> F + Send + 'static) -> StorageResult<T>
-where
-    T: Send + 'static,
-    F: Future<Output = StorageResult<T>>,
-{
+/// Runs an SQLite storage call, whose queries run in place ([`InPlace`]), to its end in
+/// one poll on the caller's thread: no hop to another thread and back. A call that does
+/// wait on something (none does today) is finished on a blocking thread.
+pub async fn at_once<T: Send + 'static>(
+    call: impl Future<Output = StorageResult<T>> + Send + 'static,
+) -> StorageResult<T> {
+    let mut call = Box::pin(call);
+    if let std::task::Poll::Ready(result) = futures_util::poll!(call.as_mut()) {
+        return result;
+    }
     let runtime = tokio::runtime::Handle::current();
-    tokio::task::spawn_blocking(move || runtime.block_on(call()))
+    tokio::task::spawn_blocking(move || runtime.block_on(call))
         .await
         .map_err(|e| StorageError::Unavailable(format!("a storage call stopped: {e}")))?
 }
@@ -410,6 +417,7 @@ impl Db {
                 }))
             }
             DatabaseTarget::Sqlite(path) => {
+                sqlite_planner::install();
                 let busy = db.sqlite_busy_timeout.get();
                 let pool = sqlite_pool(&path, busy, SQLITE_CONNECTIONS, false, &runtime)?;
                 let read_pool = sqlite_pool(&path, busy, db.max_connections, true, &runtime)?;
