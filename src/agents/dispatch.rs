@@ -171,6 +171,12 @@ pub fn snapshot(
 }
 
 async fn round(node: &Node, agents: &Agents, org: &str) -> StorageResult<()> {
+    // The queue first: a round with nothing queued (a slot freed, none waiting) reads no
+    // agents.
+    let queued = store::queued(&node.db, org, ROUND).await?;
+    if queued.is_empty() {
+        return Ok(());
+    }
     let now = crate::storage::now();
     let rows = agent_store::online_active(&node.db, org, agents.online_after(now)).await?;
     let threshold = agents.config.breaker_failures;
@@ -178,11 +184,10 @@ async fn round(node: &Node, agents: &Agents, org: &str) -> StorageResult<()> {
         .iter()
         .map(|r| snapshot(r, None, threshold, now))
         .collect();
-    let queued = store::queued(&node.db, org, ROUND).await?;
     // With no free slot, only tasks that never said why they wait are looked at (to say
     // it); the others wait as they said until a slot frees, which starts a round.
     let mut free = fleet.iter().any(Snapshot::can_take_one);
-    if queued.is_empty() || (!free && queued.iter().all(|t| t.waiting_reason.is_some())) {
+    if !free && queued.iter().all(|t| t.waiting_reason.is_some()) {
         return Ok(());
     }
     let types: Vec<String> = queued
@@ -211,28 +216,35 @@ async fn round(node: &Node, agents: &Agents, org: &str) -> StorageResult<()> {
         agent.expected_cost =
             expected_cost(row, by_key.get(&(row.id.as_str(), ALL_TYPES)).copied());
     }
+    // Each agent's history per task type, worked out once a round (a p50 sorts).
+    let histories: HashMap<(&str, &str), History> = by_key
+        .iter()
+        .map(|(key, s)| {
+            let history = History {
+                completed: s.completed,
+                finished: s.completed + s.failed + s.timed_out,
+                latency_p50_ms: statistics(s).latency_p50_ms,
+            };
+            (*key, history)
+        })
+        .collect();
     let tuning = Tuning {
         weights: agents.config.weights,
         exploration: agents.config.exploration,
     };
     // Where the round_robin rotations stand, read once a round needs them.
     let mut rotations: Option<HashMap<String, String>> = None;
+    // The round's choices, made in order and written together.
+    let mut planned: Vec<(Assignment, Strategy)> = Vec::new();
     for task in queued {
         if !free && task.waiting_reason.is_some() {
             continue;
         }
         let spec = Spec::parse(&task.spec);
         for agent in &mut fleet {
-            agent.history = by_key
+            agent.history = histories
                 .get(&(agent.id.as_str(), task.task_type.as_str()))
-                .map(|s| {
-                    let st = statistics(s);
-                    History {
-                        completed: s.completed,
-                        finished: s.completed + s.failed + s.timed_out,
-                        latency_p50_ms: st.latency_p50_ms,
-                    }
-                });
+                .copied();
         }
         let strategy = spec.strategy.unwrap_or(Strategy::Auto);
         // A pinned task, or one some agents rejected, takes no turn in the rotation.
@@ -287,27 +299,39 @@ async fn round(node: &Node, agents: &Agents, org: &str) -> StorageResult<()> {
             ),
             rotation: rotation.clone(),
         };
-        if store::assign(&node.db, org, &assignment).await? {
-            if let (Some(set), Some(rotations)) = (rotation, rotations.as_mut()) {
-                rotations.insert(set, decision.agent_id.clone());
-            }
-            if let Some(agent) = fleet.iter_mut().find(|a| a.id == decision.agent_id) {
-                agent.load += 1;
-                agent.last_assigned_ms = Some(now.and_utc().timestamp_millis());
-            }
-            free = fleet.iter().any(Snapshot::can_take_one);
-            metrics::counter!("devmesh_tasks_assigned_total", "strategy" => decision.strategy.as_str()).increment(1);
-            super::announce(
-                node,
-                org,
-                [inbox_uri(&decision.agent_id), task_uri(&task.id)],
-            )
-            .await;
-        } else {
+        // Counted as taken for the choices after it; written with the others below.
+        if let (Some(set), Some(rotations)) = (rotation, rotations.as_mut()) {
+            rotations.insert(set, decision.agent_id.clone());
+        }
+        if let Some(agent) = fleet.iter_mut().find(|a| a.id == decision.agent_id) {
+            agent.load += 1;
+            agent.last_assigned_ms = Some(now.and_utc().timestamp_millis());
+        }
+        free = fleet.iter().any(Snapshot::can_take_one);
+        planned.push((assignment, decision.strategy));
+    }
+    if planned.is_empty() {
+        return Ok(());
+    }
+    let (assignments, strategies): (Vec<Assignment>, Vec<Strategy>) = planned.into_iter().unzip();
+    let made = store::assign_all(&node.db, org, &assignments).await?;
+    for ((assignment, strategy), made) in assignments.iter().zip(strategies).zip(made) {
+        if !made {
             // Another node took the slot or the task: look again with fresh numbers.
             agents.dispatcher.again(org);
-            break;
+            continue;
         }
+        metrics::counter!("devmesh_tasks_assigned_total", "strategy" => strategy.as_str())
+            .increment(1);
+        super::announce(
+            node,
+            org,
+            [
+                inbox_uri(&assignment.agent_id),
+                task_uri(&assignment.task_id),
+            ],
+        )
+        .await;
     }
     Ok(())
 }

@@ -1,7 +1,7 @@
-//! Tasks and their events. Every transition is one transaction that starts by bumping
-//! the task's `version` (which locks its row on PostgreSQL and takes the write lock on
-//! SQLite), then checks the state it found, then writes: never a read-modify-write two
-//! writers could interleave. An assignment is one transaction of two conditional writes:
+//! Tasks and their events. Every transition is one transaction that starts by locking
+//! the task ([`LockTask`]: `FOR UPDATE` on PostgreSQL; on SQLite, the process's one
+//! writing connection), then checks the state it found, then writes (bumping `version`):
+//! never a read-modify-write two writers could interleave. An assignment is one transaction of two conditional writes:
 //! the agent's `load` below its capacity, the task still `queued`.
 
 use std::sync::Arc;
@@ -302,14 +302,19 @@ pub async fn of_agent(
     let statuses: Vec<String> = statuses.iter().map(|s| s.to_string()).collect();
     let statuses = statuses.as_slice();
     read_conn!(db, [org, agent_id, statuses], |conn| {
-        Ok(tasks::table
+        let query = tasks::table
             .filter(tasks::organization_id.eq(org))
             .filter(tasks::agent_id.eq(agent_id))
-            .filter(tasks::status.eq_any(statuses))
             .select(TaskRow::as_select())
             .order((tasks::priority.desc(), tasks::id.asc()))
-            .load(conn)
-            .await?)
+            .into_boxed();
+        // One status is an `=`: a statement that stays prepared (an `IN` list is
+        // prepared again on each call).
+        let query = match statuses.as_slice() {
+            [one] => query.filter(tasks::status.eq(one.clone())),
+            many => query.filter(tasks::status.eq_any(many.to_vec())),
+        };
+        Ok(query.load(conn).await?)
     })
 }
 
@@ -366,6 +371,43 @@ pub async fn assigned_to_offline(
     })
 }
 
+/// Reads a task inside a transaction so that no other writer changes it before the
+/// transaction ends: the row lock that makes a transition a conditional write, never a
+/// read-modify-write that two callers could both make.
+pub(crate) trait LockTask {
+    /// The task, locked until the transaction ends; `None` when there is none.
+    async fn lock_task(&mut self, org: &str, id: &str) -> QueryResult<Option<TaskRow>>;
+}
+
+impl LockTask for diesel_async::AsyncPgConnection {
+    /// `SELECT ... FOR UPDATE`: other transactions wait for this one.
+    async fn lock_task(&mut self, org: &str, id: &str) -> QueryResult<Option<TaskRow>> {
+        tasks::table
+            .filter(tasks::organization_id.eq(org).and(tasks::id.eq(id)))
+            .select(TaskRow::as_select())
+            .for_update()
+            .first(self)
+            .await
+            .optional()
+    }
+}
+
+impl LockTask for super::SqliteConn {
+    /// A plain read: SQLite has one writer, and this process writes on one connection
+    /// only (`storage::SQLITE_CONNECTIONS`), so nothing else writes the row before this
+    /// transaction ends; another process's write in between makes this transaction's
+    /// first write fail (`SQLITE_BUSY_SNAPSHOT`) rather than overwrite it. A read keeps its
+    /// prepared statement; an `UPDATE` is prepared again on every call.
+    async fn lock_task(&mut self, org: &str, id: &str) -> QueryResult<Option<TaskRow>> {
+        tasks::table
+            .filter(tasks::organization_id.eq(org).and(tasks::id.eq(id)))
+            .select(TaskRow::as_select())
+            .first(self)
+            .await
+            .optional()
+    }
+}
+
 /// One transition of a task, decided by `decide` from the task as it is once locked.
 pub async fn transition(db: &Db, org: &str, id: &str, decide: &Decide) -> StorageResult<Moved> {
     with_conn!(db, [org, id, decide], |conn| {
@@ -373,18 +415,12 @@ pub async fn transition(db: &Db, org: &str, id: &str, decide: &Decide) -> Storag
             .transaction::<_, TxError, _>(async move |conn| {
                 let scoped =
                     tasks::table.filter(tasks::organization_id.eq(org).and(tasks::id.eq(id)));
-                let Some(before) = diesel::update(scoped)
-                    .set(tasks::version.eq(tasks::version + 1))
-                    .returning(TaskRow::as_returning())
-                    .get_result(conn)
-                    .await
-                    .optional()?
-                else {
+                let Some(before) = LockTask::lock_task(conn, org, id).await? else {
                     return Ok(None);
                 };
                 let plan = decide(&before).map_err(TxError::Refused)?;
                 let after = diesel::update(scoped)
-                    .set(&plan.changes)
+                    .set((&plan.changes, tasks::version.eq(tasks::version + 1)))
                     .returning(TaskRow::as_returning())
                     .get_result(conn)
                     .await?;
@@ -436,11 +472,13 @@ pub struct Assignment {
     pub rotation: Option<String>,
 }
 
-/// Assigns a queued task to an agent, or does nothing: `false` when the agent has no
-/// free slot (or is not active, or its circuit is open) or the task is no longer queued.
-pub async fn assign(db: &Db, org: &str, a: &Assignment) -> StorageResult<bool> {
-    with_conn!(db, [org, a], |conn| {
-        let result = conn
+/// Assigns a queued task to an agent in one transaction, or does nothing: `false` when
+/// the agent has no free slot (or is not active, or its circuit is open) or the task is
+/// no longer queued. Evaluates to `Result<bool, diesel::result::Error>`.
+macro_rules! write_assignment {
+    ($conn:ident, $org:expr, $a:expr) => {{
+        let (org, a): (&str, &Assignment) = ($org, $a);
+        let result = $conn
             .transaction::<_, TxError, _>(async move |conn| {
                 let took = diesel::update(
                     agents::table
@@ -521,8 +559,23 @@ pub async fn assign(db: &Db, org: &str, a: &Assignment) -> StorageResult<bool> {
         match result {
             Ok(()) => Ok(true),
             Err(TxError::Refused(_)) => Ok(false),
-            Err(TxError::Db(e)) => Err(e.into()),
+            Err(TxError::Db(e)) => Err(e),
         }
+    }};
+}
+
+/// Makes a round's assignments, in order, on one connection: each its own transaction
+/// (as [`write_assignment!`] says), so one refused leaves the others, and no
+/// transaction holds two agents' rows (no lock-order deadlock between nodes). On SQLite
+/// the round takes the one writing connection once, not once per task. Whether each was
+/// made, in order.
+pub async fn assign_all(db: &Db, org: &str, all: &[Assignment]) -> StorageResult<Vec<bool>> {
+    with_conn!(db, [org, all], |conn| {
+        let mut made = Vec::with_capacity(all.len());
+        for a in all.iter() {
+            made.push(write_assignment!(conn, org, a)?);
+        }
+        Ok(made)
     })
 }
 
