@@ -2,7 +2,7 @@
 //! whenever a task is queued, an agent comes online or is activated, or a slot frees;
 //! on one node, one round per organization at a time (a trigger during a round asks for
 //! another, and waits for it); across nodes, rounds may overlap, and the assignment itself (one atomic
-//! conditional write, `storage::tasks::assign`) keeps a task from being assigned twice
+//! conditional write, `storage::assignments::assign_all`) keeps a task from being assigned twice
 //! and an agent from going over capacity.
 
 use std::collections::{HashMap, HashSet};
@@ -16,7 +16,8 @@ use super::{Agents, inbox_uri, task_uri};
 use crate::context::Context as Node;
 use crate::storage::StorageResult;
 use crate::storage::agents::{self as agent_store, ALL_TYPES, AgentRow, StatsRow};
-use crate::storage::tasks::{self as store, Assignment};
+use crate::storage::assignments::{self, Assignment};
+use crate::storage::tasks as store;
 
 /// Queued tasks one round considers, highest priority first.
 const ROUND: i64 = 500;
@@ -234,8 +235,10 @@ async fn round(node: &Node, agents: &Agents, org: &str) -> StorageResult<()> {
     };
     // Where the round_robin rotations stand, read once a round needs them.
     let mut rotations: Option<HashMap<String, String>> = None;
-    // The round's choices, made in order and written together.
-    let mut planned: Vec<(Assignment, Strategy)> = Vec::new();
+    // The round's choices (and the strategy that made each), made in order and written
+    // together.
+    let mut planned: Vec<Assignment> = Vec::new();
+    let mut strategies: Vec<Strategy> = Vec::new();
     for task in queued {
         if !free && task.waiting_reason.is_some() {
             continue;
@@ -251,7 +254,7 @@ async fn round(node: &Node, agents: &Agents, org: &str) -> StorageResult<()> {
         let rotates = task.pinned_agent_id.is_none() && spec.rejected_by.is_empty();
         let rotation = if strategy == Strategy::RoundRobin && rotates {
             if rotations.is_none() {
-                rotations = Some(store::rotations(&node.db, org).await?);
+                rotations = Some(assignments::rotations(&node.db, org).await?);
             }
             Some(engine::rotation_key(&spec.required_capabilities))
         } else {
@@ -308,14 +311,14 @@ async fn round(node: &Node, agents: &Agents, org: &str) -> StorageResult<()> {
             agent.last_assigned_ms = Some(now.and_utc().timestamp_millis());
         }
         free = fleet.iter().any(Snapshot::can_take_one);
-        planned.push((assignment, decision.strategy));
+        planned.push(assignment);
+        strategies.push(decision.strategy);
     }
     if planned.is_empty() {
         return Ok(());
     }
-    let (assignments, strategies): (Vec<Assignment>, Vec<Strategy>) = planned.into_iter().unzip();
-    let made = store::assign_all(&node.db, org, &assignments).await?;
-    for ((assignment, strategy), made) in assignments.iter().zip(strategies).zip(made) {
+    let made = assignments::assign_all(&node.db, org, &planned).await?;
+    for ((assignment, strategy), made) in planned.iter().zip(strategies).zip(made) {
         if !made {
             // Another node took the slot or the task: look again with fresh numbers.
             agents.dispatcher.again(org);

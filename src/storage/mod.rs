@@ -15,6 +15,7 @@
 
 pub mod agents;
 pub mod api_keys;
+pub mod assignments;
 pub mod audit;
 pub mod contexts;
 pub mod gateway;
